@@ -1,0 +1,194 @@
+/**
+ * YAML documents -> validated kinds -> CompiledConfig (immutable). Compile once,
+ * evaluate many: nothing on the Check path ever sees YAML.
+ */
+import { createHash } from 'node:crypto';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { compileAuthn, type AuthnConfig } from '../authn/index.js';
+import { compileAuthz, type AuthzConfig } from '../authz/index.js';
+import { compileExchange, type ExchangeConfig } from '../exchange/index.js';
+import type { Runtime } from '../pipeline/runtime.js';
+import { ConfigError, type ConfigIssue } from './issues.js';
+import { KIND_VERSIONS, type KindDocument, type KindName } from './kinds.js';
+import { loadConfigFiles, type LoadedDocument } from './loader.js';
+import { metadataSchema, ValidationContext } from './schema.js';
+import { DEFAULT_SETTINGS, parseSettings, type Settings } from './settings.js';
+
+export interface CompileContext {
+  readonly settings: Settings;
+  readonly runtime: Runtime;
+  /** Resolve a file path written in `doc` relative to that document's file. */
+  resolvePath(doc: LoadedDocument, p: string): string;
+}
+
+export interface CompiledConfig {
+  readonly settings: Settings;
+  readonly authn: AuthnConfig;
+  readonly authz: AuthzConfig;
+  readonly exchange: ExchangeConfig;
+  /** Content hash of the documents (config_info metric, logs). */
+  readonly hash: string;
+  readonly files: readonly string[];
+  readonly warnings: readonly ConfigIssue[];
+  readonly counts: Readonly<Partial<Record<KindName, number>>>;
+}
+
+export type CompileResult =
+  | { ok: true; config: CompiledConfig; issues: ConfigIssue[] }
+  | { ok: false; issues: ConfigIssue[] };
+
+const TOP_LEVEL = new Set(['apiVersion', 'kind', 'metadata', 'spec', 'status']);
+
+function classify(doc: LoadedDocument, defaultNamespace: string | undefined): KindDocument | { v: ValidationContext } {
+  const v = new ValidationContext(doc);
+  const val = doc.value;
+  for (const k of Object.keys(val)) {
+    if (!TOP_LEVEL.has(k)) v.error([k], `unknown top-level field ${JSON.stringify(k)} (expected apiVersion, kind, metadata, spec)`);
+  }
+  if (!doc.apiVersion) v.error(['apiVersion'], 'required field is missing');
+  if (!doc.kind) v.error(['kind'], 'required field is missing');
+  if (!doc.apiVersion || !doc.kind) return { v };
+  const versions = (KIND_VERSIONS as Record<string, readonly string[] | undefined>)[doc.kind];
+  if (!versions) {
+    v.error(['kind'], `unknown kind ${JSON.stringify(doc.kind)} (known: ${Object.keys(KIND_VERSIONS).join(', ')})`);
+    return { v };
+  }
+  if (!versions.includes(doc.apiVersion)) {
+    v.error(['apiVersion'], `${doc.kind} must have apiVersion ${versions.join(' or ')}, got ${JSON.stringify(doc.apiVersion)}`);
+    return { v };
+  }
+  if (val['metadata'] === undefined) {
+    v.error(['metadata'], 'required field is missing (metadata.name is required)');
+    return { v };
+  }
+  const metadata = metadataSchema.parse(val['metadata'], ['metadata'], v);
+  if (!metadata) return { v };
+  const namespace = metadata.namespace ?? defaultNamespace ?? DEFAULT_SETTINGS.defaultNamespace;
+  return {
+    doc,
+    kind: doc.kind as KindName,
+    metadata,
+    namespace,
+    name: metadata.name,
+    ref: `${namespace}/${metadata.name}`,
+    spec: val['spec'],
+    v,
+  };
+}
+
+/** Compile loaded documents. Never throws for bad input: every problem becomes an issue. */
+export function compileDocuments(
+  documents: readonly LoadedDocument[],
+  runtime: Runtime,
+  files: readonly string[] = [],
+  preIssues: readonly ConfigIssue[] = [],
+): CompileResult {
+  const issues: ConfigIssue[] = [...preIssues];
+  const contexts: ValidationContext[] = [];
+
+  // Settings first: defaultNamespace decides every other document's namespace.
+  let settings: Settings = DEFAULT_SETTINGS;
+  const settingsDocs = documents.filter((d) => d.kind === 'Settings');
+  if (settingsDocs.length > 1) {
+    const v = new ValidationContext(settingsDocs[1]!);
+    v.error(['kind'], `only one Settings document is allowed (first one is in ${settingsDocs[0]!.file} document ${settingsDocs[0]!.index})`);
+    contexts.push(v);
+  }
+  const kinds: KindDocument[] = [];
+  if (settingsDocs[0]) {
+    const k = classify(settingsDocs[0], undefined);
+    contexts.push(k.v);
+    if ('doc' in k) {
+      const s = parseSettings(k.spec, k.v);
+      if (s) settings = s;
+    }
+  }
+  const seen = new Map<string, KindDocument>();
+  for (const d of documents) {
+    if (d.kind === 'Settings') continue;
+    const k = classify(d, settings.defaultNamespace);
+    contexts.push(k.v);
+    if (!('doc' in k)) continue;
+    const key = `${k.kind}:${k.ref}`;
+    const prev = seen.get(key);
+    if (prev) {
+      k.v.error(['metadata', 'name'], `duplicate ${k.kind} ${k.ref} (also defined in ${prev.doc.file} document ${prev.doc.index})`);
+      continue;
+    }
+    seen.set(key, k);
+    kinds.push(k);
+  }
+
+  const byKind = (name: KindName) => kinds.filter((k) => k.kind === name);
+  const cc: CompileContext = {
+    settings,
+    runtime,
+    resolvePath(doc, p) {
+      return isAbsolute(p) ? p : resolve(dirname(doc.file), p);
+    },
+  };
+  runtime.shared.beginGeneration();
+  const authn = compileAuthn(
+    { requestAuthentications: byKind('RequestAuthentication'), credentialValidators: byKind('CredentialValidator') },
+    cc,
+  );
+  const authz = compileAuthz(byKind('AuthorizationPolicy'), cc);
+  const exchange = compileExchange(
+    {
+      tokenExchangePolicies: byKind('TokenExchangePolicy'),
+      securityTokenServices: byKind('SecurityTokenService'),
+      delegationPolicies: byKind('DelegationPolicy'),
+      authn,
+    },
+    cc,
+  );
+  for (const c of contexts) issues.push(...c.issues);
+  if (issues.some((i) => i.severity === 'error')) return { ok: false, issues };
+
+  const hash = createHash('sha256');
+  for (const d of documents) hash.update(`${d.file}\0${d.index}\0${JSON.stringify(d.value)}\0`);
+  const counts: Partial<Record<KindName, number>> = {};
+  for (const k of kinds) counts[k.kind] = (counts[k.kind] ?? 0) + 1;
+  if (settingsDocs.length) counts.Settings = 1;
+  const config: CompiledConfig = Object.freeze({
+    settings,
+    authn,
+    authz,
+    exchange,
+    hash: hash.digest('hex').slice(0, 16),
+    files: Object.freeze([...files]),
+    warnings: Object.freeze(issues.filter((i) => i.severity === 'warning')),
+    counts: Object.freeze(counts),
+  });
+  return { ok: true, config, issues };
+}
+
+/** Load and compile config paths (files or folders). */
+export function loadConfig(paths: readonly string[], runtime: Runtime): CompileResult {
+  const loaded = loadConfigFiles(paths);
+  if (loaded.files.length === 0 && loaded.issues.length === 0) {
+    return {
+      ok: false,
+      issues: [
+        {
+          severity: 'error',
+          file: paths.join(','),
+          line: 1,
+          col: 1,
+          document: 0,
+          kind: '',
+          name: '',
+          field: '(file)',
+          message: 'no *.yaml or *.yml files found',
+        },
+      ],
+    };
+  }
+  return compileDocuments(loaded.documents, runtime, loaded.files, loaded.issues);
+}
+
+export function compileOrThrow(paths: readonly string[], runtime: Runtime): CompiledConfig {
+  const r = loadConfig(paths, runtime);
+  if (!r.ok) throw new ConfigError(r.issues);
+  return r.config;
+}

@@ -1,0 +1,94 @@
+/** The server-wide `Settings` kind (obo-authz.dev/v1alpha1). At most one per config. */
+import { bool, duration, num, obj, record, str, type ValidationContext } from './schema.js';
+
+export interface Settings {
+  /** Policies here apply to every workload (Istio's root namespace). */
+  readonly rootNamespace: string;
+  /** Namespace of documents without metadata.namespace, and of requests with none. */
+  readonly defaultNamespace: string;
+  /** Labels of the workload this instance guards (sidecar mode), used when a request carries none. */
+  readonly workloadLabels: Readonly<Record<string, string>>;
+  /** x-forwarded-for hops to trust when deriving `remote.ip` (Envoy xff_num_trusted_hops). */
+  readonly trustedProxyHops: number;
+  /** Status for ERR_JWKS_UNAVAILABLE: 503 (default, IdP down) or 401 (Envoy's behaviour). */
+  readonly jwksUnavailableStatus: 401 | 503;
+  /** Answer this long before the caller's gRPC deadline with an explicit 503. */
+  readonly deadlineMarginMs: number;
+  /** Deadline used when the caller sends no grpc-timeout (Istio's provider default is 600 s). */
+  readonly defaultTimeoutMs: number;
+  /** After SIGTERM: keep answering (health NOT_SERVING) this long before draining. */
+  readonly shutdownGracePeriodMs: number;
+  /** Opt-in `x-obo-authz-reason` header on denies carrying the reason code. */
+  readonly reasonHeader: boolean;
+  readonly decisionLog: {
+    readonly enabled: boolean;
+    /** Fraction of allowed decisions logged (denies are always logged). */
+    readonly allowSampleRate: number;
+  };
+}
+
+export const DEFAULT_SETTINGS: Settings = Object.freeze({
+  rootNamespace: 'istio-system',
+  defaultNamespace: 'default',
+  workloadLabels: Object.freeze({}),
+  trustedProxyHops: 0,
+  jwksUnavailableStatus: 503,
+  deadlineMarginMs: 20,
+  defaultTimeoutMs: 10_000,
+  shutdownGracePeriodMs: 5_000,
+  reasonHeader: false,
+  decisionLog: Object.freeze({ enabled: true, allowSampleRate: 1 }),
+}) as Settings;
+
+interface SettingsSpec {
+  rootNamespace?: string;
+  defaultNamespace?: string;
+  workloadLabels?: Record<string, string>;
+  trustedProxyHops?: number;
+  jwksUnavailableStatus?: number;
+  deadlineMargin?: number;
+  defaultTimeout?: number;
+  shutdownGracePeriod?: number;
+  reasonHeader?: boolean;
+  decisionLog?: { enabled?: boolean; allowSampleRate?: number };
+}
+
+const NS = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+const settingsSpec = obj<SettingsSpec>({
+  rootNamespace: str({ nonEmpty: true, pattern: NS, patternHint: 'must be a namespace name' }),
+  defaultNamespace: str({ nonEmpty: true, pattern: NS, patternHint: 'must be a namespace name' }),
+  workloadLabels: record(str()),
+  trustedProxyHops: num({ int: true, min: 0, max: 32 }),
+  jwksUnavailableStatus: num({ int: true }),
+  deadlineMargin: duration({ minMs: 0, maxMs: 1000 }),
+  defaultTimeout: duration({ minMs: 1, maxMs: 600_000 }),
+  shutdownGracePeriod: duration({ minMs: 0, maxMs: 600_000 }),
+  reasonHeader: bool(),
+  decisionLog: obj({ enabled: bool(), allowSampleRate: num({ min: 0, max: 1 }) }),
+});
+
+export function parseSettings(spec: unknown, ctx: ValidationContext): Settings | undefined {
+  const s = settingsSpec.parse(spec ?? {}, ['spec'], ctx);
+  if (!s) return undefined;
+  if (s.jwksUnavailableStatus !== undefined && s.jwksUnavailableStatus !== 401 && s.jwksUnavailableStatus !== 503) {
+    ctx.error(['spec', 'jwksUnavailableStatus'], `must be 401 or 503, got ${s.jwksUnavailableStatus}`);
+    return undefined;
+  }
+  const d = DEFAULT_SETTINGS;
+  return Object.freeze({
+    rootNamespace: s.rootNamespace ?? d.rootNamespace,
+    defaultNamespace: s.defaultNamespace ?? d.defaultNamespace,
+    workloadLabels: Object.freeze({ ...(s.workloadLabels ?? {}) }),
+    trustedProxyHops: s.trustedProxyHops ?? d.trustedProxyHops,
+    jwksUnavailableStatus: (s.jwksUnavailableStatus ?? d.jwksUnavailableStatus) as 401 | 503,
+    deadlineMarginMs: s.deadlineMargin ?? d.deadlineMarginMs,
+    defaultTimeoutMs: s.defaultTimeout ?? d.defaultTimeoutMs,
+    shutdownGracePeriodMs: s.shutdownGracePeriod ?? d.shutdownGracePeriodMs,
+    reasonHeader: s.reasonHeader ?? d.reasonHeader,
+    decisionLog: Object.freeze({
+      enabled: s.decisionLog?.enabled ?? d.decisionLog.enabled,
+      allowSampleRate: s.decisionLog?.allowSampleRate ?? d.decisionLog.allowSampleRate,
+    }),
+  });
+}

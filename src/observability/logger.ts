@@ -1,0 +1,32 @@
+/** Structured JSON logs (pino). Credentials are redacted before they get here (redact.ts); pino's redact is a second net. */
+import { pino, type Logger, type DestinationStream } from 'pino';
+
+export type { Logger };
+
+export function createLogger(opts: { level?: string; destination?: DestinationStream } = {}): Logger {
+  const level = opts.level ?? process.env['OBO_AUTHZ_LOG_LEVEL'] ?? 'info';
+  return pino(
+    {
+      name: 'obo-authz',
+      level,
+      base: { service: 'obo-authz' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+      redact: {
+        paths: [
+          '*.authorization',
+          '*.token',
+          '*.subject_token',
+          '*.actor_token',
+          '*.access_token',
+          '*.client_secret',
+          'headers.authorization',
+          'headers.cookie',
+          'headers["x-actor-token"]',
+        ],
+        censor: '[REDACTED]',
+      },
+    },
+    opts.destination,
+  );
+}

@@ -1,0 +1,273 @@
+/**
+ * RequestContext: everything later stages read about one Check, built once from the
+ * decoded CheckRequest. Stages never look at the raw protobuf object.
+ */
+import type { Settings } from '../config/settings.js';
+
+/** The decoded CheckRequest as produced by proto-loader (keepCase, defaults off). */
+export interface RawPeer {
+  address?: { socket_address?: { address?: string; port_value?: number } } | null;
+  service?: string;
+  labels?: Record<string, string>;
+  principal?: string;
+  certificate?: string;
+}
+export interface RawHeaderValue {
+  key?: string;
+  value?: string;
+  raw_value?: Buffer | Uint8Array;
+}
+export interface RawCheckRequest {
+  attributes?: {
+    source?: RawPeer | null;
+    destination?: RawPeer | null;
+    request?: {
+      time?: { seconds?: string | number; nanos?: number } | null;
+      http?: {
+        id?: string;
+        method?: string;
+        headers?: Record<string, string>;
+        path?: string;
+        host?: string;
+        scheme?: string;
+        query?: string;
+        fragment?: string;
+        protocol?: string;
+        header_map?: { headers?: RawHeaderValue[] } | null;
+      } | null;
+    } | null;
+    context_extensions?: Record<string, string>;
+    tls_session?: { sni?: string } | null;
+    metadata_context?: unknown;
+    route_metadata_context?: unknown;
+  } | null;
+}
+
+export interface PeerInfo {
+  /** IP address (no port), '' when unknown. */
+  readonly ip: string;
+  readonly port: number;
+  /** SPIFFE ID from the peer certificate's URI SAN, '' when none. */
+  readonly principal: string;
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+export interface Workload {
+  readonly namespace: string;
+  readonly labels: Readonly<Record<string, string>>;
+  /** False when no label source (context_extensions, destination.labels, Settings) gave any. */
+  readonly hasLabels: boolean;
+  /** context_extensions `gateway` / `service` / `backend`, '' when absent. */
+  readonly gateway: string;
+  readonly service: string;
+  readonly backend: string;
+}
+
+export interface RequestContext {
+  readonly id: string;
+  readonly method: string;
+  /** `:authority` as sent (case preserved; matchers lower-case it). */
+  readonly host: string;
+  /** Path without query or fragment, as Envoy normalized it. */
+  readonly path: string;
+  /** Path including the query (for realms we still strip it, see respond/). */
+  readonly rawPath: string;
+  readonly query: string;
+  readonly queryParams: ReadonlyMap<string, readonly string[]>;
+  readonly scheme: string;
+  readonly protocol: string;
+  /** Lower-case header name -> value (duplicates joined by ','), from `headers` and `header_map`. */
+  readonly headers: ReadonlyMap<string, string>;
+  readonly source: PeerInfo;
+  readonly destination: PeerInfo;
+  /** Client IP after `trustedProxyHops` of x-forwarded-for (Istio `remote.ip`). */
+  readonly remoteIp: string;
+  readonly sni: string;
+  readonly contextExtensions: Readonly<Record<string, string>>;
+  readonly workload: Workload;
+  /** ms since epoch at which the pipeline should answer at the latest (Infinity = none). */
+  readonly deadline: number;
+  /** Lazily parsed cookies. */
+  cookie(name: string): string | undefined;
+  header(name: string): string | undefined;
+}
+
+function decodeURIComponentSafe(s: string): string {
+  try {
+    return decodeURIComponent(s.replace(/\+/g, ' '));
+  } catch {
+    return s;
+  }
+}
+
+export function parseQuery(query: string): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  if (!query) return out;
+  for (const part of query.split('&')) {
+    if (!part) continue;
+    const eq = part.indexOf('=');
+    const k = decodeURIComponentSafe(eq < 0 ? part : part.slice(0, eq));
+    const v = eq < 0 ? '' : decodeURIComponentSafe(part.slice(eq + 1));
+    const list = out.get(k);
+    if (list) list.push(v);
+    else out.set(k, [v]);
+  }
+  return out;
+}
+
+export function parseCookies(header: string | undefined): Map<string, string> {
+  const out = new Map<string, string>();
+  if (!header) return out;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq < 0) continue;
+    const k = part.slice(0, eq).trim();
+    let v = part.slice(eq + 1).trim();
+    if (v.length >= 2 && v.startsWith('"') && v.endsWith('"')) v = v.slice(1, -1);
+    if (k && !out.has(k)) out.set(k, v);
+  }
+  return out;
+}
+
+const SPIFFE_NS = /^spiffe:\/\/[^/]+\/ns\/([^/]+)\/sa\/[^/]+$/;
+
+/** Namespace from a `spiffe://<td>/ns/<ns>/sa/<sa>` principal, '' when it has none. */
+export function namespaceFromPrincipal(principal: string): string {
+  const m = SPIFFE_NS.exec(principal);
+  return m ? m[1]! : '';
+}
+
+function stripIp(addr: string): string {
+  // Envoy sends a bare IP in socket_address.address; tolerate "[v6]" forms too.
+  if (addr.startsWith('[') && addr.includes(']')) return addr.slice(1, addr.indexOf(']'));
+  return addr;
+}
+
+function peerInfo(p: RawPeer | null | undefined): PeerInfo {
+  const sa = p?.address?.socket_address;
+  return {
+    ip: sa?.address ? stripIp(sa.address) : '',
+    port: sa?.port_value ?? 0,
+    principal: p?.principal ?? '',
+    labels: p?.labels ?? {},
+  };
+}
+
+/**
+ * Istio `remote.ip`: with N trusted hops, the N-th address from the right of
+ * x-forwarded-for (Envoy `xff_num_trusted_hops`); with 0, or too few entries, the peer.
+ */
+export function remoteIpFrom(xff: string | undefined, hops: number, peerIp: string): string {
+  if (hops <= 0 || !xff) return peerIp;
+  const parts = xff.split(',').map((s) => s.trim()).filter(Boolean);
+  if (parts.length < hops) return peerIp;
+  return parts[parts.length - hops]!;
+}
+
+export interface BuildOptions {
+  readonly settings: Settings;
+  /** Absolute deadline in ms since epoch; Infinity when the caller set none. */
+  readonly deadline?: number;
+  readonly fallbackId?: string;
+}
+
+export function buildRequestContext(req: RawCheckRequest, opts: BuildOptions): RequestContext {
+  const attrs = req.attributes ?? {};
+  const http = attrs.request?.http ?? {};
+  const headers = new Map<string, string>();
+  const hdrs = http.headers;
+  if (hdrs) {
+    for (const k of Object.keys(hdrs)) {
+      const lk = k.toLowerCase();
+      const prev = headers.get(lk);
+      headers.set(lk, prev === undefined ? hdrs[k]! : `${prev},${hdrs[k]}`);
+    }
+  }
+  // encode_raw_headers: Envoy sends header_map with values in raw_value.
+  const hm = http.header_map?.headers;
+  if (hm && hm.length > 0) {
+    for (const h of hm) {
+      if (!h.key) continue;
+      const lk = h.key.toLowerCase();
+      const v = h.raw_value && h.raw_value.length > 0 ? Buffer.from(h.raw_value).toString('utf8') : (h.value ?? '');
+      const prev = headers.get(lk);
+      headers.set(lk, prev === undefined ? v : `${prev},${v}`);
+    }
+  }
+
+  const method = http.method || headers.get(':method') || '';
+  const host = http.host || headers.get(':authority') || headers.get('host') || '';
+  const rawPath = http.path || headers.get(':path') || '';
+  let path = rawPath;
+  let query = http.query ?? '';
+  const qi = rawPath.indexOf('?');
+  if (qi >= 0) {
+    path = rawPath.slice(0, qi);
+    if (!query) query = rawPath.slice(qi + 1);
+  }
+  const hi = path.indexOf('#');
+  if (hi >= 0) path = path.slice(0, hi);
+  const hq = query.indexOf('#');
+  if (hq >= 0) query = query.slice(0, hq);
+
+  const source = peerInfo(attrs.source);
+  const destination = peerInfo(attrs.destination);
+  const ext = attrs.context_extensions ?? {};
+  const settings = opts.settings;
+
+  const namespace = ext['namespace'] || namespaceFromPrincipal(destination.principal) || settings.defaultNamespace;
+  const labels: Record<string, string> = {};
+  let hasLabels = false;
+  for (const k of Object.keys(ext)) {
+    if (k.startsWith('label.')) {
+      labels[k.slice(6)] = ext[k]!;
+      hasLabels = true;
+    }
+  }
+  for (const [k, v] of Object.entries(destination.labels)) {
+    if (!(k in labels)) labels[k] = v;
+    hasLabels = true;
+  }
+  if (!hasLabels && settings.workloadLabels && Object.keys(settings.workloadLabels).length > 0) {
+    Object.assign(labels, settings.workloadLabels);
+    hasLabels = true;
+  }
+
+  let queryParams: Map<string, string[]> | undefined;
+  let cookies: Map<string, string> | undefined;
+  const ctx: RequestContext = {
+    id: http.id || headers.get('x-request-id') || opts.fallbackId || '',
+    method,
+    host,
+    path,
+    rawPath,
+    query,
+    get queryParams() {
+      return (queryParams ??= parseQuery(query));
+    },
+    scheme: http.scheme || headers.get(':scheme') || 'http',
+    protocol: http.protocol ?? '',
+    headers,
+    source,
+    destination,
+    remoteIp: remoteIpFrom(headers.get('x-forwarded-for'), settings.trustedProxyHops, source.ip),
+    sni: attrs.tls_session?.sni ?? '',
+    contextExtensions: ext,
+    workload: {
+      namespace,
+      labels,
+      hasLabels,
+      gateway: ext['gateway'] ?? '',
+      service: ext['service'] ?? '',
+      backend: ext['backend'] ?? '',
+    },
+    deadline: opts.deadline ?? Infinity,
+    cookie(name: string) {
+      return (cookies ??= parseCookies(headers.get('cookie'))).get(name);
+    },
+    header(name: string) {
+      return headers.get(name);
+    },
+  };
+  return ctx;
+}

@@ -1,0 +1,22 @@
+/** The Decision: the value every Check ends in, turned into a CheckResponse by respond/. */
+import type { ReasonCode } from '../errors/codes.js';
+import type { Identity } from './identity.js';
+import type { DecisionAttribution, Trace, UpstreamMutations } from './state.js';
+
+export interface Decision {
+  readonly allow: boolean;
+  readonly reason: ReasonCode;
+  /** HTTP status for a deny; 200 for allow (not sent). */
+  readonly httpStatus: number;
+  /** Deny body (Envoy's exact strings); '' for allow. */
+  readonly body: string;
+  readonly denyHeaders: ReadonlyArray<readonly [string, string]>;
+  readonly upstream: UpstreamMutations;
+  readonly attribution: DecisionAttribution;
+  readonly identity: Identity | null;
+  readonly actor: Identity | null;
+  /** Internal, secret-free explanation (logs, --explain). */
+  readonly message: string;
+  readonly trace: Trace | null;
+  readonly requestId: string;
+}

@@ -1,0 +1,167 @@
+/**
+ * One Check, start to finish. The phases run in order; each either lets the request go
+ * on or returns a Deny value. The result is always a Decision: an exception anywhere
+ * becomes ERR_INTERNAL (a deny), and a Check that would outlive its deadline is answered
+ * with an explicit 503 (ERR_DEADLINE) before Envoy's own timeout fires.
+ */
+import { authenticate } from '../authn/index.js';
+import { authorize } from '../authz/index.js';
+import type { CompiledConfig } from '../config/compile.js';
+import { ENVOY_BODIES, REASONS, type ReasonCode } from '../errors/codes.js';
+import { exchange } from '../exchange/index.js';
+import { sanitizeRemoteText } from '../observability/redact.js';
+import { buildRequestContext, type RawCheckRequest, type RequestContext } from './context.js';
+import type { Decision } from './decision.js';
+import type { Runtime } from './runtime.js';
+import { Trace, UpstreamMutations, type CheckState, type Deny } from './state.js';
+
+export interface EvaluateOptions {
+  /** Absolute deadline (ms since epoch) from grpc-timeout; undefined = Settings.defaultTimeout. */
+  readonly deadline?: number;
+  readonly explain?: boolean;
+}
+
+const DEFAULT_BODIES: Partial<Record<ReasonCode, string>> = {
+  ERR_RBAC_DENIED: ENVOY_BODIES.RBAC_DENIED,
+  ERR_DEADLINE: 'ext_authz: deadline exceeded',
+  ERR_UNAVAILABLE: 'ext_authz: service unavailable',
+  ERR_INTERNAL: 'ext_authz: internal error',
+  ERR_BAD_REQUEST: 'ext_authz: bad request',
+};
+
+function isPromise<T>(v: T | Promise<T>): v is Promise<T> {
+  return typeof (v as { then?: unknown })?.then === 'function';
+}
+
+async function runStages(state: CheckState, cfg: CompiledConfig): Promise<Deny | null> {
+  // phase 2: authenticate (jwtRules and the credential chain) -> state.identity
+  let r = authenticate(state, cfg.authn);
+  let d = isPromise(r) ? await r : r;
+  if (d) return d;
+  // phase 3: authorize (AuthorizationPolicy DENY -> ALLOW, AUDIT logged)
+  d = authorize(state, cfg.authz);
+  if (d) return d;
+  // phase 4: exchange (RFC 8693 on-behalf-of) -> upstream Authorization
+  r = exchange(state, cfg.exchange);
+  d = isPromise(r) ? await r : r;
+  return d;
+}
+
+function toDecision(state: CheckState, d: Deny | null, requestId: string): Decision {
+  if (!d) {
+    return {
+      allow: true,
+      reason: 'OK',
+      httpStatus: 200,
+      body: '',
+      denyHeaders: [],
+      upstream: state.upstream,
+      attribution: state.attribution,
+      identity: state.identity,
+      actor: state.actor,
+      message: 'allowed',
+      trace: state.trace,
+      requestId,
+    };
+  }
+  const info = REASONS[d.reason];
+  if (d.policy !== undefined) state.attribution.policy = d.policy;
+  if (d.rule !== undefined) state.attribution.rule = d.rule;
+  return {
+    allow: false,
+    reason: d.reason,
+    httpStatus: d.status ?? info.http,
+    body: d.body ?? DEFAULT_BODIES[d.reason] ?? '',
+    denyHeaders: d.headers ?? [],
+    upstream: state.upstream,
+    attribution: state.attribution,
+    identity: state.identity,
+    actor: state.actor,
+    message: d.message,
+    trace: state.trace,
+    requestId,
+  };
+}
+
+function internalDecision(reason: ReasonCode, message: string, requestId: string, trace: Trace | null): Decision {
+  return {
+    allow: false,
+    reason,
+    httpStatus: REASONS[reason].http,
+    body: DEFAULT_BODIES[reason] ?? '',
+    denyHeaders: [],
+    upstream: new UpstreamMutations(),
+    attribution: {},
+    identity: null,
+    actor: null,
+    message,
+    trace,
+    requestId,
+  };
+}
+
+/** Evaluate one CheckRequest against a compiled config. Never throws, never allows on error. */
+export async function evaluate(
+  raw: RawCheckRequest,
+  cfg: CompiledConfig | null,
+  runtime: Runtime,
+  opts: EvaluateOptions = {},
+): Promise<Decision> {
+  const trace = opts.explain ? new Trace() : null;
+  if (!cfg) return internalDecision('ERR_UNAVAILABLE', 'no configuration loaded', '', trace);
+  const now = runtime.now();
+  const settings = cfg.settings;
+  const callerDeadline = opts.deadline ?? now + settings.defaultTimeoutMs;
+  // Answer `deadlineMargin` before the caller gives up, so Envoy gets our explicit 503.
+  const answerBy = callerDeadline - settings.deadlineMarginMs;
+
+  let ctx: RequestContext;
+  try {
+    // phase 1: build the RequestContext once
+    ctx = buildRequestContext(raw, { settings, deadline: answerBy });
+  } catch (e) {
+    runtime.logger.error({ err: sanitizeRemoteText(String(e)) }, 'cannot build request context');
+    return internalDecision('ERR_INTERNAL', 'cannot build request context', '', trace);
+  }
+  const requestId = ctx.id;
+  if (answerBy - now <= 0) {
+    return internalDecision('ERR_DEADLINE', 'deadline already passed on arrival', requestId, trace);
+  }
+
+  const abort = new AbortController();
+  const state: CheckState = {
+    ctx,
+    runtime,
+    signal: abort.signal,
+    trace,
+    identity: null,
+    identities: [],
+    actor: null,
+    upstream: new UpstreamMutations(),
+    attribution: {},
+  };
+  trace?.add('context', `workload namespace=${ctx.workload.namespace} labels=${JSON.stringify(ctx.workload.labels)}${ctx.workload.hasLabels ? '' : ' (none: selector policies apply)'}`);
+
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const work = runStages(state, cfg).then(
+      (d) => toDecision(state, d, requestId),
+      (e: unknown) => {
+        runtime.logger.error({ requestId, err: sanitizeRemoteText(e instanceof Error ? `${e.name}: ${e.message}` : String(e)) }, 'internal error in pipeline');
+        trace?.add('respond', 'internal error: denied (fail closed)');
+        return internalDecision('ERR_INTERNAL', 'internal error in pipeline', requestId, trace);
+      },
+    );
+    const timeout = new Promise<Decision>((resolve) => {
+      timer = setTimeout(() => {
+        abort.abort(new Error('check deadline'));
+        trace?.add('respond', 'deadline reached before a decision: 503');
+        resolve(internalDecision('ERR_DEADLINE', 'deadline reached before a decision', requestId, trace));
+      }, Math.max(0, answerBy - now));
+      timer.unref?.();
+    });
+    return await Promise.race([work, timeout]);
+  } finally {
+    if (timer) clearTimeout(timer);
+  }
+}

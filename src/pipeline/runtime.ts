@@ -1,0 +1,63 @@
+/**
+ * Long-lived collaborators injected into every stage: the clock, the network, the
+ * logger, metrics and a registry of resources that survive config reloads (JWKS
+ * sources, STS clients, caches), keyed so a reload with the same settings reuses them.
+ */
+import type { Logger } from 'pino';
+import type { Metrics } from '../observability/metrics.js';
+
+export type FetchLike = (input: string | URL, init?: RequestInit) => Promise<Response>;
+
+export interface Runtime {
+  /** Milliseconds since epoch. Tests inject a controllable clock. */
+  now(): number;
+  readonly fetch: FetchLike;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly shared: SharedResources;
+}
+
+export class SharedResources {
+  private readonly map = new Map<string, { value: unknown; generation: number }>();
+  private generation = 0;
+
+  /** Get the resource under `key`, creating it on first use; marks it used by the current generation. */
+  get<T>(key: string, create: () => T): T {
+    const hit = this.map.get(key);
+    if (hit) {
+      hit.generation = this.generation;
+      return hit.value as T;
+    }
+    const value = create();
+    this.map.set(key, { value, generation: this.generation });
+    return value;
+  }
+
+  /** Start compiling a new config: resources not touched by it are released by `sweep`. */
+  beginGeneration(): void {
+    this.generation++;
+  }
+
+  /** Dispose resources the newest config no longer uses (bounded: no growth across reloads). */
+  sweep(): void {
+    for (const [k, v] of this.map) {
+      if (v.generation !== this.generation) {
+        const d = v.value as { dispose?: () => void };
+        if (typeof d?.dispose === 'function') d.dispose();
+        this.map.delete(k);
+      }
+    }
+  }
+
+  disposeAll(): void {
+    for (const v of this.map.values()) {
+      const d = v.value as { dispose?: () => void };
+      if (typeof d?.dispose === 'function') d.dispose();
+    }
+    this.map.clear();
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+}

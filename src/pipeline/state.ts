@@ -1,0 +1,83 @@
+/**
+ * The mutable per-Check state threaded through the pipeline stages, and the `Deny`
+ * value a stage returns to stop it. Stages never throw to deny.
+ */
+import type { ReasonCode } from '../errors/codes.js';
+import type { RequestContext } from './context.js';
+import type { Identity } from './identity.js';
+import type { Runtime } from './runtime.js';
+
+export type StageName = 'context' | 'authn' | 'authz' | 'exchange' | 'respond';
+
+/** `check --explain` trace; null on the hot path so no strings are built. */
+export class Trace {
+  readonly entries: { stage: StageName; message: string }[] = [];
+  add(stage: StageName, message: string): void {
+    this.entries.push({ stage, message });
+  }
+}
+
+/** What to do to the request before it goes upstream (on allow). */
+export class UpstreamMutations {
+  /** lower-case header name -> value; set with overwrite. */
+  readonly set = new Map<string, string>();
+  /** lower-case header names to remove; a header also in `set` is never removed (DESIGN.md §3). */
+  readonly remove = new Set<string>();
+  readonly removeQuery = new Set<string>();
+  /** Headers added to the downstream response on allow. */
+  readonly responseAdd = new Map<string, string>();
+
+  setHeader(name: string, value: string): void {
+    this.set.set(name.toLowerCase(), value);
+  }
+  removeHeader(name: string): void {
+    this.remove.add(name.toLowerCase());
+  }
+}
+
+/** A stage's answer that stops the pipeline with a deny. */
+export interface Deny {
+  readonly reason: ReasonCode;
+  /** Body sent downstream (Envoy's exact strings); defaults per status in respond/. */
+  readonly body?: string;
+  /** HTTP status override (e.g. ERR_JWKS_UNAVAILABLE switched back to Envoy's 401). */
+  readonly status?: number;
+  /** Headers on the deny response (e.g. www-authenticate). */
+  readonly headers?: ReadonlyArray<readonly [string, string]>;
+  /** Internal, secret-free explanation for logs and --explain. */
+  readonly message: string;
+  readonly policy?: string;
+  readonly rule?: number;
+}
+
+export interface DecisionAttribution {
+  /** `namespace/name` of the policy that decided (authz), or that applied (exchange). */
+  policy?: string;
+  rule?: number;
+  /** Policies that matched in AUDIT mode or dry-run (shadow) mode. */
+  audit?: string[];
+  shadow?: { policy: string; rule?: number; wouldDeny: boolean }[];
+  exchangePolicy?: string;
+  audience?: string;
+  exchangeCache?: 'hit' | 'miss';
+}
+
+export interface CheckState {
+  readonly ctx: RequestContext;
+  readonly runtime: Runtime;
+  /** Aborted when the Check's deadline passes; pass it to every remote call. */
+  readonly signal: AbortSignal;
+  readonly trace: Trace | null;
+  /** Primary authenticated identity (`request.auth.*`), null when anonymous. */
+  identity: Identity | null;
+  /** Every identity admitted (e.g. several jwtRules tokens); identity is identities[0]. */
+  readonly identities: Identity[];
+  /** The validated actor (delegation), when any. */
+  actor: Identity | null;
+  readonly upstream: UpstreamMutations;
+  readonly attribution: DecisionAttribution;
+}
+
+export function deny(reason: ReasonCode, message: string, extra: Omit<Deny, 'reason' | 'message'> = {}): Deny {
+  return { reason, message, ...extra };
+}

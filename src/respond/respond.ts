@@ -1,0 +1,145 @@
+/**
+ * Decision -> CheckResponse (DESIGN.md §3). Allow: status.code 0 and ok_response with
+ * headers set by overwrite (both `append: false` and OVERWRITE_IF_EXISTS_OR_ADD, which
+ * every Envoy version honours) and headers_to_remove. A header that is set is never also
+ * listed for removal: Envoy applies removals after sets, so that would drop it. Deny:
+ * non-zero status and an explicit denied_response (never error_response, which follows
+ * failure_mode_allow).
+ */
+import { REASONS } from '../errors/codes.js';
+import type { Decision } from '../pipeline/decision.js';
+
+export const OVERWRITE_IF_EXISTS_OR_ADD = 2;
+export const REASON_HEADER = 'x-obo-authz-reason';
+
+export interface HeaderValueOption {
+  header: { key: string; value: string };
+  append: { value: boolean };
+  append_action: number;
+}
+
+export interface CheckResponseObject {
+  status: { code: number; message: string };
+  ok_response?: {
+    headers: HeaderValueOption[];
+    headers_to_remove: string[];
+    response_headers_to_add: HeaderValueOption[];
+    query_parameters_to_remove: string[];
+  };
+  denied_response?: {
+    status: { code: number };
+    headers: HeaderValueOption[];
+    body: string;
+  };
+  dynamic_metadata: StructObject;
+}
+
+type ValueObject =
+  | { string_value: string }
+  | { number_value: number }
+  | { bool_value: boolean }
+  | { struct_value: StructObject }
+  | { list_value: { values: ValueObject[] } };
+export interface StructObject {
+  fields: Record<string, ValueObject>;
+}
+
+function toValue(v: unknown): ValueObject {
+  if (typeof v === 'string') return { string_value: v };
+  if (typeof v === 'number') return { number_value: v };
+  if (typeof v === 'boolean') return { bool_value: v };
+  if (Array.isArray(v)) return { list_value: { values: v.map(toValue) } };
+  if (v && typeof v === 'object') return { struct_value: toStruct(v as Record<string, unknown>) };
+  return { string_value: String(v) };
+}
+
+export function toStruct(o: Record<string, unknown>): StructObject {
+  const fields: Record<string, ValueObject> = {};
+  for (const [k, v] of Object.entries(o)) if (v !== undefined && v !== null) fields[k] = toValue(v);
+  return { fields };
+}
+
+/** RFC 9110 field-value: no CR, LF or NUL (Envoy rejects them; they would allow header injection). */
+const INVALID_HEADER_VALUE = /[\r\n\0]/;
+const VALID_HEADER_NAME = /^:?[!#$%&'*+\-.^_`|~0-9a-z]+$/;
+
+export function isValidHeaderValue(v: string): boolean {
+  return !INVALID_HEADER_VALUE.test(v);
+}
+export function isValidHeaderName(n: string): boolean {
+  return VALID_HEADER_NAME.test(n);
+}
+
+function hvo(key: string, value: string): HeaderValueOption {
+  return { header: { key, value }, append: { value: false }, append_action: OVERWRITE_IF_EXISTS_OR_ADD };
+}
+
+/** Dynamic metadata (under envoy.filters.http.ext_authz in Envoy): reason, policy, rule, subject. Never a token. */
+export function decisionMetadata(d: Decision): Record<string, unknown> {
+  const m: Record<string, unknown> = { decision: d.allow ? 'allow' : 'deny', reason: d.reason };
+  if (d.attribution.policy) m['policy'] = d.attribution.policy;
+  if (d.attribution.rule !== undefined) m['rule'] = d.attribution.rule;
+  if (d.identity) m['principal'] = d.identity.principal;
+  if (d.actor) m['actor'] = d.actor.principal;
+  if (d.attribution.exchangePolicy) m['exchange_policy'] = d.attribution.exchangePolicy;
+  if (d.attribution.audience) m['audience'] = d.attribution.audience;
+  if (d.requestId) m['request_id'] = d.requestId;
+  return m;
+}
+
+export interface RespondOptions {
+  readonly reasonHeader: boolean;
+}
+
+/**
+ * Build the CheckResponse. Returns a deny (ERR_BAD_REQUEST) instead of an allow whose
+ * header values could not be sent safely.
+ */
+export function toCheckResponse(d: Decision, opts: RespondOptions): CheckResponseObject {
+  const metadata = toStruct(decisionMetadata(d));
+  if (d.allow) {
+    const headers: HeaderValueOption[] = [];
+    for (const [k, v] of d.upstream.set) {
+      if (!isValidHeaderName(k) || !isValidHeaderValue(v)) {
+        return denyResponse(400, REASONS.ERR_BAD_REQUEST.grpc, 'ext_authz: bad request', [], 'ERR_BAD_REQUEST', opts, {
+          fields: { ...metadata.fields, decision: { string_value: 'deny' }, reason: { string_value: 'ERR_BAD_REQUEST' } },
+        });
+      }
+      headers.push(hvo(k, v));
+    }
+    const remove: string[] = [];
+    for (const k of d.upstream.remove) if (!d.upstream.set.has(k)) remove.push(k);
+    const responseAdd: HeaderValueOption[] = [];
+    for (const [k, v] of d.upstream.responseAdd) if (isValidHeaderValue(v)) responseAdd.push(hvo(k, v));
+    return {
+      status: { code: 0, message: '' },
+      ok_response: {
+        headers,
+        headers_to_remove: remove,
+        response_headers_to_add: responseAdd,
+        query_parameters_to_remove: [...d.upstream.removeQuery],
+      },
+      dynamic_metadata: metadata,
+    };
+  }
+  return denyResponse(d.httpStatus, REASONS[d.reason].grpc || 7, d.body, d.denyHeaders, d.reason, opts, metadata);
+}
+
+function denyResponse(
+  http: number,
+  grpc: number,
+  body: string,
+  headers: ReadonlyArray<readonly [string, string]>,
+  reason: string,
+  opts: RespondOptions,
+  metadata: StructObject,
+): CheckResponseObject {
+  const hs = headers.filter(([, v]) => isValidHeaderValue(v)).map(([k, v]) => hvo(k, v));
+  if (opts.reasonHeader) hs.push(hvo(REASON_HEADER, reason));
+  return {
+    // A non-zero status denies; never 0 here, whatever the table says.
+    status: { code: grpc === 0 ? 7 : grpc, message: reason },
+    denied_response: { status: { code: http }, headers: hs, body },
+    dynamic_metadata: metadata,
+  };
+}
