@@ -1,0 +1,115 @@
+/**
+ * Which workloads a namespaced policy applies to (Istio scoping, DESIGN.md §1): documents
+ * in the root namespace apply everywhere, others to their own namespace; `selector`
+ * (matchLabels) and `targetRefs` (Gateway / Service by name) narrow that. Shared by
+ * RequestAuthentication, AuthorizationPolicy and TokenExchangePolicy.
+ */
+import type { Workload } from '../pipeline/context.js';
+import type { KindDocument } from './kinds.js';
+import { list, obj, record, str, type Schema } from './schema.js';
+import type { Settings } from './settings.js';
+
+export interface TargetRef {
+  readonly group: string;
+  readonly kind: 'Gateway' | 'Service' | 'ServiceEntry' | 'GatewayClass';
+  readonly name: string;
+  readonly namespace?: string;
+}
+
+export interface CompiledScope {
+  /** Namespace of the document. */
+  readonly namespace: string;
+  readonly isRoot: boolean;
+  readonly matchLabels: Readonly<Record<string, string>> | null;
+  readonly targetRefs: readonly TargetRef[] | null;
+}
+
+interface RawTargetRef {
+  group?: string;
+  kind?: string;
+  name?: string;
+  namespace?: string;
+}
+
+const targetRefSchema: Schema<RawTargetRef> = obj<RawTargetRef>(
+  { group: str(), kind: str({ nonEmpty: true }), name: str({ nonEmpty: true }), namespace: str() },
+  { required: ['kind', 'name'] },
+);
+const selectorSchema = obj<{ matchLabels?: Record<string, string> }>({ matchLabels: record(str()) });
+
+const KNOWN_TARGET_KINDS = new Set(['Gateway', 'Service', 'ServiceEntry', 'GatewayClass']);
+
+/**
+ * Parse `spec.selector`, `spec.targetRef` and `spec.targetRefs` of a document. Reports
+ * Istio's validation errors (selector together with targetRef(s); unsupported kinds).
+ */
+export function parseScope(k: KindDocument, spec: Record<string, unknown>, settings: Settings): CompiledScope {
+  let matchLabels: Record<string, string> | null = null;
+  let targetRefs: TargetRef[] | null = null;
+  if (spec['selector'] !== undefined && spec['selector'] !== null) {
+    const sel = selectorSchema.parse(spec['selector'], ['spec', 'selector'], k.v);
+    if (sel?.matchLabels && Object.keys(sel.matchLabels).length > 0) matchLabels = sel.matchLabels;
+  }
+  const refsRaw: { path: (string | number)[]; value: unknown }[] = [];
+  if (spec['targetRef'] !== undefined && spec['targetRef'] !== null) refsRaw.push({ path: ['spec', 'targetRef'], value: spec['targetRef'] });
+  if (spec['targetRefs'] !== undefined && spec['targetRefs'] !== null) {
+    const l = list(targetRefSchema).parse(spec['targetRefs'], ['spec', 'targetRefs'], k.v);
+    if (l) l.forEach((_, i) => refsRaw.push({ path: ['spec', 'targetRefs', i], value: (spec['targetRefs'] as unknown[])[i] }));
+  }
+  if (refsRaw.length > 0) {
+    if (matchLabels) k.v.error(['spec', 'selector'], 'only one of selector or targetRef/targetRefs may be set');
+    if (spec['targetRef'] && spec['targetRefs']) k.v.error(['spec', 'targetRef'], 'only one of targetRef or targetRefs may be set');
+    targetRefs = [];
+    for (const r of refsRaw) {
+      const t = targetRefSchema.parse(r.value, r.path, k.v);
+      if (!t) continue;
+      if (!KNOWN_TARGET_KINDS.has(t.kind!)) {
+        k.v.error([...r.path, 'kind'], `unsupported targetRef kind ${JSON.stringify(t.kind)} (Gateway, Service, ServiceEntry or GatewayClass)`);
+        continue;
+      }
+      if (t.namespace && t.namespace !== k.namespace) {
+        k.v.error([...r.path, 'namespace'], `targetRef namespace must equal the policy's namespace ${JSON.stringify(k.namespace)}`);
+        continue;
+      }
+      targetRefs.push({ group: t.group ?? '', kind: t.kind as TargetRef['kind'], name: t.name!, namespace: t.namespace });
+    }
+  }
+  return Object.freeze({
+    namespace: k.namespace,
+    isRoot: k.namespace === settings.rootNamespace,
+    matchLabels,
+    targetRefs,
+  });
+}
+
+/**
+ * Does a policy with this scope apply to the workload? When the request carries no labels
+ * (no context_extensions, no destination.labels, no Settings.workloadLabels) selector
+ * policies count as applying: the stricter choice (an ignored ALLOW would allow all).
+ * Likewise targetRefs apply when the request names no gateway/service.
+ */
+export function scopeApplies(s: CompiledScope, w: Workload): boolean {
+  if (!s.isRoot && s.namespace !== w.namespace) return false;
+  if (s.matchLabels) {
+    if (w.hasLabels) {
+      for (const key in s.matchLabels) if (w.labels[key] !== s.matchLabels[key]) return false;
+    }
+  }
+  if (s.targetRefs) {
+    let any = false;
+    for (const t of s.targetRefs) {
+      if (t.kind === 'Gateway' || t.kind === 'GatewayClass') {
+        if (!w.gateway || w.gateway === t.name) any = true;
+      } else if (!w.service || w.service === t.name) any = true;
+      if (any) break;
+    }
+    if (!any) return false;
+  }
+  return true;
+}
+
+/** Specificity for choosing among several matching policies: workload-targeted 2, namespace 1, root 0. */
+export function scopeSpecificity(s: CompiledScope): number {
+  if (s.matchLabels || s.targetRefs) return 2;
+  return s.isRoot ? 0 : 1;
+}
