@@ -1,0 +1,58 @@
+/**
+ * The HTTP side: GET /healthz (liveness), GET /readyz (serving: config loaded and not
+ * draining), GET /metrics (Prometheus), plus route handlers mounted by the caller (the
+ * built-in STS endpoints).
+ */
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { Runtime } from '../pipeline/runtime.js';
+import type { ServingState } from '../grpc/server.js';
+
+export type RouteHandler = (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
+
+export interface AdminOptions {
+  readonly state: ServingState;
+  readonly runtime: Runtime;
+  readonly routes?: readonly RouteHandler[];
+  readonly tls?: { key: Buffer; cert: Buffer; ca?: Buffer };
+}
+
+function send(res: ServerResponse, status: number, body: string, type = 'text/plain; charset=utf-8'): void {
+  res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
+  res.end(body);
+}
+
+export function createAdminServer(opts: AdminOptions): Server {
+  const { state, runtime } = opts;
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
+    const url = (req.url ?? '/').split('?')[0];
+    (async () => {
+      if (req.method === 'GET' || req.method === 'HEAD') {
+        if (url === '/healthz') return send(res, 200, 'ok\n');
+        if (url === '/readyz') {
+          if (state.serving) return send(res, 200, 'ready\n');
+          return send(res, 503, state.draining ? 'draining\n' : 'no configuration loaded\n');
+        }
+        if (url === '/metrics') {
+          const body = await runtime.metrics.registry.metrics();
+          return send(res, 200, body, runtime.metrics.registry.contentType);
+        }
+      }
+      for (const r of opts.routes ?? []) {
+        if (await r(req, res)) return;
+      }
+      send(res, 404, 'not found\n');
+    })().catch((e: unknown) => {
+      runtime.logger.error({ err: e instanceof Error ? e.name : 'unknown', path: url }, 'admin handler failed');
+      if (!res.headersSent) send(res, 500, 'internal error\n');
+      else res.destroy();
+    });
+  };
+  if (opts.tls) {
+    return createHttpsServer(
+      { key: opts.tls.key, cert: opts.tls.cert, ca: opts.tls.ca, requestCert: !!opts.tls.ca, rejectUnauthorized: !!opts.tls.ca },
+      handler,
+    );
+  }
+  return createHttpServer(handler);
+}
