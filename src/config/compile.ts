@@ -43,7 +43,7 @@ function classify(doc: LoadedDocument, defaultNamespace: string | undefined): Ki
   const v = new ValidationContext(doc);
   const val = doc.value;
   for (const k of Object.keys(val)) {
-    if (!TOP_LEVEL.has(k)) v.error([k], `unknown top-level field ${JSON.stringify(k)} (expected apiVersion, kind, metadata, spec)`);
+    if (!TOP_LEVEL.has(k)) v.errorAtKey([k], `unknown top-level field ${JSON.stringify(k)} (expected apiVersion, kind, metadata, spec)`);
   }
   if (!doc.apiVersion) v.error(['apiVersion'], 'required field is missing');
   if (!doc.kind) v.error(['kind'], 'required field is missing');

@@ -5,7 +5,7 @@
  */
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, relative, isAbsolute } from 'node:path';
-import { LineCounter, parseAllDocuments, isNode, type Document } from 'yaml';
+import { LineCounter, parseAllDocuments, isMap, isNode, isScalar, type Document } from 'yaml';
 import type { ConfigIssue, Path } from './issues.js';
 import { formatPath } from './issues.js';
 
@@ -21,8 +21,11 @@ export interface LoadedDocument {
   readonly namespace: string;
   /** Plain JS value of the whole document. */
   readonly value: Record<string, unknown>;
-  /** Locate a field path in the source; falls back to the nearest existing parent. */
-  locate(path: Path): { line: number; col: number };
+  /**
+   * Locate a field path in the source; falls back to the nearest existing parent. With
+   * `atKey`, point at the mapping key rather than its value (unknown-field errors).
+   */
+  locate(path: Path, atKey?: boolean): { line: number; col: number };
 }
 
 export interface LoadResult {
@@ -114,7 +117,15 @@ export function parseYamlText(text: string, file: string): { documents: LoadedDo
     }
     if (doc.contents === null) return; // empty document (e.g. trailing ---)
     const value = doc.toJS({ maxAliasCount: 100 }) as unknown;
-    const locate = (path: Path) => {
+    const locate = (path: Path, atKey = false) => {
+      if (atKey && path.length > 0) {
+        const parent = path.length === 1 ? doc.contents : doc.getIn(path.slice(0, -1) as (string | number)[], true);
+        if (isMap(parent)) {
+          const last = path[path.length - 1];
+          const pair = parent.items.find((it) => isScalar(it.key) && it.key.value === last);
+          if (pair && isNode(pair.key) && pair.key.range) return lc.linePos(pair.key.range[0]);
+        }
+      }
       for (let n = path.length; n >= 0; n--) {
         const node = doc.getIn(path.slice(0, n) as (string | number)[], true);
         if (isNode(node) && node.range) return lc.linePos(node.range[0]);
@@ -155,8 +166,14 @@ export function parseYamlText(text: string, file: string): { documents: LoadedDo
 }
 
 /** Build an issue located at `path` inside `doc`. */
-export function issueAt(doc: LoadedDocument, path: Path, message: string, severity: 'error' | 'warning' = 'error'): ConfigIssue {
-  const pos = doc.locate(path);
+export function issueAt(
+  doc: LoadedDocument,
+  path: Path,
+  message: string,
+  severity: 'error' | 'warning' = 'error',
+  atKey = false,
+): ConfigIssue {
+  const pos = doc.locate(path, atKey);
   return {
     severity,
     file: doc.file,

@@ -13,6 +13,10 @@ export class ValidationContext {
   error(path: Path, message: string): void {
     this.issues.push(issueAt(this.doc, path, message, 'error'));
   }
+  /** An error located at the mapping key of `path` (unknown or duplicate fields). */
+  errorAtKey(path: Path, message: string): void {
+    this.issues.push(issueAt(this.doc, path, message, 'error', true));
+  }
   warn(path: Path, message: string): void {
     this.issues.push(issueAt(this.doc, path, message, 'warning'));
   }
@@ -179,7 +183,7 @@ export function obj<T>(fields: FieldSchemas, opts: ObjectOpts = {}): Schema<T> {
       for (const k of Object.keys(input)) {
         if (!(k in fields)) {
           if (opts.allowUnknown) continue;
-          ctx.error([...path, k], `unknown field ${JSON.stringify(k)}${suggest(k, known)}`);
+          ctx.errorAtKey([...path, k], `unknown field ${JSON.stringify(k)}${suggest(k, known)}`);
           ok = false;
           continue;
         }

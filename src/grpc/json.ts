@@ -24,20 +24,20 @@ function structToJson(v: unknown): Json {
 }
 function valueToJson(v: unknown): Json {
   const val = v as Record<string, unknown>;
-  if ('string_value' in val) return val['string_value'] as string;
-  if ('number_value' in val) return val['number_value'] as number;
-  if ('bool_value' in val) return val['bool_value'] as boolean;
-  if ('struct_value' in val) return structToJson(val['struct_value']);
-  if ('list_value' in val) return ((val['list_value'] as { values?: unknown[] }).values ?? []).map(valueToJson);
+  if ('stringValue' in val) return val['stringValue'] as string;
+  if ('numberValue' in val) return val['numberValue'] as number;
+  if ('boolValue' in val) return val['boolValue'] as boolean;
+  if ('structValue' in val) return structToJson(val['structValue']);
+  if ('listValue' in val) return ((val['listValue'] as { values?: unknown[] }).values ?? []).map(valueToJson);
   return null;
 }
 function jsonToValue(j: unknown): unknown {
-  if (j === null || j === undefined) return { null_value: 0 };
-  if (typeof j === 'string') return { string_value: j };
-  if (typeof j === 'number') return { number_value: j };
-  if (typeof j === 'boolean') return { bool_value: j };
-  if (Array.isArray(j)) return { list_value: { values: j.map(jsonToValue) } };
-  return { struct_value: jsonToStruct(j) };
+  if (j === null || j === undefined) return { nullValue: 0 };
+  if (typeof j === 'string') return { stringValue: j };
+  if (typeof j === 'number') return { numberValue: j };
+  if (typeof j === 'boolean') return { boolValue: j };
+  if (Array.isArray(j)) return { listValue: { values: j.map(jsonToValue) } };
+  return { structValue: jsonToStruct(j) };
 }
 function jsonToStruct(j: unknown): unknown {
   const fields: Record<string, unknown> = {};

@@ -107,7 +107,7 @@ export function createGrpcServer(state: ServingState, runtime: Runtime, opts: { 
           callback(null, {
             status: { code: 13, message: 'ERR_INTERNAL' },
             denied_response: { status: { code: 500 }, headers: [], body: 'ext_authz: internal error' },
-            dynamic_metadata: { fields: { reason: { string_value: 'ERR_INTERNAL' } } },
+            dynamic_metadata: { fields: { reason: { stringValue: 'ERR_INTERNAL' } } },
           });
         })
         .finally(() => {

@@ -35,22 +35,22 @@ export interface CheckResponseObject {
 }
 
 type ValueObject =
-  | { string_value: string }
-  | { number_value: number }
-  | { bool_value: boolean }
-  | { struct_value: StructObject }
-  | { list_value: { values: ValueObject[] } };
+  | { stringValue: string }
+  | { numberValue: number }
+  | { boolValue: boolean }
+  | { structValue: StructObject }
+  | { listValue: { values: ValueObject[] } };
 export interface StructObject {
   fields: Record<string, ValueObject>;
 }
 
 function toValue(v: unknown): ValueObject {
-  if (typeof v === 'string') return { string_value: v };
-  if (typeof v === 'number') return { number_value: v };
-  if (typeof v === 'boolean') return { bool_value: v };
-  if (Array.isArray(v)) return { list_value: { values: v.map(toValue) } };
-  if (v && typeof v === 'object') return { struct_value: toStruct(v as Record<string, unknown>) };
-  return { string_value: String(v) };
+  if (typeof v === 'string') return { stringValue: v };
+  if (typeof v === 'number') return { numberValue: v };
+  if (typeof v === 'boolean') return { boolValue: v };
+  if (Array.isArray(v)) return { listValue: { values: v.map(toValue) } };
+  if (v && typeof v === 'object') return { structValue: toStruct(v as Record<string, unknown>) };
+  return { stringValue: String(v) };
 }
 
 export function toStruct(o: Record<string, unknown>): StructObject {
@@ -102,7 +102,7 @@ export function toCheckResponse(d: Decision, opts: RespondOptions): CheckRespons
     for (const [k, v] of d.upstream.set) {
       if (!isValidHeaderName(k) || !isValidHeaderValue(v)) {
         return denyResponse(400, REASONS.ERR_BAD_REQUEST.grpc, 'ext_authz: bad request', [], 'ERR_BAD_REQUEST', opts, {
-          fields: { ...metadata.fields, decision: { string_value: 'deny' }, reason: { string_value: 'ERR_BAD_REQUEST' } },
+          fields: { ...metadata.fields, decision: { stringValue: 'deny' }, reason: { stringValue: 'ERR_BAD_REQUEST' } },
         });
       }
       headers.push(hvo(k, v));

@@ -1,0 +1,131 @@
+/**
+ * The core service end to end: the real gRPC server on a loopback port, called with a
+ * real gRPC client, on the quick-start config.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { httpRequest, setHeaders, startTestServer, type TestServer } from '../helpers/server.js';
+
+const QS = 'examples/quickstart';
+const quickstart = (name: string) => readFileSync(join(QS, name), 'utf8');
+const token = (file: string) => {
+  const j = JSON.parse(readFileSync(join(QS, 'requests', file), 'utf8'));
+  return j.attributes.request.http.headers.authorization as string;
+};
+
+describe('core server on the quick-start config', () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startTestServer(
+      {
+        '00-settings.yaml': quickstart('00-settings.yaml'),
+        '10-request-authentication.yaml': quickstart('10-request-authentication.yaml'),
+        '20-authorization-policy.yaml': quickstart('20-authorization-policy.yaml'),
+      },
+      { watch: true },
+    );
+  });
+  afterAll(async () => t?.close());
+
+  it('reports SERVING on grpc.health.v1 for the overall server and the Authorization service', async () => {
+    expect(await t.healthStatus('')).toBe(1);
+    expect(await t.healthStatus('envoy.service.auth.v3.Authorization')).toBe(1);
+    await expect(t.healthStatus('no.such.Service')).rejects.toMatchObject({ code: 5 });
+  });
+
+  it('allows a valid user token: status 0, claim headers set by overwrite, token header removed', async () => {
+    const resp = await t.check(
+      httpRequest({ method: 'POST', path: '/mcp', headers: { authorization: token('allowed.json'), 'x-user-sub': 'spoofed' } }),
+    );
+    expect(resp.status?.code ?? 0).toBe(0);
+    expect(resp.denied_response).toBeUndefined();
+    const set = setHeaders(resp);
+    expect(set['x-user-sub']).toBe('alice');
+    expect(set['x-user-email']).toBe('alice@example.com');
+    // forwardOriginalToken defaults to false: the original token does not go upstream
+    expect(resp.ok_response?.headers_to_remove).toContain('authorization');
+    // a header that is set is never also removed (Envoy removes after setting)
+    for (const h of resp.ok_response?.headers_to_remove ?? []) expect(set[h]).toBeUndefined();
+  });
+
+  it('denies a request without a token where a policy requires one: 403 RBAC: access denied', async () => {
+    const resp = await t.check(httpRequest({ method: 'POST', path: '/mcp' }));
+    expect(resp.status?.code).not.toBe(0);
+    expect(resp.denied_response?.status?.code).toBe(403);
+    expect(resp.denied_response?.body).toBe('RBAC: access denied');
+    const reason = resp.dynamic_metadata?.fields?.['reason'] as { stringValue?: string } | undefined;
+    expect(reason?.stringValue).toBe('ERR_RBAC_DENIED');
+  });
+
+  it('answers 401 with www-authenticate for an expired token', async () => {
+    const resp = await t.check(httpRequest({ method: 'POST', path: '/mcp?x=1', headers: { authorization: token('expired-token.json') } }));
+    expect(resp.denied_response?.status?.code).toBe(401);
+    expect(resp.denied_response?.body).toBe('Jwt is expired');
+    const www = resp.denied_response?.headers.find((h) => h.header.key.toLowerCase() === 'www-authenticate');
+    expect(www?.header.value).toBe('Bearer realm="https://mcp.example.com/mcp", error="invalid_token"');
+  });
+
+  it('keeps serving the last good config when a reload brings broken YAML, and takes a valid change', async () => {
+    const failuresBefore = await metricValue(t, 'obo_authz_config_reloads_total{result="failure"}');
+    const hashBefore = t.server.state.config!.hash;
+    writeFileSync(join(t.dir, '30-broken.yaml'), 'apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: x\n');
+    await waitFor(async () => (await metricValue(t, 'obo_authz_config_reloads_total{result="failure"}')) > failuresBefore);
+    expect(t.server.state.config!.hash).toBe(hashBefore);
+    expect(await t.healthStatus('')).toBe(1);
+    const still = await t.check(httpRequest({ method: 'POST', path: '/mcp' }));
+    expect(still.denied_response?.body).toBe('RBAC: access denied');
+    expect(t.runtime.logs.join('')).toContain('invalid config rejected');
+
+    // A valid change: a DENY policy for /mcp/admin is now in force.
+    writeFileSync(
+      join(t.dir, '30-broken.yaml'),
+      [
+        'apiVersion: security.istio.io/v1',
+        'kind: AuthorizationPolicy',
+        'metadata: {name: no-admin, namespace: default}',
+        'spec:',
+        '  action: DENY',
+        '  rules: [{to: [{operation: {paths: ["/mcp/admin"]}}]}]',
+        '',
+      ].join('\n'),
+    );
+    await waitFor(() => t.server.state.config!.hash !== hashBefore);
+    const denied = await t.check(httpRequest({ method: 'POST', path: '/mcp/admin', headers: { authorization: token('allowed.json') } }));
+    expect(denied.denied_response?.status?.code).toBe(403);
+    expect((denied.dynamic_metadata?.fields?.['policy'] as { stringValue?: string })?.stringValue).toBe('default/no-admin');
+  });
+
+  it('exposes Prometheus metrics with checks by decision and reason, and a duration histogram', async () => {
+    const text = await (await fetch(`http://${t.server.httpAddress}/metrics`)).text();
+    expect(text).toMatch(/obo_authz_checks_total\{decision="allow",reason="OK"\} [1-9]/);
+    expect(text).toMatch(/obo_authz_checks_total\{decision="deny",reason="ERR_RBAC_DENIED"\} [1-9]/);
+    expect(text).toContain('obo_authz_check_duration_seconds_bucket');
+    expect((await fetch(`http://${t.server.httpAddress}/readyz`)).status).toBe(200);
+    expect((await fetch(`http://${t.server.httpAddress}/healthz`)).status).toBe(200);
+  });
+
+  it('never writes a token into the logs', () => {
+    const logs = t.runtime.logs.join('');
+    for (const f of ['allowed.json', 'expired-token.json']) {
+      const raw = token(f).replace(/^Bearer /, '');
+      expect(logs).not.toContain(raw);
+      expect(logs).not.toContain(raw.split('.')[2]);
+    }
+  });
+});
+
+async function metricValue(t: TestServer, series: string): Promise<number> {
+  const text = await t.server.runtime.metrics.registry.metrics();
+  const line = text.split('\n').find((l) => l.startsWith(series + ' '));
+  return line ? Number(line.split(' ')[1]) : 0;
+}
+
+async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = 8000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('condition not met in time');
+}
