@@ -1,0 +1,87 @@
+/** TLS and mutual TLS on both listeners (a shared deployment carries bearer tokens over the network). */
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startServer, type RunningServer } from '../../src/cli/serve.js';
+import { loadProtos } from '../../src/grpc/proto.js';
+import { makeTestPki, type TestPki } from '../helpers/certs.js';
+import { createTestRuntime } from '../helpers/runtime.js';
+import { httpRequest } from '../helpers/server.js';
+
+function healthCheck(address: string, creds: grpc.ChannelCredentials): Promise<number> {
+  const { HealthClient } = loadProtos();
+  const c = new HealthClient(address, creds, { 'grpc.ssl_target_name_override': 'localhost' });
+  return new Promise((resolve, reject) =>
+    (c as unknown as Record<string, Function>)['Check']!({ service: '' }, { deadline: Date.now() + 3000 }, (e: Error | null, r: { status: number }) => {
+      c.close();
+      if (e) reject(e);
+      else resolve(r.status);
+    }),
+  );
+}
+
+function httpsGet(address: string, path: string, pki: TestPki, withClientCert: boolean): Promise<number> {
+  const [host, port] = [address.split(':')[0], Number(address.split(':')[1])];
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host,
+        port,
+        path,
+        servername: 'localhost',
+        ca: readFileSync(pki.caCert),
+        ...(withClientCert ? { cert: readFileSync(pki.clientCert), key: readFileSync(pki.clientKey) } : {}),
+      },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('TLS listeners', () => {
+  let pki: TestPki;
+  let server: RunningServer;
+  beforeAll(async () => {
+    pki = makeTestPki();
+    const dir = mkdtempSync(join(tmpdir(), 'obo-tls-'));
+    writeFileSync(join(dir, 's.yaml'), 'apiVersion: obo-authz.dev/v1alpha1\nkind: Settings\nmetadata: {name: s}\n');
+    server = await startServer({
+      configPaths: [dir],
+      grpcAddress: '127.0.0.1:0',
+      httpAddress: '127.0.0.1:0',
+      runtime: createTestRuntime(),
+      watch: false,
+      tls: { cert: pki.serverCert, key: pki.serverKey, clientCa: pki.caCert },
+    });
+  });
+  afterAll(async () => server?.close());
+
+  it('serves gRPC over mTLS to a client with a certificate from the trusted CA', async () => {
+    const creds = grpc.credentials.createSsl(readFileSync(pki.caCert), readFileSync(pki.clientKey), readFileSync(pki.clientCert));
+    expect(await healthCheck(server.grpcAddress, creds)).toBe(1);
+    const { AuthorizationClient } = loadProtos();
+    const c = new AuthorizationClient(server.grpcAddress, creds, { 'grpc.ssl_target_name_override': 'localhost' });
+    const resp = await new Promise<{ status?: { code?: number } }>((res, rej) =>
+      (c as unknown as Record<string, Function>)['Check']!(httpRequest({}), (e: Error | null, r: never) => (e ? rej(e) : res(r))),
+    );
+    c.close();
+    expect(resp.status?.code ?? 0).toBe(0);
+  });
+
+  it('rejects a gRPC client without a client certificate, and a plaintext client', async () => {
+    await expect(healthCheck(server.grpcAddress, grpc.credentials.createSsl(readFileSync(pki.caCert)))).rejects.toBeTruthy();
+    await expect(healthCheck(server.grpcAddress, grpc.credentials.createInsecure())).rejects.toBeTruthy();
+  });
+
+  it('serves HTTPS with client certificates required', async () => {
+    expect(await httpsGet(server.httpAddress, '/readyz', pki, true)).toBe(200);
+    await expect(httpsGet(server.httpAddress, '/readyz', pki, false)).rejects.toBeTruthy();
+  });
+});
