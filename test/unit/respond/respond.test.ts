@@ -1,0 +1,67 @@
+import { describe, expect, it } from 'vitest';
+import type { Decision } from '../../../src/pipeline/decision.js';
+import { UpstreamMutations } from '../../../src/pipeline/state.js';
+import { toCheckResponse } from '../../../src/respond/respond.js';
+
+function decision(over: Partial<Decision> = {}): Decision {
+  return {
+    allow: true,
+    reason: 'OK',
+    httpStatus: 200,
+    body: '',
+    denyHeaders: [],
+    upstream: new UpstreamMutations(),
+    attribution: {},
+    identity: null,
+    actor: null,
+    message: 'allowed',
+    trace: null,
+    requestId: 'r1',
+    ...over,
+  };
+}
+
+describe('toCheckResponse', () => {
+  it('sets headers with append=false and OVERWRITE_IF_EXISTS_OR_ADD, and never removes a header it sets', () => {
+    const up = new UpstreamMutations();
+    up.setHeader('Authorization', 'Bearer exchanged');
+    up.removeHeader('authorization');
+    up.removeHeader('x-actor-token');
+    up.removeQuery.add('access_token');
+    const r = toCheckResponse(decision({ upstream: up }), { reasonHeader: false });
+    expect(r.status.code).toBe(0);
+    expect(r.ok_response!.headers).toEqual([{ header: { key: 'authorization', value: 'Bearer exchanged' }, append: { value: false }, append_action: 2 }]);
+    expect(r.ok_response!.headers_to_remove).toEqual(['x-actor-token']);
+    expect(r.ok_response!.query_parameters_to_remove).toEqual(['access_token']);
+    expect(r.denied_response).toBeUndefined();
+  });
+
+  it('refuses to send a header value with CR/LF: deny 400 instead of an allow', () => {
+    const up = new UpstreamMutations();
+    up.setHeader('x-user', 'alice\r\nx-admin: true');
+    const r = toCheckResponse(decision({ upstream: up }), { reasonHeader: false });
+    expect(r.status.code).not.toBe(0);
+    expect(r.denied_response!.status.code).toBe(400);
+    expect(r.ok_response).toBeUndefined();
+  });
+
+  it('denies with an explicit HTTP status, body, headers and the opt-in reason header', () => {
+    const r = toCheckResponse(
+      decision({
+        allow: false,
+        reason: 'ERR_JWT_EXPIRED',
+        httpStatus: 401,
+        body: 'Jwt is expired',
+        denyHeaders: [['www-authenticate', 'Bearer realm="https://h/p", error="invalid_token"']],
+        attribution: { policy: 'ns/p', rule: 2 },
+      }),
+      { reasonHeader: true },
+    );
+    expect(r.status.code).toBe(16);
+    expect(r.denied_response).toMatchObject({ status: { code: 401 }, body: 'Jwt is expired' });
+    expect(r.denied_response!.headers.map((h) => h.header.key)).toEqual(['www-authenticate', 'x-obo-authz-reason']);
+    expect(r.dynamic_metadata.fields['reason']).toEqual({ stringValue: 'ERR_JWT_EXPIRED' });
+    expect(r.dynamic_metadata.fields['policy']).toEqual({ stringValue: 'ns/p' });
+    expect(r.dynamic_metadata.fields['rule']).toEqual({ numberValue: 2 });
+  });
+});
