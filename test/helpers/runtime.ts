@@ -3,6 +3,7 @@ import { Writable } from 'node:stream';
 import { createLogger } from '../../src/observability/logger.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import { SharedResources, type FetchLike, type Runtime } from '../../src/pipeline/runtime.js';
+import { registerLogSink } from './secrets.js';
 
 export interface TestRuntime extends Runtime {
   /** Every log line written, as text (assert that no secret appears). */
@@ -14,6 +15,7 @@ export interface TestRuntime extends Runtime {
 
 export function createTestRuntime(opts: { now?: number; fetch?: FetchLike; level?: string } = {}): TestRuntime {
   const logs: string[] = [];
+  registerLogSink(logs);
   const sink = new Writable({
     write(chunk, _enc, cb) {
       logs.push(String(chunk));
