@@ -10,6 +10,7 @@ import { parseDuration } from './config/schema.js';
 const USAGE = `usage:
   obo-authz serve --config PATH [--config PATH ...] [--grpc-address HOST:PORT] [--http-address HOST:PORT]
                   [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--log-level LEVEL]
+                  [--decision-log FILE]
   obo-authz check (--config PATH ... | --server HOST:PORT [--tls-ca FILE]) --request FILE [--explain] [--timeout 1s]
   obo-authz validate --config PATH [--config PATH ...]
 
@@ -37,6 +38,7 @@ async function serve(argv: string[]): Promise<number> {
       'tls-key': { type: 'string' },
       'tls-client-ca': { type: 'string' },
       'log-level': { type: 'string' },
+      'decision-log': { type: 'string' },
     },
     strict: true,
   });
@@ -53,6 +55,7 @@ async function serve(argv: string[]): Promise<number> {
     grpcAddress: values['grpc-address'] ?? '0.0.0.0:9001',
     httpAddress: values['http-address'] ?? '0.0.0.0:9002',
     runtime,
+    decisionLogPath: values['decision-log'],
     tls: values['tls-cert'] ? { cert: values['tls-cert'], key: values['tls-key']!, clientCa: values['tls-client-ca'] } : undefined,
   });
   if (!server.state.config) {

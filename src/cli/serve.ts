@@ -11,6 +11,7 @@ import { watchConfig, type Watcher } from '../config/watch.js';
 import { createGrpcServer, ServingState } from '../grpc/server.js';
 import { createAdminServer, type RouteHandler } from '../http/admin.js';
 import { handleStsHttp } from '../http/sts.js';
+import { pino } from 'pino';
 import { createLogger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
 import { SharedResources, type Runtime } from '../pipeline/runtime.js';
@@ -31,6 +32,8 @@ export interface ServerOptions {
   readonly watch?: boolean;
   readonly watchDebounceMs?: number;
   readonly watchPollMs?: number;
+  /** Write decision lines to this file (JSON lines) instead of the main log. */
+  readonly decisionLogPath?: string;
 }
 
 export interface RunningServer {
@@ -101,7 +104,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     : undefined;
 
   // gRPC listener
-  const grpcServer = createGrpcServer(state, runtime);
+  const decisionLogger = opts.decisionLogPath
+    ? createLogger({ level: 'info', destination: pino.destination({ dest: opts.decisionLogPath, mkdir: true, sync: false }) })
+    : undefined;
+  const grpcServer = createGrpcServer(state, runtime, { decisionLogger });
   const g = splitHostPort(opts.grpcAddress ?? '0.0.0.0:9001');
   const creds = tls
     ? grpc.ServerCredentials.createSsl(tls.ca ?? null, [{ private_key: tls.key, cert_chain: tls.cert }], !!tls.ca)
@@ -142,6 +148,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     await new Promise<void>((resolve) => http.close(() => resolve()));
     http.closeAllConnections?.();
     runtime.shared.disposeAll();
+    decisionLogger?.flush();
   };
 
   return {

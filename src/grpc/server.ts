@@ -4,6 +4,7 @@
  * is an explicit CheckResponse (Envoy would otherwise apply failure_mode_allow).
  */
 import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
 import type { CompiledConfig } from '../config/compile.js';
 import { DecisionLog } from '../observability/decision-log.js';
 import type { RawCheckRequest } from '../pipeline/context.js';
@@ -75,9 +76,15 @@ function deadlineOf(call: grpc.ServerUnaryCall<unknown, unknown>): number | unde
   return undefined;
 }
 
-export function createGrpcServer(state: ServingState, runtime: Runtime, opts: { maxConcurrentStreams?: number } = {}): grpc.Server {
+export interface GrpcServerOptions {
+  readonly maxConcurrentStreams?: number;
+  /** Where decision lines go (default: the main logger, i.e. stdout). */
+  readonly decisionLogger?: Logger;
+}
+
+export function createGrpcServer(state: ServingState, runtime: Runtime, opts: GrpcServerOptions = {}): grpc.Server {
   const protos = loadProtos();
-  const decisionLog = new DecisionLog(runtime.logger);
+  const decisionLog = new DecisionLog(opts.decisionLogger ?? runtime.logger);
   const m = runtime.metrics;
   const server = new grpc.Server({
     'grpc.max_concurrent_streams': opts.maxConcurrentStreams ?? 1000,

@@ -25,7 +25,8 @@ function quickstartCopy(graceMs: number): string {
 describe('obo-authz serve (real process)', () => {
   it('logs the chosen addresses, keeps answering during the grace period after SIGTERM, then exits 0', async () => {
     const dir = quickstartCopy(600);
-    const child = spawn(process.execPath, [MAIN, 'serve', '--config', dir, '--grpc-address', '127.0.0.1:0', '--http-address', '127.0.0.1:0'], {
+    const decisionLog = join(dir, 'logs', 'decisions.jsonl');
+    const child = spawn(process.execPath, [MAIN, 'serve', '--config', dir, '--grpc-address', '127.0.0.1:0', '--http-address', '127.0.0.1:0', '--decision-log', decisionLog], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
@@ -64,6 +65,12 @@ describe('obo-authz serve (real process)', () => {
     client.close();
     health.close();
     expect(out).toContain('shutdown complete');
+    // the decision log went to its own file, one JSON line per decision
+    const lines = readFileSync(decisionLog, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.length).toBeGreaterThanOrEqual(1);
+    expect(lines[0]).toMatchObject({ msg: 'decision', requestId: 'req-1', decision: 'allow', reason: 'OK', component: 'decision' });
+    expect(typeof lines[0].latencyMs).toBe('number');
+    expect(out).not.toContain('"msg":"decision"');
   });
 
   it('exits 2 with a message when serve has no --config and there is no ./config folder', () => {
