@@ -25,6 +25,18 @@ export interface Settings {
     /** Fraction of allowed decisions logged (denies are always logged). */
     readonly allowSampleRate: number;
   };
+  /** JWKS refresh/outage tuning overrides in ms (defaults in src/authn/jwks-source.ts). */
+  readonly jwks: Readonly<Partial<JwksTuningMs>>;
+}
+
+export interface JwksTuningMs {
+  refreshIntervalMs: number;
+  minRefreshIntervalMs: number;
+  maxRefreshIntervalMs: number;
+  staleMaxMs: number;
+  kidMissCooldownMs: number;
+  retryInitialMs: number;
+  retryMaxMs: number;
 }
 
 export const DEFAULT_SETTINGS: Settings = Object.freeze({
@@ -38,6 +50,7 @@ export const DEFAULT_SETTINGS: Settings = Object.freeze({
   shutdownGracePeriodMs: 5_000,
   reasonHeader: false,
   decisionLog: Object.freeze({ enabled: true, allowSampleRate: 1 }),
+  jwks: Object.freeze({}),
 }) as Settings;
 
 interface SettingsSpec {
@@ -51,6 +64,7 @@ interface SettingsSpec {
   shutdownGracePeriod?: number;
   reasonHeader?: boolean;
   decisionLog?: { enabled?: boolean; allowSampleRate?: number };
+  jwks?: Record<string, number>;
 }
 
 const NS = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -66,11 +80,25 @@ const settingsSpec = obj<SettingsSpec>({
   shutdownGracePeriod: duration({ minMs: 0, maxMs: 600_000 }),
   reasonHeader: bool(),
   decisionLog: obj({ enabled: bool(), allowSampleRate: num({ min: 0, max: 1 }) }),
+  jwks: obj({
+    refreshInterval: duration({ minMs: 1000 }),
+    minRefreshInterval: duration({ minMs: 1000 }),
+    maxRefreshInterval: duration({ minMs: 1000 }),
+    staleMax: duration({ minMs: 0 }),
+    kidMissCooldown: duration({ minMs: 0 }),
+    retryInitial: duration({ minMs: 10 }),
+    retryMax: duration({ minMs: 10 }),
+  }),
 });
 
 export function parseSettings(spec: unknown, ctx: ValidationContext): Settings | undefined {
   const s = settingsSpec.parse(spec ?? {}, ['spec'], ctx);
   if (!s) return undefined;
+  const j = s.jwks ?? {};
+  if (j['minRefreshInterval'] !== undefined && j['maxRefreshInterval'] !== undefined && j['minRefreshInterval'] > j['maxRefreshInterval']) {
+    ctx.error(['spec', 'jwks', 'minRefreshInterval'], 'must not exceed maxRefreshInterval');
+    return undefined;
+  }
   if (s.jwksUnavailableStatus !== undefined && s.jwksUnavailableStatus !== 401 && s.jwksUnavailableStatus !== 503) {
     ctx.error(['spec', 'jwksUnavailableStatus'], `must be 401 or 503, got ${s.jwksUnavailableStatus}`);
     return undefined;
@@ -90,5 +118,8 @@ export function parseSettings(spec: unknown, ctx: ValidationContext): Settings |
       enabled: s.decisionLog?.enabled ?? d.decisionLog.enabled,
       allowSampleRate: s.decisionLog?.allowSampleRate ?? d.decisionLog.allowSampleRate,
     }),
+    jwks: Object.freeze(
+      Object.fromEntries(Object.entries(s.jwks ?? {}).map(([k, v]) => [`${k}Ms`, v])) as Partial<JwksTuningMs>,
+    ),
   });
 }

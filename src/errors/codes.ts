@@ -57,7 +57,9 @@ export const ENVOY_BODIES = {
   JWT_ISSUER_UNKNOWN: 'Jwt issuer is not configured',
   JWT_AUDIENCE: 'Audiences in Jwt are not allowed',
   JWT_UNKNOWN_KID: "Jwks doesn't have key to match kid or alg from Jwt",
-  JWT_ALG_NOT_IMPLEMENTED: 'Jwt algorithm is not supported',
+  JWT_ALG_NOT_IMPLEMENTED: 'Jwt header [alg] is not supported',
+  JWT_HEADER_BAD_BASE64: 'Jwt header is an invalid Base64url encoded',
+  JWT_PAYLOAD_BAD_BASE64: 'Jwt payload is an invalid Base64url encoded',
   JWKS_FETCH_FAILED: 'Jwks remote fetch is failed',
   JWT_MISSING: 'Jwt is missing',
 } as const;

@@ -1,0 +1,507 @@
+/**
+ * Istio RequestAuthentication as Envoy's jwt_authn runs it when Istio configures it
+ * (DESIGN.md §4): one provider per jwtRule, `requires_any: [rule..., allow_missing]`,
+ * CORS preflight bypass.
+ *
+ * Per rule (Envoy ProviderVerifier): tokens are taken from the rule's locations (default
+ * `Authorization: Bearer ` and `?access_token=`); none = JwtMissed; otherwise every token
+ * must verify (a token with another `iss` is JwtUnknownIssuer for this rule).
+ * Across rules (Envoy AnyVerifier, envoy verifier.cc): the first rule that passes wins;
+ * if none passes the final status is the last status that is neither JwtMissed nor
+ * JwtUnknownIssuer, else JwtUnknownIssuer if any, else JwtMissed — and JwtMissed is
+ * allowed (anonymous; requiring a token is AuthorizationPolicy's job).
+ */
+import type { CompileContext } from '../config/compile.js';
+import type { KindDocument } from '../config/kinds.js';
+import { bool, duration, list, obj, str, type Schema } from '../config/schema.js';
+import { parseScope, scopeApplies, type CompiledScope } from '../config/scope.js';
+import type { Workload } from '../pipeline/context.js';
+import type { Identity } from '../pipeline/identity.js';
+import { deny, type CheckState, type Deny } from '../pipeline/state.js';
+import { LRUCache } from 'lru-cache';
+import { ABSTAIN, type CredentialValidatorMember, type ValidatorResult } from './chain.js';
+import { claimHeaderValue, DEFAULT_SPACE_DELIMITED, getClaim, splitSpaceDelimited } from './claims.js';
+import { DEFAULT_JWKS_TIMEOUT_MS, type JwksTuning } from './jwks-source.js';
+import { JWT_STATUS, parseJwt, reasonForStatus, type JwtStatus, type ParsedJwt } from './jwt-format.js';
+import { createKeySource } from './jwt-validator.js';
+import { JwtVerifier, sharedVerifiedCache, type VerifyOutcome } from './verifier.js';
+
+interface RawHeaderLocation {
+  name?: string;
+  prefix?: string;
+}
+interface RawClaimToHeader {
+  header?: string;
+  claim?: string;
+}
+interface RawJwtRule {
+  issuer?: string;
+  audiences?: string[];
+  jwksUri?: string;
+  jwks?: string;
+  fromHeaders?: RawHeaderLocation[];
+  fromParams?: string[];
+  fromCookies?: string[];
+  forwardOriginalToken?: boolean;
+  outputPayloadToHeader?: string;
+  outputClaimToHeaders?: RawClaimToHeader[];
+  timeout?: number;
+  spaceDelimitedClaims?: string[];
+}
+interface RawSpec {
+  selector?: unknown;
+  targetRef?: unknown;
+  targetRefs?: unknown;
+  jwtRules?: RawJwtRule[];
+}
+
+/** Istio's CRD pattern for claim header names (ValidateStrictHTTPHeaderName). */
+const HEADER_NAME = /^[-_A-Za-z0-9]+$/;
+
+const jwtRuleSchema: Schema<RawJwtRule> = obj<RawJwtRule>({
+  issuer: str(),
+  audiences: list(str()),
+  jwksUri: str(),
+  jwks: str(),
+  fromHeaders: list(obj<RawHeaderLocation>({ name: str(), prefix: str() })),
+  fromParams: list(str()),
+  fromCookies: list(str()),
+  forwardOriginalToken: bool(),
+  outputPayloadToHeader: str(),
+  outputClaimToHeaders: list(obj<RawClaimToHeader>({ header: str(), claim: str() })),
+  timeout: duration(),
+  spaceDelimitedClaims: list(str()),
+});
+
+const specSchema: Schema<RawSpec> = obj<RawSpec>({
+  selector: { typeName: 'mapping', parse: (v) => v },
+  targetRef: { typeName: 'mapping', parse: (v) => v },
+  targetRefs: { typeName: 'list', parse: (v) => v },
+  jwtRules: list(jwtRuleSchema),
+});
+
+export interface TokenLocation {
+  readonly kind: 'header' | 'param' | 'cookie';
+  /** Header names lower-cased. */
+  readonly name: string;
+  readonly prefix: string;
+  /** `header:authorization`, `param:access_token`, `cookie:session` (Identity.location). */
+  readonly label: string;
+}
+
+export interface CompiledJwtRule {
+  /** `namespace/name` of the RequestAuthentication. */
+  readonly ref: string;
+  readonly index: number;
+  /** `ns/name jwtRules[i]` (Identity.admittedBy, --explain). */
+  readonly id: string;
+  readonly issuer: string;
+  readonly locations: readonly TokenLocation[];
+  readonly forwardOriginalToken: boolean;
+  readonly outputPayloadToHeader: string | null;
+  readonly outputClaimToHeaders: readonly { readonly header: string; readonly path: readonly string[] }[];
+  readonly spaceDelimitedClaims: readonly string[];
+  readonly verifier: JwtVerifier;
+}
+
+export interface CompiledRequestAuthentication {
+  readonly ref: string;
+  readonly scope: CompiledScope;
+  readonly rules: readonly CompiledJwtRule[];
+}
+
+export const DEFAULT_LOCATIONS: readonly TokenLocation[] = Object.freeze([
+  { kind: 'header', name: 'authorization', prefix: 'Bearer ', label: 'header:authorization' },
+  { kind: 'param', name: 'access_token', prefix: '', label: 'param:access_token' },
+] as const);
+
+function validJwksUri(u: string): string | null {
+  if (u.length > 2048) return 'jwksUri must be at most 2048 characters';
+  let url: URL;
+  try {
+    url = new URL(u);
+  } catch {
+    return `invalid jwksUri ${JSON.stringify(u)}: not a URL`;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return `URI scheme ${JSON.stringify(url.protocol.slice(0, -1))} is not supported (use http or https)`;
+  if (!url.hostname) return 'jwksUri must have a host';
+  return null;
+}
+
+/** Compile one RequestAuthentication; reports issues on `k.v`; undefined when invalid. */
+export function compileRequestAuthentication(
+  k: KindDocument,
+  cc: CompileContext,
+  tuning: JwksTuning,
+): CompiledRequestAuthentication | undefined {
+  const specRaw = k.spec ?? {};
+  const spec = specSchema.parse(specRaw, ['spec'], k.v);
+  if (!spec) return undefined;
+  const scope = parseScope(k, specRaw as Record<string, unknown>, cc.settings);
+  const rules: CompiledJwtRule[] = [];
+  const cache = sharedVerifiedCache(cc.runtime);
+  let ok = true;
+  (spec.jwtRules ?? []).forEach((r, i) => {
+    const p = (...rest: (string | number)[]) => ['spec', 'jwtRules', i, ...rest];
+    const before = k.v.issues.length;
+    const issuer = r.issuer ?? '';
+    // Istio validateJwtRule: "issuer or jwksUri must be non-empty string".
+    if (!issuer && !r.jwksUri) k.v.error(p('issuer'), 'issuer or jwksUri must be non-empty string');
+    (r.audiences ?? []).forEach((a, j) => {
+      if (!a) k.v.error(p('audiences', j), 'audience must be non-empty string');
+    });
+    if (r.jwksUri !== undefined && r.jwksUri !== '') {
+      const e = validJwksUri(r.jwksUri);
+      if (e) k.v.error(p('jwksUri'), e);
+    }
+    if (r.jwks && r.jwksUri) k.v.warn(p('jwksUri'), 'both jwks and jwksUri are set: the inline jwks is used and jwksUri is ignored');
+    (r.fromHeaders ?? []).forEach((h, j) => {
+      if (!h.name) k.v.error(p('fromHeaders', j, 'name'), 'location header name must be non-empty string');
+      else if (!HEADER_NAME.test(h.name)) k.v.error(p('fromHeaders', j, 'name'), `invalid header name ${JSON.stringify(h.name)}`);
+    });
+    (r.fromParams ?? []).forEach((q, j) => {
+      if (!q) k.v.error(p('fromParams', j), 'location query must be non-empty string');
+    });
+    (r.fromCookies ?? []).forEach((c, j) => {
+      if (!c) k.v.error(p('fromCookies', j), 'cookie name must be non-empty string');
+    });
+    if (r.outputPayloadToHeader !== undefined && r.outputPayloadToHeader !== '' && !HEADER_NAME.test(r.outputPayloadToHeader)) {
+      k.v.error(p('outputPayloadToHeader'), `invalid header name ${JSON.stringify(r.outputPayloadToHeader)}`);
+    }
+    const outHeaders = new Set<string>();
+    if (r.outputPayloadToHeader) outHeaders.add(r.outputPayloadToHeader.toLowerCase());
+    (r.outputClaimToHeaders ?? []).forEach((c, j) => {
+      if (!c.header || !c.claim) {
+        k.v.error(p('outputClaimToHeaders', j), 'outputClaimToHeaders header and claim value must be non-empty string');
+        return;
+      }
+      if (!HEADER_NAME.test(c.header)) k.v.error(p('outputClaimToHeaders', j, 'header'), `invalid header name ${JSON.stringify(c.header)}`);
+      const lh = c.header.toLowerCase();
+      if (outHeaders.has(lh)) k.v.error(p('outputClaimToHeaders', j, 'header'), `header ${JSON.stringify(c.header)} is written twice by this rule`);
+      outHeaders.add(lh);
+    });
+    if (r.timeout !== undefined && r.timeout < 1) k.v.error(p('timeout'), 'duration must be at least 1ms');
+    (r.spaceDelimitedClaims ?? []).forEach((c, j) => {
+      if (!c) k.v.error(p('spaceDelimitedClaims', j), 'claim name must be non-empty string');
+    });
+
+    const locations: TokenLocation[] = [];
+    for (const h of r.fromHeaders ?? []) {
+      const name = (h.name ?? '').toLowerCase();
+      locations.push({ kind: 'header', name, prefix: h.prefix ?? '', label: `header:${name}` });
+    }
+    for (const q of r.fromParams ?? []) locations.push({ kind: 'param', name: q, prefix: '', label: `param:${q}` });
+    for (const c of r.fromCookies ?? []) locations.push({ kind: 'cookie', name: c, prefix: '', label: `cookie:${c}` });
+    for (const l of locations) {
+      if (l.kind === 'header' && outHeaders.has(l.name)) {
+        k.v.error(p('outputClaimToHeaders'), `output header ${JSON.stringify(l.name)} is also a token location of this rule`);
+      }
+    }
+    if (k.v.issues.slice(before).some((x) => x.severity === 'error')) {
+      ok = false;
+      return;
+    }
+    const timeoutMs = r.timeout ?? DEFAULT_JWKS_TIMEOUT_MS;
+    let source;
+    try {
+      source = createKeySource(cc.runtime, { issuer, jwksUri: r.jwksUri || undefined, jwks: r.jwks || undefined, timeoutMs, tuning });
+    } catch (e) {
+      k.v.error(p('jwks'), (e as Error).message);
+      ok = false;
+      return;
+    }
+    rules.push(
+      Object.freeze({
+        ref: k.ref,
+        index: i,
+        id: `${k.ref} jwtRules[${i}]`,
+        issuer,
+        locations: locations.length > 0 ? Object.freeze(locations) : DEFAULT_LOCATIONS,
+        forwardOriginalToken: r.forwardOriginalToken ?? false,
+        outputPayloadToHeader: r.outputPayloadToHeader ? r.outputPayloadToHeader.toLowerCase() : null,
+        outputClaimToHeaders: Object.freeze(
+          (r.outputClaimToHeaders ?? []).map((c) => Object.freeze({ header: c.header!.toLowerCase(), path: Object.freeze(c.claim!.split('.')) })),
+        ),
+        spaceDelimitedClaims: Object.freeze([...new Set([...DEFAULT_SPACE_DELIMITED, ...(r.spaceDelimitedClaims ?? [])])]),
+        verifier: new JwtVerifier(cc.runtime, { issuer, audiences: r.audiences ?? [], source, timeoutMs, cache }),
+      }),
+    );
+  });
+  if (!ok) return undefined;
+  return Object.freeze({ ref: k.ref, scope, rules: Object.freeze(rules) });
+}
+
+/** Policies indexed by namespace, so a request only looks at policies that can apply. */
+export class RequestAuthenticationIndex {
+  private readonly root: readonly CompiledRequestAuthentication[];
+  private readonly byNamespace: ReadonlyMap<string, readonly CompiledRequestAuthentication[]>;
+  private readonly memo = new LRUCache<string, readonly CompiledJwtRule[]>({ max: 4096 });
+  readonly policyCount: number;
+
+  constructor(policies: readonly CompiledRequestAuthentication[], rootNamespace: string) {
+    const root: CompiledRequestAuthentication[] = [];
+    const byNs = new Map<string, CompiledRequestAuthentication[]>();
+    for (const p of policies) {
+      if (p.scope.namespace === rootNamespace) root.push(p);
+      else {
+        const l = byNs.get(p.scope.namespace);
+        if (l) l.push(p);
+        else byNs.set(p.scope.namespace, [p]);
+      }
+    }
+    this.root = root;
+    this.byNamespace = byNs;
+    this.policyCount = policies.length;
+  }
+
+  /**
+   * The concatenated jwtRules of every applying policy: root namespace first, then the
+   * workload's namespace, each in config order (Istio concatenates all applying policies).
+   */
+  rulesFor(w: Workload): readonly CompiledJwtRule[] {
+    if (this.policyCount === 0) return [];
+    const key = workloadKey(w);
+    const hit = this.memo.get(key);
+    if (hit) return hit;
+    const out: CompiledJwtRule[] = [];
+    for (const p of this.root) if (scopeApplies(p.scope, w)) out.push(...p.rules);
+    for (const p of this.byNamespace.get(w.namespace) ?? []) if (scopeApplies(p.scope, w)) out.push(...p.rules);
+    const frozen = Object.freeze(out);
+    this.memo.set(key, frozen);
+    return frozen;
+  }
+}
+
+function workloadKey(w: Workload): string {
+  const labels = Object.keys(w.labels)
+    .sort()
+    .map((k) => `${k}=${w.labels[k]}`)
+    .join('\u0001');
+  return `${w.namespace}\u0000${w.hasLabels ? 1 : 0}\u0000${labels}\u0000${w.gateway}\u0000${w.service}`;
+}
+
+const JWT_CHARS = /[A-Za-z0-9_.\-]/;
+
+/**
+ * Envoy JwtHeaderLocation: with a prefix, the value must contain it; the token is the run
+ * of base64url characters and dots after it (so `Bearer <jwt>, ...` and quoted forms work).
+ * Without a prefix the whole value is the token.
+ */
+function extractFromHeader(value: string, prefix: string): string[] {
+  if (!prefix) return [value];
+  const out: string[] = [];
+  // Envoy sees repeated headers as separate values; here they arrive joined by ','.
+  for (const part of value.split(',')) {
+    const pos = part.indexOf(prefix);
+    if (pos < 0) continue;
+    let start = pos + prefix.length;
+    while (start < part.length && !JWT_CHARS.test(part[start]!)) start++;
+    let end = start;
+    while (end < part.length && JWT_CHARS.test(part[end]!)) end++;
+    out.push(start >= part.length ? part : part.slice(start, end));
+  }
+  return out;
+}
+
+interface FoundToken {
+  readonly token: string;
+  readonly location: TokenLocation;
+}
+
+function extractTokens(state: CheckState, rule: CompiledJwtRule): FoundToken[] {
+  const ctx = state.ctx;
+  const out: FoundToken[] = [];
+  for (const l of rule.locations) {
+    if (l.kind === 'header') {
+      const v = ctx.header(l.name);
+      if (v === undefined) continue;
+      for (const t of extractFromHeader(v, l.prefix)) out.push({ token: t, location: l });
+    } else if (l.kind === 'param') {
+      const v = ctx.queryParams.get(l.name);
+      if (v && v.length > 0) out.push({ token: v[0]!, location: l });
+    } else {
+      const v = ctx.cookie(l.name);
+      if (v !== undefined) out.push({ token: v, location: l });
+    }
+  }
+  return out;
+}
+
+/** Envoy bypass_cors_preflight: OPTIONS with Origin and Access-Control-Request-Method. */
+export function isCorsPreflight(state: CheckState): boolean {
+  const c = state.ctx;
+  return c.method === 'OPTIONS' && !!c.header('origin') && !!c.header('access-control-request-method');
+}
+
+/** RFC 9110 quoted-string escaping for the realm. */
+function quote(s: string): string {
+  return s.replace(/[\\"]/g, (m) => `\\${m}`).replace(/[\r\n\0]/g, '');
+}
+
+export interface JwtDenyOptions {
+  readonly jwksUnavailableStatus: 401 | 503;
+}
+
+/**
+ * Envoy's deny for a final status: 401 (403 for audiences) with its status string and
+ * `www-authenticate: Bearer realm="<scheme>://<host><path>"` + `, error="invalid_token"`
+ * (unless missing). Deviations: no query in the realm; JwksFetchFail is 503 by default.
+ */
+export function jwtDeny(state: CheckState, status: JwtStatus, message: string, opts: JwtDenyOptions, rule?: CompiledJwtRule): Deny {
+  const reason = reasonForStatus(status);
+  const body = JWT_STATUS[status];
+  const http = status === 'JwksFetchFail' ? opts.jwksUnavailableStatus : status === 'JwtAudienceNotAllowed' ? 403 : 401;
+  const c = state.ctx;
+  let headers: [string, string][] = [];
+  if (http !== 503) {
+    let v = `Bearer realm="${quote(`${c.scheme}://${c.host}${c.path}`)}"`;
+    if (status !== 'JwtMissed') v += ', error="invalid_token"';
+    headers = [['www-authenticate', v]];
+  }
+  return deny(reason, message, { body, status: http, headers, policy: rule?.ref, rule: rule?.index });
+}
+
+function buildIdentity(rule: CompiledJwtRule, jwt: ParsedJwt, found: FoundToken): Identity {
+  const azp = jwt.payload['azp'];
+  return Object.freeze({
+    kind: 'jwt',
+    principal: `${jwt.iss}/${jwt.sub}`,
+    issuer: jwt.iss,
+    subject: jwt.sub,
+    audiences: Object.freeze([...jwt.audiences]),
+    presenter: typeof azp === 'string' ? azp : '',
+    claims: Object.freeze(splitSpaceDelimited(jwt.payload, rule.spaceDelimitedClaims)),
+    token: found.token,
+    location: found.location.label,
+    expiresAt: jwt.exp || undefined,
+    admittedBy: rule.id,
+  });
+}
+
+/** Remove one cookie from a Cookie header value; '' when none is left. */
+export function removeCookie(header: string, name: string): string {
+  return header
+    .split(';')
+    .map((s) => s.trim())
+    .filter((s) => s !== '' && s.slice(0, s.indexOf('=') < 0 ? s.length : s.indexOf('=')).trim() !== name)
+    .join('; ');
+}
+
+/** The jwtRules member of the credential chain for one request's workload. */
+export class JwtRulesMember implements CredentialValidatorMember {
+  readonly name = 'jwtRules';
+  constructor(
+    private readonly rules: readonly CompiledJwtRule[],
+    private readonly opts: JwtDenyOptions,
+  ) {}
+
+  async validate(state: CheckState): Promise<ValidatorResult> {
+    const rules = this.rules;
+    const trace = state.trace;
+    // Envoy sanitizePayloadHeaders: inbound copies of output headers never reach upstream,
+    // whether or not a token is present (a client must not be able to forge them).
+    for (const r of rules) {
+      if (r.outputPayloadToHeader) state.upstream.removeHeader(r.outputPayloadToHeader);
+      for (const c of r.outputClaimToHeaders) state.upstream.removeHeader(c.header);
+    }
+    if (isCorsPreflight(state)) {
+      trace?.add('authn', 'CORS preflight (OPTIONS with origin and access-control-request-method): JWT checks skipped');
+      return ABSTAIN;
+    }
+    trace?.add('authn', `jwtRules in force: ${rules.map((r) => `${r.id} (issuer ${JSON.stringify(r.issuer)})`).join(', ')}`);
+
+    const parsed = new Map<string, ParsedJwt | { status: JwtStatus }>();
+    const parseOnce = (t: string) => {
+      let p = parsed.get(t);
+      if (!p) {
+        p = parseJwt(t);
+        parsed.set(t, p);
+      }
+      return p;
+    };
+    let final: JwtStatus = 'JwtMissed';
+    let finalRule: CompiledJwtRule | undefined;
+    let finalDetail = '';
+    for (const rule of rules) {
+      const tokens = extractTokens(state, rule);
+      if (tokens.length === 0) {
+        trace?.add('authn', `${rule.id}: no token at ${rule.locations.map((l) => l.label).join(', ')}`);
+        continue; // JwtMissed never overrides anything
+      }
+      let failed: { status: JwtStatus; detail: string } | null = null;
+      const verified: { found: FoundToken; outcome: Extract<VerifyOutcome, { ok: true }> }[] = [];
+      for (const found of tokens) {
+        // Issuer first, without touching the verifier (cheap, no metrics noise).
+        const p = parseOnce(found.token);
+        let outcome: VerifyOutcome;
+        if (!('status' in p) && rule.issuer !== '' && p.iss !== rule.issuer) outcome = { ok: false, status: 'JwtUnknownIssuer', jwt: p };
+        else outcome = await rule.verifier.verify(found.token, state.signal, rule.issuer === '' ? undefined : p);
+        if (!outcome.ok) {
+          failed = { status: outcome.status, detail: outcome.detail ?? '' };
+          trace?.add(
+            'authn',
+            `${rule.id}: token at ${found.location.label} rejected: ${JWT_STATUS[outcome.status]}${outcome.detail ? ` (${outcome.detail})` : ''}${
+              outcome.status === 'JwtUnknownIssuer' && outcome.jwt ? ` (token iss ${JSON.stringify(outcome.jwt.iss)})` : ''
+            }`,
+          );
+          break; // Envoy: all tokens at a provider's locations must pass
+        }
+        verified.push({ found, outcome });
+        trace?.add(
+          'authn',
+          `${rule.id}: token at ${found.location.label} verified with key ${outcome.keyId} (${outcome.jwt.alg}) from ${rule.verifier.source.description}${outcome.cached ? ' [cached]' : ''}`,
+        );
+      }
+      if (!failed) return this.admit(state, rule, verified);
+      // Envoy AnyVerifier aggregation: prefer real errors over unknown issuer over missing.
+      if ((failed.status !== 'JwtUnknownIssuer' && failed.status !== 'JwtMissed') || final === 'JwtMissed') {
+        final = failed.status;
+        finalRule = rule;
+        finalDetail = failed.detail;
+      }
+    }
+    if (final === 'JwtMissed') {
+      trace?.add('authn', 'no JWT presented: request continues without identity (allow_missing)');
+      return ABSTAIN;
+    }
+    const d = jwtDeny(state, final, `${JWT_STATUS[final]}${finalDetail ? ` (${finalDetail})` : ''}${finalRule ? ` [${finalRule.id}]` : ''}`, this.opts, finalRule);
+    trace?.add('authn', `denied ${d.status ?? ''}: ${d.body}`);
+    return { kind: 'reject', deny: d };
+  }
+
+  private admit(
+    state: CheckState,
+    rule: CompiledJwtRule,
+    verified: readonly { found: FoundToken; outcome: Extract<VerifyOutcome, { ok: true }> }[],
+  ): ValidatorResult {
+    const identities: Identity[] = [];
+    const up = state.upstream;
+    const cookiesToRemove: string[] = [];
+    for (const { found, outcome } of verified) {
+      const jwt = outcome.jwt;
+      identities.push(buildIdentity(rule, jwt, found));
+      if (!rule.forwardOriginalToken) {
+        const l = found.location;
+        if (l.kind === 'header') up.removeHeader(l.name);
+        else if (l.kind === 'param') up.removeQuery.add(l.name);
+        else cookiesToRemove.push(l.name);
+      }
+      if (rule.outputPayloadToHeader) up.setHeader(rule.outputPayloadToHeader, jwt.payloadB64);
+      for (const c of rule.outputClaimToHeaders) {
+        const v = claimHeaderValue(getClaim(jwt.payload, c.path));
+        if (v !== undefined) up.setHeader(c.header, v);
+      }
+    }
+    if (cookiesToRemove.length > 0) {
+      // Envoy leaves cookie tokens in place; we drop just that cookie (other cookies stay).
+      let cookie = up.set.get('cookie') ?? state.ctx.header('cookie') ?? '';
+      for (const n of cookiesToRemove) cookie = removeCookie(cookie, n);
+      if (cookie) up.setHeader('cookie', cookie);
+      else {
+        up.set.delete('cookie');
+        up.removeHeader('cookie');
+      }
+    }
+    return { kind: 'admit', identities };
+  }
+}

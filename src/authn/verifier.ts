@@ -1,0 +1,141 @@
+/**
+ * One issuer's token verification, in Envoy jwt_authn's order (authenticator.cc):
+ * parse -> issuer -> time (nbf, exp, 60 s skew) -> audiences -> keys -> signature.
+ * Successful results are kept in a bounded, shared LRU keyed by everything that affects
+ * the result (issuer, audiences, key source and key-set content, the token itself), with
+ * entry lifetime never past the token's `exp`; time constraints are re-checked on every
+ * hit, so a repeated token costs a map lookup instead of a signature check.
+ */
+import { LRUCache } from 'lru-cache';
+import type { Runtime } from '../pipeline/runtime.js';
+import {
+  audiencesAllowed,
+  CLOCK_SKEW_S,
+  checkTime,
+  normalizeAudience,
+  parseJwt,
+  resultLabel,
+  type JwtStatus,
+  type ParsedJwt,
+  type VerifyResultLabel,
+} from './jwt-format.js';
+import { verifySignature, type KeySet } from './keys.js';
+import type { KeySource } from './jwks-source.js';
+
+export type VerifyOutcome =
+  | { ok: true; jwt: ParsedJwt; keyId: string; cached: boolean }
+  | { ok: false; status: JwtStatus; jwt?: ParsedJwt; detail?: string };
+
+interface CacheEntry {
+  readonly jwt: ParsedJwt;
+  readonly keyId: string;
+}
+
+export interface VerifiedCacheOptions {
+  /** Bound on entries (memory stays flat however many distinct tokens arrive). */
+  readonly maxEntries: number;
+  /** Upper bound on an entry's lifetime, whatever the token's exp. */
+  readonly maxTtlMs: number;
+}
+
+export const DEFAULT_VERIFIED_CACHE: VerifiedCacheOptions = Object.freeze({ maxEntries: 10_000, maxTtlMs: 10 * 60_000 });
+
+type VerifiedCache = LRUCache<string, CacheEntry>;
+
+/** The process-wide verified-token cache (survives reloads; entries are keyed by config). */
+export function sharedVerifiedCache(runtime: Runtime, opts: VerifiedCacheOptions = DEFAULT_VERIFIED_CACHE): VerifiedCache {
+  const holder = runtime.shared.get(`authn:verified-cache:${opts.maxEntries}:${opts.maxTtlMs}`, () => {
+    const c = new LRUCache<string, CacheEntry>({
+      max: opts.maxEntries,
+      ttl: opts.maxTtlMs,
+      // TTLs follow the injected clock, like every other time decision.
+      perf: { now: () => runtime.now() },
+      ttlAutopurge: false,
+    });
+    // LRUCache has its own `dispose` member; wrap it so SharedResources can release it.
+    return { cache: c, dispose: () => c.clear() };
+  });
+  return holder.cache;
+}
+
+export interface JwtVerifierOptions {
+  readonly issuer: string;
+  readonly audiences: readonly string[];
+  readonly source: KeySource;
+  /** How long a request may wait for a JWKS fetch. */
+  readonly timeoutMs: number;
+  readonly cache?: VerifiedCache;
+}
+
+export class JwtVerifier {
+  readonly issuer: string;
+  readonly audiences: readonly string[];
+  readonly source: KeySource;
+  private readonly allowed: ReadonlySet<string> | null;
+  private readonly timeoutMs: number;
+  private readonly cache: VerifiedCache | undefined;
+  private readonly cachePrefix: string;
+  private readonly verifications;
+
+  constructor(private readonly runtime: Runtime, opts: JwtVerifierOptions) {
+    this.issuer = opts.issuer;
+    this.audiences = opts.audiences;
+    this.source = opts.source;
+    this.allowed = opts.audiences.length > 0 ? new Set(opts.audiences.map(normalizeAudience)) : null;
+    this.timeoutMs = opts.timeoutMs;
+    this.cache = opts.cache;
+    this.cachePrefix = `${JSON.stringify([opts.issuer, [...(this.allowed ?? [])].sort(), opts.source.id])}\n`;
+    this.verifications = runtime.metrics.counter('jwt_verifications_total', 'JWT verifications by issuer and result.', ['issuer', 'result'] as const);
+  }
+
+  private count(result: VerifyResultLabel): void {
+    this.verifications.inc({ issuer: this.issuer, result });
+  }
+
+  private fail(status: JwtStatus, jwt?: ParsedJwt, detail?: string): VerifyOutcome {
+    this.count(resultLabel(status));
+    return { ok: false, status, jwt, detail };
+  }
+
+  /** Verify a raw token (or one parsed already, when several rules look at it). Never throws. */
+  async verify(token: string, signal?: AbortSignal, parsed?: ParsedJwt | { status: JwtStatus }): Promise<VerifyOutcome> {
+    const nowMs = this.runtime.now();
+    const current = this.source.peek();
+    if (current && this.cache) {
+      const hit = this.cache.get(`${this.cachePrefix}${current.hash}\n${token}`);
+      if (hit) {
+        const t = checkTime(hit.jwt.nbf, hit.jwt.exp, nowMs);
+        if (t) return this.fail(t, hit.jwt);
+        this.count('cached');
+        return { ok: true, jwt: hit.jwt, keyId: hit.keyId, cached: true };
+      }
+    }
+    const p = parsed ?? parseJwt(token);
+    if ('status' in p) return this.fail(p.status);
+    const jwt = p;
+    if (jwt.iss !== this.issuer) return this.fail('JwtUnknownIssuer', jwt);
+    const t = checkTime(jwt.nbf, jwt.exp, nowMs);
+    if (t) return this.fail(t, jwt);
+    if (!audiencesAllowed(this.allowed, jwt.audiences)) return this.fail('JwtAudienceNotAllowed', jwt);
+
+    let keys: KeySet | null = current ?? (await this.source.get(signal, this.timeoutMs));
+    if (!keys) return this.fail('JwksFetchFail', jwt, `no keys from ${this.source.description}`);
+    let sig = await verifySignature(jwt, keys);
+    if (sig.status === 'JwksKidAlgMismatch' && jwt.kid !== undefined && !keys.kids.has(jwt.kid)) {
+      // Unknown kid: the IdP may have rotated. Refetch now (single-flight, rate-limited).
+      const fresh = await this.source.refreshForUnknownKid(signal, this.timeoutMs);
+      if (fresh && fresh !== keys) {
+        keys = fresh;
+        sig = await verifySignature(jwt, keys);
+      }
+    }
+    if (sig.status) return this.fail(sig.status, jwt, sig.status === 'JwksKidAlgMismatch' ? `kid ${JSON.stringify(jwt.kid ?? null)} alg ${jwt.alg}` : undefined);
+    this.count('ok');
+    if (this.cache) {
+      // Entry lifetime ends at exp + skew (after that the token is expired anyway).
+      const ttl = jwt.exp ? Math.min(this.cache.ttl, (jwt.exp + CLOCK_SKEW_S) * 1000 - nowMs) : this.cache.ttl;
+      if (ttl > 0) this.cache.set(`${this.cachePrefix}${keys.hash}\n${token}`, { jwt, keyId: sig.keyId! }, { ttl });
+    }
+    return { ok: true, jwt, keyId: sig.keyId!, cached: false };
+  }
+}

@@ -1,0 +1,276 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { cacheControlMaxAgeMs, RemoteKeySource } from '../../../src/authn/jwks-source.js';
+import type { CompiledConfig } from '../../../src/config/compile.js';
+import { formatIssue } from '../../../src/config/issues.js';
+import { evaluate } from '../../../src/pipeline/pipeline.js';
+import { compileYaml, mustCompile } from '../../helpers/config.js';
+import { createTestRuntime, type TestRuntime } from '../../helpers/runtime.js';
+import { checkRequest, deadUrl, jwks, makeKey, NOW_S, sign, startIdp, type IdpServer } from './helpers.js';
+
+let rt: TestRuntime;
+const servers: IdpServer[] = [];
+afterEach(async () => {
+  rt?.shared.disposeAll();
+  for (const s of servers.splice(0)) await s.close();
+});
+
+function ra(name: string, issuer: string, extra: string): string {
+  return `---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: ${name}, namespace: istio-system}
+spec:
+  jwtRules:
+  - issuer: ${issuer}
+${extra}
+`;
+}
+
+async function check(cfg: CompiledConfig, token: string) {
+  return evaluate(checkRequest({ headers: { authorization: `Bearer ${token}` } }), cfg, rt, { explain: true });
+}
+
+function metric(name: string): Promise<string> {
+  return rt.metrics.registry.getSingleMetricAsString(`obo_authz_${name}`);
+}
+
+describe('remote JWKS', () => {
+  it('picks up a key rotation through an unknown-kid refetch with no failed request', async () => {
+    rt = createTestRuntime({ now: NOW_S * 1000 });
+    const k1 = await makeKey('RS256', 'k1');
+    const k2 = await makeKey('ES256', 'k2');
+    const idp = await startIdp(jwks(k1));
+    servers.push(idp);
+    const cfg = mustCompile(ra('r', 'https://idp', `    jwksUri: ${idp.url}/jwks`), rt);
+    const t1 = await sign(k1, { iss: 'https://idp', sub: 'u1' });
+    expect((await check(cfg, t1)).allow).toBe(true);
+    idp.jwks = jwks(k2); // rotate: k1 removed, k2 added
+    const t2 = await sign(k2, { iss: 'https://idp', sub: 'u2' });
+    const d = await check(cfg, t2);
+    expect(d.allow, d.message).toBe(true);
+    expect(d.identity?.principal).toBe('https://idp/u2');
+    expect(d.trace?.entries.map((e) => e.message).join('\n')).toContain('verified with key k2 (ES256)');
+    expect(idp.hitCount('/jwks')).toBe(2);
+    // k1 is gone from the JWKS: its tokens are no longer accepted (cache keyed by key-set hash)
+    const d1 = await check(cfg, t1);
+    expect(d1.allow).toBe(false);
+    expect(d1.body).toBe("Jwks doesn't have key to match kid or alg from Jwt");
+  });
+
+  it('rate-limits unknown-kid refetches (flood of bad kids) and single-flights concurrent ones', async () => {
+    rt = createTestRuntime({ now: NOW_S * 1000 });
+    const k1 = await makeKey('RS256', 'k1');
+    const idp = await startIdp(jwks(k1));
+    servers.push(idp);
+    const cfg = mustCompile(ra('r', 'https://idp', `    jwksUri: ${idp.url}/jwks`), rt);
+    expect((await check(cfg, await sign(k1, { iss: 'https://idp' }))).allow).toBe(true);
+    expect(idp.hitCount('/jwks')).toBe(1);
+    const bad = await Promise.all(Array.from({ length: 20 }, (_, i) => sign(k1, { iss: 'https://idp', n: i }, { header: { kid: `nope-${i}` } })));
+    idp.delayMs = 50;
+    const ds = await Promise.all(bad.map((t) => check(cfg, t)));
+    expect(ds.every((d) => !d.allow && d.httpStatus === 401)).toBe(true);
+    expect(idp.hitCount('/jwks')).toBe(2); // one refetch for the whole flood
+    for (const t of bad.slice(0, 5)) await check(cfg, t);
+    expect(idp.hitCount('/jwks')).toBe(2); // within cooldown: none
+    rt.advance(16_000);
+    await check(cfg, bad[0]!);
+    expect(idp.hitCount('/jwks')).toBe(3); // cooldown over: one more
+  });
+
+  it('IdP down at start: 503 for that issuer only, other issuers served; recovers without restart', async () => {
+    rt = createTestRuntime({ now: NOW_S * 1000 });
+    const kd = await makeKey('RS256', 'kd');
+    const ki = await makeKey('ES256', 'ki');
+    const idp = await startIdp(jwks(kd));
+    servers.push(idp);
+    idp.mode = 'error';
+    const text =
+      ra('down', 'https://down', `    jwksUri: ${idp.url}/jwks`) +
+      ra('inline', 'https://inline', `    jwks: '${JSON.stringify(jwks(ki))}'`);
+    const cfg = mustCompile(text, rt);
+    const td = await sign(kd, { iss: 'https://down', sub: 'x' });
+    const d = await check(cfg, td);
+    expect(d.allow).toBe(false);
+    expect(d.httpStatus).toBe(503);
+    expect(d.body).toBe('Jwks remote fetch is failed');
+    expect(d.reason).toBe('ERR_JWKS_UNAVAILABLE');
+    expect(d.denyHeaders).toEqual([]);
+    const started = Date.now();
+    expect((await check(cfg, await sign(ki, { iss: 'https://inline' }))).allow).toBe(true);
+    expect(Date.now() - started).toBeLessThan(500);
+    // while backing off, requests fail fast without hitting the IdP
+    const hits = idp.hitCount('/jwks');
+    expect((await check(cfg, td)).httpStatus).toBe(503);
+    expect(idp.hitCount('/jwks')).toBe(hits);
+    // IdP comes back; after the back-off the next request fetches and succeeds
+    idp.mode = 'up';
+    rt.advance(5 * 60_000);
+    const ok = await check(cfg, td);
+    expect(ok.allow, ok.message).toBe(true);
+    expect(await metric('jwks_fetches_total')).toMatch(/issuer="https:\/\/down",outcome="http_error"/);
+    expect(await metric('jwks_fetches_total')).toMatch(/issuer="https:\/\/down",outcome="success"/);
+  });
+
+  it('Settings.jwksUnavailableStatus: 401 switches back to Envoy behaviour (with www-authenticate)', async () => {
+    rt = createTestRuntime({ now: NOW_S * 1000 });
+    const k = await makeKey('RS256', 'k');
+    const url = await deadUrl();
+    const cfg = mustCompile(
+      `apiVersion: obo-authz.dev/v1alpha1\nkind: Settings\nmetadata: {name: s}\nspec: {jwksUnavailableStatus: 401}\n` +
+        ra('r', 'https://idp', `    jwksUri: ${url}/jwks`),
+      rt,
+    );
+    const d = await check(cfg, await sign(k, { iss: 'https://idp' }));
+    expect(d.httpStatus).toBe(401);
+    expect(d.body).toBe('Jwks remote fetch is failed');
+    expect(d.denyHeaders).toEqual([['www-authenticate', 'Bearer realm="https://example.com/api", error="invalid_token"']]);
+  });
+
+  it('IdP down after start: old keys keep working, retries back off, stale maximum enforced', async () => {
+    rt = createTestRuntime({ now: NOW_S * 1000 });
+    const k = await makeKey('PS256', 'k');
+    const idp = await startIdp(jwks(k));
+    servers.push(idp);
+    const cfg = mustCompile(ra('r', 'https://idp', `    jwksUri: ${idp.url}/jwks\n    timeout: 200ms`), rt);
+    expect((await check(cfg, await sign(k, { iss: 'https://idp', n: 0 }))).allow).toBe(true);
+    idp.mode = 'hang';
+    rt.advance(21 * 60_000); // past the 20 min refresh: background refresh starts and hangs
+    const d = await check(cfg, await sign(k, { iss: 'https://idp', n: 1 }));
+    expect(d.allow, d.message).toBe(true);
+    await new Promise((r) => setTimeout(r, 400)); // refresh times out (200 ms)
+    idp.mode = 'error';
+    rt.advance(6 * 86_400_000);
+    expect((await check(cfg, await sign(k, { iss: 'https://idp', n: 2 }))).allow).toBe(true);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await metric('jwks_fetches_total')).toMatch(/outcome="timeout"/);
+    rt.advance(86_400_000 + 1); // more than 7 days since the last good fetch
+    const stale = await check(cfg, await sign(k, { iss: 'https://idp', n: 3 }));
+    expect(stale.httpStatus).toBe(503);
+    expect(rt.logs.join('')).toContain('exceeded the stale maximum');
+  });
+
+  it('a fetched JWKS without usable keys never replaces good keys', async () => {
+    rt = createTestRuntime({ now: NOW_S * 1000 });
+    const k = await makeKey('ES384', 'k');
+    const idp = await startIdp(jwks(k));
+    servers.push(idp);
+    const cfg = mustCompile(ra('r', 'https://idp', `    jwksUri: ${idp.url}/jwks`), rt);
+    const t = await sign(k, { iss: 'https://idp' });
+    expect((await check(cfg, t)).allow).toBe(true);
+    idp.jwks = { keys: [{ kty: 'RSA', kid: 'broken' }] };
+    rt.advance(21 * 60_000);
+    await check(cfg, t); // triggers the background refresh
+    await new Promise((r) => setTimeout(r, 200));
+    expect(await metric('jwks_fetches_total')).toMatch(/outcome="invalid"/);
+    expect((await check(cfg, await sign(k, { iss: 'https://idp', n: 1 }))).allow).toBe(true);
+  });
+
+  it('OIDC discovery, Cache-Control max-age within bounds, verified-token cache', async () => {
+    rt = createTestRuntime({ now: NOW_S * 1000 });
+    const k = await makeKey('RS384', 'k');
+    const idp = await startIdp(jwks(k), { issuerPath: '/tenant' });
+    servers.push(idp);
+    idp.cacheControl = 'public, max-age=5';
+    const cfg = mustCompile(ra('r', idp.issuer, ''), rt);
+    const t = await sign(k, { iss: idp.issuer, sub: 'u', exp: NOW_S + 3600 });
+    const d1 = await check(cfg, t);
+    expect(d1.allow, d1.message).toBe(true);
+    expect(idp.hitCount('/tenant/.well-known/openid-configuration')).toBe(1);
+    const d2 = await check(cfg, t);
+    expect(d2.trace?.entries.map((e) => e.message).join('\n')).toContain('[cached]');
+    expect(await metric('jwt_verifications_total')).toMatch(/result="cached"\} 1/);
+    // max-age=5 is below the 1 min lower bound: no refresh before a minute
+    rt.advance(30_000);
+    await check(cfg, t);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(idp.hitCount('/jwks')).toBe(1);
+    rt.advance(31_000);
+    await check(cfg, t);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(idp.hitCount('/jwks')).toBe(2);
+    // a cached token still expires on time
+    rt.advance(3600_000);
+    expect((await check(cfg, t)).body).toBe('Jwt is expired');
+  });
+
+  it('parses Cache-Control', () => {
+    expect(cacheControlMaxAgeMs('public, max-age=300')).toBe(300_000);
+    expect(cacheControlMaxAgeMs('no-store')).toBe(0);
+    expect(cacheControlMaxAgeMs(null)).toBeUndefined();
+    expect(cacheControlMaxAgeMs('private')).toBeUndefined();
+  });
+
+  it('sources are shared across reloads and disposed when unused (timers cleared)', async () => {
+    rt = createTestRuntime({ now: NOW_S * 1000 });
+    const k = await makeKey('RS256', 'k');
+    const idp = await startIdp(jwks(k));
+    servers.push(idp);
+    const text = ra('r', 'https://idp', `    jwksUri: ${idp.url}/jwks`);
+    const cfg1 = mustCompile(text, rt);
+    await check(cfg1, await sign(k, { iss: 'https://idp' }));
+    const cfg2 = mustCompile(text, rt);
+    rt.shared.sweep();
+    await check(cfg2, await sign(k, { iss: 'https://idp', n: 2 }));
+    expect(idp.hitCount('/jwks')).toBe(1); // reload reused the fetched keys
+    mustCompile(ra('r', 'https://idp', `    jwksUri: ${idp.url}/jwks?v=2`), rt);
+    const before = rt.shared.size;
+    rt.shared.sweep();
+    expect(rt.shared.size).toBeLessThan(before);
+    expect(RemoteKeySource).toBeDefined();
+  });
+});
+
+describe('config validation', () => {
+  const cases: [string, string, RegExp][] = [
+    ['empty issuer and no jwksUri', `  jwtRules:\n  - issuer: ""`, /jwtRules\[0\]\.issuer: issuer or jwksUri must be non-empty string/],
+    ['bad jwksUri scheme', `  jwtRules:\n  - {issuer: a, jwksUri: "ftp://x/jwks"}`, /jwksUri: URI scheme "ftp" is not supported/],
+    ['unknown field', `  jwtRules:\n  - {issuer: a, jwksUrl: "https://x"}`, /jwtRules\[0\]\.jwksUrl: unknown field "jwksUrl"/],
+    ['bad claim header', `  jwtRules:\n  - {issuer: a, outputClaimToHeaders: [{header: "x y", claim: sub}]}`, /outputClaimToHeaders\[0\]\.header: invalid header name/],
+    ['empty claim', `  jwtRules:\n  - {issuer: a, outputClaimToHeaders: [{header: x-a, claim: ""}]}`, /header and claim value must be non-empty string/],
+    ['invalid inline jwks', `  jwtRules:\n  - {issuer: a, jwks: "{}"}`, /jwtRules\[0\]\.jwks: invalid jwks: Jwks does not have \[keys\] field/],
+    ['empty header name', `  jwtRules:\n  - {issuer: a, fromHeaders: [{prefix: "x"}]}`, /location header name must be non-empty string/],
+    ['empty param', `  jwtRules:\n  - {issuer: a, fromParams: [""]}`, /location query must be non-empty string/],
+    ['bad timeout', `  jwtRules:\n  - {issuer: a, timeout: 5}`, /timeout: expected a duration string/],
+    ['empty audience', `  jwtRules:\n  - {issuer: a, audiences: [""]}`, /audience must be non-empty string/],
+    ['selector with targetRefs', `  selector: {matchLabels: {a: b}}\n  targetRefs: [{kind: Service, name: s}]\n  jwtRules:\n  - {issuer: a}`, /only one of selector or targetRef/],
+  ];
+  for (const [name, spec, re] of cases) {
+    it(name, () => {
+      rt = createTestRuntime();
+      const r = compileYaml(`apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: r}\nspec:\n${spec}\n`, rt);
+      expect(r.ok).toBe(false);
+      expect(r.issues.map(formatIssue).join('\n')).toMatch(re);
+    });
+  }
+  it('both jwks and jwksUri is a warning (inline wins)', async () => {
+    rt = createTestRuntime();
+    const k = await makeKey('RS256', 'k');
+    const r = compileYaml(`apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: r}\nspec:\n  jwtRules:\n  - {issuer: a, jwksUri: "https://x/j", jwks: '${JSON.stringify(jwks(k))}'}\n`, rt);
+    expect(r.ok).toBe(true);
+    expect(r.issues.map(formatIssue).join('\n')).toMatch(/warning: both jwks and jwksUri/);
+  });
+});
+
+describe('secrets', () => {
+  it('no token appears in captured logs, deny bodies or messages', async () => {
+    rt = createTestRuntime({ now: NOW_S * 1000, level: 'trace' });
+    const k = await makeKey('RS256', 'k');
+    const idp = await startIdp(jwks(k));
+    servers.push(idp);
+    idp.mode = 'error';
+    const cfg = mustCompile(ra('r', 'https://idp', `    jwksUri: ${idp.url}/jwks`), rt);
+    const good = await sign(k, { iss: 'https://idp', sub: 'secret-sub' });
+    const bad = await sign(k, { iss: 'https://other' });
+    const ds = [await check(cfg, good), await check(cfg, bad), await check(cfg, 'abc.def.ghi')];
+    idp.mode = 'up';
+    rt.advance(600_000);
+    ds.push(await check(cfg, good));
+    expect(ds[3]!.allow).toBe(true);
+    const all = rt.logs.join('\n') + ds.map((d) => `${d.body}${d.message}${JSON.stringify(d.denyHeaders)}`).join('\n');
+    expect(rt.logs.length).toBeGreaterThan(0);
+    for (const t of [good, bad]) {
+      expect(all).not.toContain(t);
+      expect(all).not.toContain(t.split('.')[2]!);
+    }
+  });
+});
