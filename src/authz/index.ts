@@ -1,21 +1,67 @@
 /**
- * Authorization stage (phase 3). PLACEHOLDER: to be replaced by the AuthorizationPolicy
- * engine (issue 4). Contract: compileAuthz validates specs via `k.v` and returns an
- * immutable AuthzConfig; authorize() returns a Deny (ERR_RBAC_DENIED with policy/rule) or
- * null, and records attribution in state.attribution.
+ * Authorization stage (phase 3): Istio AuthorizationPolicy (security.istio.io/v1 and
+ * v1beta1) with Istio's semantics. compileAuthz validates and compiles every policy once
+ * into small matcher objects indexed by namespace and action; authorize() returns a Deny
+ * (ERR_RBAC_DENIED, body `RBAC: access denied`, with the deciding policy/rule) or null, and
+ * records the allowing policy/rule, AUDIT matches and dry-run (shadow) outcomes in
+ * state.attribution. See docs/configuration/authorization.md.
  */
 import type { CompileContext } from '../config/compile.js';
 import type { KindDocument } from '../config/kinds.js';
 import type { CheckState, Deny } from '../pipeline/state.js';
+import { compilePolicy, type CompiledPolicy } from './compile.js';
+import { evaluatePolicies, type PolicyBucket, type PolicyIndex } from './evaluate.js';
 
-export interface AuthzConfig {
+export type { Action, Clause, CompiledPolicy, CompiledRule } from './compile.js';
+export { parseConditionKey, DRY_RUN_ANNOTATION } from './compile.js';
+export { explainRule, firstMatchingRule, ruleMatches, RBAC_BODY, type PolicyBucket, type PolicyIndex } from './evaluate.js';
+export { RequestView } from './matchers.js';
+
+export interface AuthzConfig extends PolicyIndex {
   readonly count: number;
+  /** Every compiled policy, sorted by `namespace/name`. */
+  readonly policies: readonly CompiledPolicy[];
 }
 
-export function compileAuthz(policies: readonly KindDocument[], _cc: CompileContext): AuthzConfig {
-  return { count: policies.length };
+function bucket(policies: readonly CompiledPolicy[]): PolicyBucket {
+  const enforced = (a: CompiledPolicy['action']) => Object.freeze(policies.filter((p) => p.action === a && !p.dryRun));
+  return Object.freeze({
+    deny: enforced('DENY'),
+    allow: enforced('ALLOW'),
+    audit: enforced('AUDIT'),
+    custom: enforced('CUSTOM'),
+    shadowDeny: Object.freeze(policies.filter((p) => p.action === 'DENY' && p.dryRun)),
+    shadowAllow: Object.freeze(policies.filter((p) => p.action === 'ALLOW' && p.dryRun)),
+    all: Object.freeze([...policies]),
+  });
 }
 
-export function authorize(_state: CheckState, _cfg: AuthzConfig): Deny | null {
-  return null;
+export function compileAuthz(policies: readonly KindDocument[], cc: CompileContext): AuthzConfig {
+  const compiled: CompiledPolicy[] = [];
+  for (const k of policies) {
+    const p = compilePolicy(k, cc);
+    if (p) compiled.push(p);
+  }
+  // Deterministic order (and so deterministic attribution): by namespace/name.
+  compiled.sort((a, b) => (a.ref < b.ref ? -1 : a.ref > b.ref ? 1 : 0));
+  const rootNamespace = cc.settings.rootNamespace;
+  const byNs = new Map<string, CompiledPolicy[]>();
+  for (const p of compiled) {
+    const l = byNs.get(p.namespace);
+    if (l) l.push(p);
+    else byNs.set(p.namespace, [p]);
+  }
+  const byNamespace = new Map<string, PolicyBucket>();
+  for (const [ns, l] of byNs) if (ns !== rootNamespace) byNamespace.set(ns, bucket(l));
+  return Object.freeze({
+    count: compiled.length,
+    policies: Object.freeze(compiled),
+    rootNamespace,
+    root: bucket(byNs.get(rootNamespace) ?? []),
+    byNamespace,
+  });
+}
+
+export function authorize(state: CheckState, cfg: AuthzConfig): Deny | null {
+  return evaluatePolicies(state, cfg);
 }

@@ -83,6 +83,8 @@ export function decisionMetadata(d: Decision): Record<string, unknown> {
   if (d.actor) m['actor'] = d.actor.principal;
   if (d.attribution.exchangePolicy) m['exchange_policy'] = d.attribution.exchangePolicy;
   if (d.attribution.audience) m['audience'] = d.attribution.audience;
+  if (d.attribution.audit?.length) m['audit'] = d.attribution.audit;
+  if (d.attribution.shadow?.length) m['shadow'] = d.attribution.shadow.map((x) => ({ ...x }));
   if (d.requestId) m['request_id'] = d.requestId;
   return m;
 }
