@@ -1,13 +1,35 @@
 /**
- * Token exchange stage (phase 4). PLACEHOLDER: to be replaced by the on-behalf-of
- * implementation (issue 5). Contract: compileExchange validates TokenExchangePolicy,
- * SecurityTokenService and DelegationPolicy specs via `k.v`; exchange() sets the upstream
- * token header (or returns a Deny); `builtinSts` exposes the HTTP STS endpoints.
+ * Token exchange stage (phase 4): after authentication and authorization, exchange the
+ * caller's token for one scoped to the backend that still names the user (RFC 8693
+ * on-behalf-of). Impersonation: sub = user, no act. Delegation: the actor token is
+ * read (header or file), validated (JWKS or TokenReview), checked against the
+ * DelegationPolicy (and may_act), and the minted token carries `act`. Upstream gets only
+ * the exchanged token (DESIGN.md §5): the original token header/query parameter and any
+ * client-sent actor/identity headers are removed. Never throws; every failure is a Deny
+ * with a closed reason code and a fixed body (never STS text).
  */
 import type { AuthnConfig } from '../authn/index.js';
+import { createJwtValidator } from '../authn/jwt-validator.js';
+import { removeCookie } from '../authn/request-authentication.js';
 import type { CompileContext } from '../config/compile.js';
 import type { KindDocument } from '../config/kinds.js';
-import type { CheckState, Deny } from '../pipeline/state.js';
+import { scopeApplies } from '../config/scope.js';
+import { isValidHeaderValue } from '../respond/respond.js';
+import { sanitizeRemoteText } from '../observability/redact.js';
+import type { Identity } from '../pipeline/identity.js';
+import type { Runtime } from '../pipeline/runtime.js';
+import { deny, type CheckState, type Deny } from '../pipeline/state.js';
+import { readActorToken } from './actor.js';
+import { compileExchangeDocs, matchApplies, type CompiledBuiltinSts, type CompiledPolicy, type CompiledSts } from './compile.js';
+import { checkDelegation } from './delegation.js';
+import { EXCHANGE_BODIES, fail, outcomeOf, type ExchangeFailure, type ExchangeReason } from './errors.js';
+import { sha256 } from './util.js';
+
+export type { CompiledBuiltinSts, CompiledPolicy, CompiledSts } from './compile.js';
+export { BuiltinSts } from './sts-builtin.js';
+export { RemoteStsClient } from './sts-remote.js';
+export { ExchangeCache } from './cache.js';
+export * from './tokenreview.js';
 
 export interface ExchangeInput {
   readonly tokenExchangePolicies: readonly KindDocument[];
@@ -17,16 +39,309 @@ export interface ExchangeInput {
 }
 
 export interface ExchangeConfig {
+  /** Number of TokenExchangePolicy documents in force. */
   readonly count: number;
+  /** Most specific first, ties by namespace/name (DESIGN.md §5). */
+  readonly policies: readonly CompiledPolicy[];
+  /** Every SecurityTokenService by `namespace/name`. */
+  readonly stss: ReadonlyMap<string, CompiledSts>;
+  /** The builtin STS served on the HTTP port (the one with `default: true`, or the only one). */
+  readonly builtinSts: CompiledBuiltinSts | null;
 }
 
-export function compileExchange(input: ExchangeInput, _cc: CompileContext): ExchangeConfig {
-  for (const k of [...input.tokenExchangePolicies, ...input.securityTokenServices, ...input.delegationPolicies]) {
-    k.v.error(['kind'], `${k.kind} is not supported yet`);
+export const EMPTY_EXCHANGE: ExchangeConfig = Object.freeze({ count: 0, policies: [], stss: new Map(), builtinSts: null });
+
+export function compileExchange(input: ExchangeInput, cc: CompileContext): ExchangeConfig {
+  const r = compileExchangeDocs(
+    {
+      tokenExchangePolicies: input.tokenExchangePolicies,
+      securityTokenServices: input.securityTokenServices,
+      delegationPolicies: input.delegationPolicies,
+      // Actor tokens are verified exactly like jwtRules (Envoy semantics, shared JWKS sources).
+      jwtVerifier: (opts) => {
+        const v = createJwtValidator(cc.runtime, opts);
+        return (token, signal) => v.verify(token, signal);
+      },
+    },
+    cc,
+  );
+  crossCheckAuthn(input, r.policies);
+  return Object.freeze({ count: r.policies.length, policies: r.policies, stss: r.stss, builtinSts: r.httpSts });
+}
+
+/**
+ * DESIGN.md §5: a header that is both a claim/payload output and the exchange output is a
+ * config error; an applying exchange overrides `forwardOriginalToken: true` (warning).
+ * Checked against the jwtRules that apply to the policy's namespace (selector policies
+ * included, as for a request without labels).
+ */
+function crossCheckAuthn(input: ExchangeInput, policies: readonly CompiledPolicy[]): void {
+  const idx = (input.authn as Partial<AuthnConfig>).requestAuthentications;
+  if (!idx || typeof idx.rulesFor !== 'function') return;
+  for (const p of policies) {
+    const k = input.tokenExchangePolicies.find((d) => d.ref === p.ref);
+    if (!k) continue;
+    const rules = idx.rulesFor({ namespace: p.scope.namespace, labels: {}, hasLabels: false, gateway: '', service: '', backend: '' });
+    const forwarded = new Set<string>();
+    for (const r of rules) {
+      const outs = [...r.outputClaimToHeaders.map((c) => c.header), ...(r.outputPayloadToHeader ? [r.outputPayloadToHeader.toLowerCase()] : [])];
+      if (outs.includes(p.upstream.header)) {
+        k.v.error(['spec', 'upstream', 'header'], `header ${JSON.stringify(p.upstream.header)} is also an output header of RequestAuthentication ${r.id}`);
+      }
+      if (r.forwardOriginalToken) forwarded.add(r.id);
+    }
+    if (forwarded.size > 0) {
+      k.v.warn(['spec', 'upstream'], `overrides forwardOriginalToken: true of ${[...forwarded].join(', ')}: upstream gets only the exchanged token`);
+    }
   }
-  return { count: 0 };
 }
 
-export async function exchange(_state: CheckState, _cfg: ExchangeConfig): Promise<Deny | null> {
+/** The policy that applies to this request: the first (most specific) whose scope and match hold. */
+export function selectPolicy(cfg: ExchangeConfig, state: CheckState): CompiledPolicy | null {
+  const ctx = state.ctx;
+  for (const p of cfg.policies) {
+    if (!scopeApplies(p.scope, ctx.workload)) continue;
+    if (!matchApplies(p.match, ctx.host, ctx.path, ctx.workload.backend)) continue;
+    return p;
+  }
   return null;
+}
+
+function realm(state: CheckState): string {
+  const c = state.ctx;
+  return `Bearer realm="${c.scheme}://${c.host}${c.path}"`.replace(/[\r\n\0]/g, '');
+}
+
+function toDeny(state: CheckState, p: CompiledPolicy, f: ExchangeFailure | { reason: ExchangeReason; message: string }): Deny {
+  const headers: [string, string][] = [];
+  if (f.reason === 'ERR_SUBJECT_MISSING' || f.reason === 'ERR_ACTOR_TOKEN_MISSING') headers.push(['www-authenticate', realm(state)]);
+  if (f.reason === 'ERR_ACTOR_TOKEN_INVALID') headers.push(['www-authenticate', `${realm(state)}, error="invalid_token"`]);
+  state.trace?.add('exchange', `${p.ref}: denied ${f.reason}: ${f.message}`);
+  return deny(f.reason, f.message, { body: EXCHANGE_BODIES[f.reason] ?? '', headers, policy: p.ref });
+}
+
+function metrics(rt: Runtime) {
+  const m = rt.metrics;
+  return {
+    exchanges: m.counter('token_exchanges_total', 'STS exchanges by STS (namespace/name) and outcome.', ['sts', 'outcome'] as const),
+    latency: m.histogram('token_exchange_duration_seconds', 'Time of one STS exchange (built-in mint or remote call), by STS.', ['sts'] as const),
+    cache: m.counter('token_exchange_cache_total', 'Exchange cache lookups by policy and result (hit|miss|negative).', ['policy', 'result'] as const),
+    denials: m.counter('token_exchange_denials_total', 'Exchange-stage denials by policy and reason code.', ['policy', 'reason'] as const),
+  };
+}
+
+function sameParty(actor: Identity, subject: Identity): boolean {
+  return actor.subject === subject.subject && (!actor.issuer || !subject.issuer || actor.issuer === subject.issuer || actor.kind === 'kubernetes');
+}
+
+function subjectExp(id: Identity): number | undefined {
+  if (id.expiresAt !== undefined) return id.expiresAt;
+  const e = id.claims['exp'];
+  return typeof e === 'number' ? e : undefined;
+}
+
+interface Issued {
+  readonly ok: true;
+  readonly accessToken: string;
+  readonly expiresAt: number | undefined;
+}
+
+async function callSts(p: CompiledPolicy, subject: Identity, actor: Identity | null, actorIsSubject: boolean, actorTokenType: string, rt: Runtime): Promise<Issued | ExchangeFailure> {
+  const sts = p.sts;
+  if (sts.kind === 'builtin') {
+    const r = await sts.sts.mint(
+      {
+        subjectClaims: subject.claims,
+        ...(subjectExp(subject) !== undefined ? { subjectExp: subjectExp(subject)! } : {}),
+        // Actor == subject (machine-to-machine): no act claim (DESIGN.md §5).
+        ...(actor && !actorIsSubject ? { actor: { sub: actor.subject, ...(actor.issuer ? { iss: actor.issuer } : {}) } } : {}),
+        audiences: p.audiences,
+        resources: p.resources,
+        scopes: p.scopes,
+        ...(p.requestedTokenType ? { requestedTokenType: p.requestedTokenType } : {}),
+      },
+      rt,
+    );
+    return r.ok ? { ok: true, accessToken: r.accessToken, expiresAt: r.expiresAt } : r;
+  }
+  const r = await sts.client.exchange({
+    subjectToken: subject.token!,
+    subjectTokenType: p.subjectTokenType,
+    ...(actor ? { actorToken: actor.token!, actorTokenType } : {}),
+    audiences: p.audiences,
+    resources: p.resources,
+    scopes: p.scopes,
+    ...(p.requestedTokenType ? { requestedTokenType: p.requestedTokenType } : {}),
+  });
+  return r.ok ? { ok: true, accessToken: r.accessToken, expiresAt: r.expiresAt } : r;
+}
+
+export async function exchange(state: CheckState, cfg: ExchangeConfig): Promise<Deny | null> {
+  if (cfg.policies.length === 0) return null;
+  const p = selectPolicy(cfg, state);
+  if (!p) {
+    state.trace?.add('exchange', 'no TokenExchangePolicy applies');
+    return null;
+  }
+  const rt = state.runtime;
+  const m = metrics(rt);
+  const denyWith = (f: ExchangeFailure | { reason: ExchangeReason; message: string }): Deny => {
+    m.denials.inc({ policy: p.ref, reason: f.reason });
+    return toDeny(state, p, f);
+  };
+  state.attribution.exchangePolicy = p.ref;
+  const audience = p.audiences[0] ?? p.resources[0];
+  if (audience !== undefined) state.attribution.audience = audience;
+  state.trace?.add('exchange', `${p.ref} applies (mode ${p.mode}, STS ${p.sts.ref})`);
+
+  const subject = state.identity;
+  if (!subject || !subject.token) {
+    return denyWith(fail('ERR_SUBJECT_MISSING', subject ? 'the authenticated identity carries no token to exchange' : 'token exchange needs an authenticated subject'));
+  }
+
+  // Actor (delegation only; never a silent fall-back to impersonation).
+  let actor: Identity | null = null;
+  let actorIsSubject = false;
+  if (p.mode === 'Delegation') {
+    const a = p.actor!;
+    const at = readActorToken(a.source, state.ctx);
+    if (!at) return denyWith(fail('ERR_ACTOR_TOKEN_MISSING', a.source.header ? `no actor token in ${a.source.header}` : 'actor token file is missing or empty'));
+    const r = await a.validator.validate(at.token, at.location, state.signal);
+    if (!r.ok) return denyWith(r);
+    actor = r.identity;
+    state.actor = actor;
+    actorIsSubject = sameParty(actor, subject);
+    if (actorIsSubject) {
+      state.trace?.add('exchange', 'actor is the subject: no act claim, no delegation check');
+    } else {
+      const v = checkDelegation(
+        p.delegation!,
+        { sub: actor.subject, iss: actor.issuer },
+        { sub: subject.subject, iss: subject.issuer },
+        subject.claims,
+        [...p.audiences, ...p.resources],
+      );
+      if (!v.ok) return denyWith(fail('ERR_DELEGATION_DENIED', v.message));
+      state.trace?.add('exchange', `${p.delegation!.ref} rule ${v.rule} allows the actor`);
+    }
+  }
+
+  // Cache key: a hash of everything that affects the result (DESIGN.md §5).
+  const key = sha256(
+    p.sts.id,
+    p.mode,
+    subject.token,
+    subject.kind === 'jwt' ? '' : subject.principal,
+    actor ? actor.principal : '',
+    JSON.stringify(p.audiences),
+    JSON.stringify(p.resources),
+    JSON.stringify(p.scopes),
+    p.requestedTokenType ?? '',
+    p.subjectTokenType,
+  );
+  let token: string | undefined;
+  const cache = p.cache;
+  if (cache) {
+    const hit = cache.lookup(key);
+    if (hit.kind === 'hit') {
+      m.cache.inc({ policy: p.ref, result: 'hit' });
+      state.attribution.exchangeCache = 'hit';
+      token = hit.token.accessToken;
+    } else if (hit.kind === 'negative') {
+      m.cache.inc({ policy: p.ref, result: 'negative' });
+      state.attribution.exchangeCache = 'hit';
+      return denyWith(hit.refusal);
+    } else {
+      m.cache.inc({ policy: p.ref, result: 'miss' });
+      state.attribution.exchangeCache = 'miss';
+    }
+  }
+  if (token === undefined) {
+    const run = async (): Promise<Issued | ExchangeFailure> => {
+      const t0 = performance.now();
+      let r: Issued | ExchangeFailure;
+      try {
+        r = await callSts(p, subject, actor, actorIsSubject, p.actor?.tokenType ?? '', rt);
+      } catch (e) {
+        r = fail('ERR_EXCHANGE_MISCONFIGURED', `exchange failed: ${sanitizeRemoteText(e instanceof Error ? e.message : String(e))}`);
+      }
+      m.latency.observe({ sts: p.sts.ref }, (performance.now() - t0) / 1000);
+      m.exchanges.inc({ sts: p.sts.ref, outcome: outcomeOf(r.ok ? 'OK' : r.reason) });
+      if (!r.ok) {
+        rt.logger.warn({ requestId: state.ctx.id, policy: p.ref, sts: p.sts.ref, reason: r.reason, detail: r.message }, 'token exchange failed');
+      }
+      if (cache) {
+        if (r.ok) cache.storeToken(key, r.accessToken, p.scopes, [r.expiresAt, subjectExp(subject), actor?.expiresAt]);
+        else if (r.reason === 'ERR_EXCHANGE_REFUSED') cache.storeRefusal(key, r);
+      }
+      return r;
+    };
+    let r: Issued | ExchangeFailure;
+    try {
+      r = await withAbort(cache ? cache.singleFlight(key, run) : run(), state.signal);
+    } catch {
+      return denyWith(fail('ERR_DEADLINE', 'Check deadline passed during the exchange'));
+    }
+    if (!r.ok) return denyWith(r);
+    token = r.accessToken;
+  }
+
+  const value = p.upstream.prefix + token;
+  if (!isValidHeaderValue(value)) return denyWith(fail('ERR_EXCHANGE_MISCONFIGURED', 'exchanged token is not a valid header value'));
+  applyUpstream(state, p, subject, actor, value);
+  state.trace?.add('exchange', `exchanged token set in ${p.upstream.header}${state.attribution.exchangeCache ? ` (cache ${state.attribution.exchangeCache})` : ''}`);
+  return null;
+}
+
+/** Upstream gets only the exchanged token; originals and client-sent identity headers go. */
+function applyUpstream(state: CheckState, p: CompiledPolicy, subject: Identity, actor: Identity | null, value: string): void {
+  const up = state.upstream;
+  const out = p.upstream.header;
+  const remove = (h: string) => {
+    if (h === out) return;
+    up.set.delete(h);
+    up.removeHeader(h);
+  };
+  for (const id of new Set([subject, ...state.identities])) {
+    const loc = id.location;
+    if (!loc) continue;
+    if (loc.startsWith('header:')) remove(loc.slice(7).toLowerCase());
+    else if (loc.startsWith('query:')) up.removeQuery.add(loc.slice(6));
+    else if (loc.startsWith('param:')) up.removeQuery.add(loc.slice(6));
+    else if (loc.startsWith('cookie:')) {
+      // Drop just that cookie (other cookies stay), as authn does without forwardOriginalToken.
+      const cookie = removeCookie(up.set.get('cookie') ?? state.ctx.header('cookie') ?? '', loc.slice(7));
+      if (cookie && out !== 'cookie') up.setHeader('cookie', cookie);
+      else remove('cookie');
+    }
+  }
+  const actorHeaders = new Set([p.upstream.actorHeader, 'x-actor-token']);
+  if (p.actor?.source.header) actorHeaders.add(p.actor.source.header);
+  if (p.upstream.forwardActorToken && actor?.token) {
+    // Opt-in, contrary to MCP's "no token passthrough": for backends that exchange themselves.
+    for (const h of actorHeaders) if (h !== p.upstream.actorHeader) remove(h);
+    if (isValidHeaderValue(actor.token)) up.setHeader(p.upstream.actorHeader, actor.token);
+  } else {
+    for (const h of actorHeaders) remove(h);
+  }
+  for (const h of p.upstream.removeHeaders) remove(h);
+  up.setHeader(out, value);
+}
+
+function withAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(new Error('aborted'));
+  return new Promise<T>((resolve, reject) => {
+    const on = () => reject(new Error('aborted'));
+    signal.addEventListener('abort', on, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', on);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', on);
+        reject(e);
+      },
+    );
+  });
 }

@@ -1,8 +1,88 @@
-/** PLACEHOLDER (owned by the token-exchange work, issue 5): built-in STS HTTP endpoints. */
+/**
+ * Built-in STS HTTP endpoints on the admin port (DESIGN.md §1): POST /oauth2/token
+ * (RFC 8693), GET /.well-known/jwks.json and GET /.well-known/openid-configuration, so
+ * backends can verify the tokens we mint. The STS served is the builtin
+ * SecurityTokenService marked `default: true`, or the only builtin one. Returns false for
+ * other paths (and when no builtin STS is configured) so the caller answers 404.
+ */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CompiledConfig } from '../config/compile.js';
+import { handleTokenRequest } from '../exchange/token-endpoint.js';
 import type { Runtime } from '../pipeline/runtime.js';
 
-export async function handleStsHttp(_req: IncomingMessage, _res: ServerResponse, _cfg: CompiledConfig | null, _runtime: Runtime): Promise<boolean> {
-  return false;
+const MAX_BODY = 64 * 1024;
+const PATHS = new Set(['/oauth2/token', '/.well-known/jwks.json', '/.well-known/openid-configuration']);
+
+function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
+  res.end(text);
+}
+
+function readBody(req: IncomingMessage): Promise<string | null> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let tooBig = false;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY) tooBig = true;
+      else chunks.push(c);
+    });
+    req.on('end', () => resolve(tooBig ? null : Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+export async function handleStsHttp(req: IncomingMessage, res: ServerResponse, cfg: CompiledConfig | null, runtime: Runtime): Promise<boolean> {
+  const path = (req.url ?? '/').split('?')[0]!;
+  if (!PATHS.has(path)) return false;
+  const b = cfg?.exchange.builtinSts ?? null;
+  if (!b) return false;
+  const metric = runtime.metrics.counter('sts_http_requests_total', 'Built-in STS HTTP requests by endpoint and outcome.', ['endpoint', 'outcome'] as const);
+  if (path === '/.well-known/jwks.json' || path === '/.well-known/openid-configuration') {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      send(res, 405, { error: 'method_not_allowed' }, { allow: 'GET, HEAD' });
+      return true;
+    }
+    const jwks = path === '/.well-known/jwks.json';
+    metric.inc({ endpoint: jwks ? 'jwks' : 'discovery', outcome: 'success' });
+    send(res, 200, jwks ? b.sts.jwks : b.sts.discovery(), { 'cache-control': 'public, max-age=300' });
+    return true;
+  }
+  if (req.method !== 'POST') {
+    send(res, 405, { error: 'invalid_request', error_description: 'use POST' }, { allow: 'POST' });
+    return true;
+  }
+  if (!b.tokenEndpoint) return false;
+  const ct = (req.headers['content-type'] ?? '').toLowerCase();
+  if (!ct.startsWith('application/x-www-form-urlencoded')) {
+    metric.inc({ endpoint: 'token', outcome: 'invalid_request' });
+    send(res, 400, { error: 'invalid_request', error_description: 'content-type must be application/x-www-form-urlencoded' }, { 'cache-control': 'no-store' });
+    return true;
+  }
+  let text: string | null;
+  try {
+    text = await readBody(req);
+  } catch {
+    return true;
+  }
+  if (text === null) {
+    metric.inc({ endpoint: 'token', outcome: 'invalid_request' });
+    send(res, 413, { error: 'invalid_request', error_description: 'request body too large' }, { 'cache-control': 'no-store' });
+    return true;
+  }
+  const auth = req.headers['authorization'];
+  let ans;
+  try {
+    ans = await handleTokenRequest(b, new URLSearchParams(text), typeof auth === 'string' ? auth : undefined, runtime);
+  } catch {
+    runtime.logger.error({ sts: b.ref }, 'token endpoint failed');
+    send(res, 500, { error: 'server_error' }, { 'cache-control': 'no-store' });
+    return true;
+  }
+  metric.inc({ endpoint: 'token', outcome: ans.outcome });
+  if (ans.status !== 200) runtime.logger.info({ sts: b.ref, outcome: ans.outcome }, 'token endpoint refused a request');
+  send(res, ans.status, ans.body, ans.headers);
+  return true;
 }

@@ -27,6 +27,13 @@ const DEFAULT_BODIES: Partial<Record<ReasonCode, string>> = {
   ERR_UNAVAILABLE: 'ext_authz: service unavailable',
   ERR_INTERNAL: 'ext_authz: internal error',
   ERR_BAD_REQUEST: 'ext_authz: bad request',
+  ERR_SUBJECT_MISSING: 'Jwt is missing',
+  ERR_ACTOR_TOKEN_MISSING: 'actor token is missing',
+  ERR_ACTOR_TOKEN_INVALID: 'actor token is invalid',
+  ERR_DELEGATION_DENIED: 'delegation denied',
+  ERR_EXCHANGE_REFUSED: 'token exchange refused',
+  ERR_EXCHANGE_UNAVAILABLE: 'token exchange unavailable',
+  ERR_EXCHANGE_MISCONFIGURED: 'token exchange unavailable',
 };
 
 function isPromise<T>(v: T | Promise<T>): v is Promise<T> {

@@ -1,7 +1,6 @@
 /**
- * Cheapness check (not the benchmark): with 1,000 policies spread over 100 namespaces,
+ * Indexing check (not the benchmark): with 1,000 policies spread over 100 namespaces,
  * evaluating a request only touches its own namespace's and the root namespace's policies.
- * The bound is deliberately generous; the measured numbers are printed for the report.
  */
 import { describe, expect, it } from 'vitest';
 import { authorize } from '../../../src/authz/index.js';
@@ -31,7 +30,7 @@ function policies(namespaces: number, perNs: number): unknown[] {
   return docs;
 }
 
-function measure(docs: unknown[], ns: string): { perEvalNs: number; allowed: boolean } {
+function decide(docs: unknown[], ns: string) {
   const runtime = createTestRuntime();
   const cfg = compileDocs(docs, runtime);
   // The last ALLOW policy of the namespace matches: the worst case for a matching request.
@@ -47,25 +46,24 @@ function measure(docs: unknown[], ns: string): { perEvalNs: number; allowed: boo
     },
     { iss: 'https://idp', sub: 'u', claims: { scope: 'openid items.read.9' } },
   );
-  let allowed = false;
-  for (let i = 0; i < 2_000; i++) allowed = authorize(state, cfg.authz) === null;
-  const n = 50_000;
-  const t0 = process.hrtime.bigint();
-  for (let i = 0; i < n; i++) {
-    state.attribution.policy = undefined;
-    allowed = authorize(state, cfg.authz) === null;
-  }
-  const perEvalNs = Number(process.hrtime.bigint() - t0) / n;
-  return { perEvalNs, allowed };
+  const allowed = authorize(state, cfg.authz) === null;
+  return { cfg, allowed, policy: state.attribution.policy };
 }
 
-describe('evaluation cost', () => {
-  it('does not grow with policies of other namespaces', () => {
-    const small = measure(policies(1, 10), 'ns-0');
-    const large = measure(policies(100, 10), 'ns-42');
-    console.log(`authz eval: 10 policies ${small.perEvalNs.toFixed(0)} ns/check; 1,000 policies (10 in the namespace) ${large.perEvalNs.toFixed(0)} ns/check`);
+// Timing belongs to `npm run bench` (scenario 3); here we check the structure that makes the
+// cost independent of other namespaces: a request only ever reads its namespace's bucket
+// and the root bucket.
+describe('policy index', () => {
+  it('reads only the request namespace and the root namespace, whatever the total', () => {
+    const small = decide(policies(1, 10), 'ns-0');
+    const large = decide(policies(100, 10), 'ns-42');
     expect(small.allowed).toBe(true);
     expect(large.allowed).toBe(true);
-    expect(large.perEvalNs).toBeLessThan(50_000);
+    expect(large.policy).toBe('ns-42/allow-9');
+    expect(large.cfg.authz.byNamespace.size).toBe(100);
+    const bucket = large.cfg.authz.byNamespace.get('ns-42')!;
+    expect(bucket.all).toHaveLength(10);
+    expect(bucket.allow.length + bucket.deny.length).toBe(10);
+    expect(large.cfg.authz.root.all).toHaveLength(0);
   });
 });

@@ -1,0 +1,207 @@
+/**
+ * RFC 8693 client for a remote STS. Builds the form (repeated `resource` / `audience`),
+ * authenticates the client (client_secret_basic, client_secret_post, private_key_jwt
+ * per RFC 7523 §2.2, or none), validates the response (RFC 8693 §2.2.1) and maps errors
+ * to reason codes (DESIGN.md §5). The STS's own error text is sanitized and only logged,
+ * never echoed in a deny.
+ */
+import { randomUUID, type KeyObject } from 'node:crypto';
+import { decodeJwt, SignJWT } from 'jose';
+import { sanitizeRemoteText } from '../observability/redact.js';
+import type { Runtime } from '../pipeline/runtime.js';
+import { fail, OAUTH_ERRORS, type ExchangeFailure } from './errors.js';
+import { GRANT_TYPE_TOKEN_EXCHANGE, isAbort, isJwtShaped } from './util.js';
+
+export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt' | 'none';
+
+export interface RemoteStsOptions {
+  readonly ref: string;
+  readonly tokenEndpoint: string;
+  readonly authMethod: ClientAuthMethod;
+  readonly clientId: string;
+  /** Returns the current client secret (re-read from its file on change). */
+  readonly clientSecret?: () => string;
+  readonly assertionKey?: { key: KeyObject; kid: string; alg: 'ES256' | 'RS256' };
+  readonly timeoutMs: number;
+  readonly extraParameters: Readonly<Record<string, string>>;
+}
+
+export interface RemoteExchangeRequest {
+  readonly subjectToken: string;
+  readonly subjectTokenType: string;
+  readonly actorToken?: string;
+  readonly actorTokenType?: string;
+  readonly audiences: readonly string[];
+  readonly resources: readonly string[];
+  readonly scopes: readonly string[];
+  readonly requestedTokenType?: string;
+}
+
+export interface RemoteIssuedToken {
+  readonly ok: true;
+  readonly accessToken: string;
+  readonly issuedTokenType: string;
+  readonly tokenType: string;
+  /** Absolute expiry (s), undefined when the STS sent no expires_in and the token carries no exp. */
+  readonly expiresAt: number | undefined;
+  readonly scopes: readonly string[];
+}
+
+/** Percent-encode per application/x-www-form-urlencoded, as RFC 6749 §2.3.1 requires before Basic. */
+function formEncode(s: string): string {
+  return encodeURIComponent(s).replace(/%20/g, '+');
+}
+
+function normAud(a: string): string {
+  return a.replace(/^https?:\/\//, '').replace(/\/$/, '');
+}
+
+export class RemoteStsClient {
+  constructor(
+    readonly opts: RemoteStsOptions,
+    private readonly runtime: Runtime,
+  ) {}
+
+  /** The form body (exposed for tests). */
+  async buildForm(req: RemoteExchangeRequest): Promise<{ body: URLSearchParams; headers: Record<string, string> }> {
+    const f = new URLSearchParams();
+    f.set('grant_type', GRANT_TYPE_TOKEN_EXCHANGE);
+    for (const a of req.resources) f.append('resource', a);
+    for (const a of req.audiences) f.append('audience', a);
+    if (req.scopes.length > 0) f.set('scope', req.scopes.join(' '));
+    if (req.requestedTokenType) f.set('requested_token_type', req.requestedTokenType);
+    f.set('subject_token', req.subjectToken);
+    f.set('subject_token_type', req.subjectTokenType);
+    // RFC 8693 §2.1: actor_token_type is REQUIRED with actor_token and MUST NOT be sent without it.
+    if (req.actorToken) {
+      f.set('actor_token', req.actorToken);
+      f.set('actor_token_type', req.actorTokenType ?? 'urn:ietf:params:oauth:token-type:jwt');
+    }
+    for (const [k, v] of Object.entries(this.opts.extraParameters)) if (!f.has(k)) f.set(k, v);
+    const headers: Record<string, string> = {
+      'content-type': 'application/x-www-form-urlencoded',
+      accept: 'application/json',
+    };
+    const o = this.opts;
+    switch (o.authMethod) {
+      case 'client_secret_basic': {
+        const secret = o.clientSecret?.() ?? '';
+        headers['authorization'] = 'Basic ' + Buffer.from(`${formEncode(o.clientId)}:${formEncode(secret)}`).toString('base64');
+        break;
+      }
+      case 'client_secret_post':
+        f.set('client_id', o.clientId);
+        f.set('client_secret', o.clientSecret?.() ?? '');
+        break;
+      case 'private_key_jwt': {
+        const k = o.assertionKey!;
+        const now = Math.floor(this.runtime.now() / 1000);
+        const assertion = await new SignJWT({})
+          .setProtectedHeader({ alg: k.alg, kid: k.kid, typ: 'JWT' })
+          .setIssuer(o.clientId)
+          .setSubject(o.clientId)
+          .setAudience(o.tokenEndpoint)
+          .setIssuedAt(now)
+          .setExpirationTime(now + 60)
+          .setJti(randomUUID())
+          .sign(k.key);
+        f.set('client_id', o.clientId);
+        f.set('client_assertion_type', 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer');
+        f.set('client_assertion', assertion);
+        break;
+      }
+      case 'none':
+        if (o.clientId) f.set('client_id', o.clientId);
+        break;
+    }
+    return { body: f, headers };
+  }
+
+  /**
+   * One exchange. `signal` is the caller's bound (Check deadline); the STS timeout is
+   * applied on top. Never throws.
+   */
+  async exchange(req: RemoteExchangeRequest, signal?: AbortSignal): Promise<RemoteIssuedToken | ExchangeFailure> {
+    const o = this.opts;
+    const timeout = AbortSignal.timeout(o.timeoutMs);
+    const sig = signal ? AbortSignal.any([signal, timeout]) : timeout;
+    let res: Response;
+    let text: string;
+    try {
+      const { body, headers } = await this.buildForm(req);
+      res = await this.runtime.fetch(o.tokenEndpoint, { method: 'POST', headers, body: body.toString(), signal: sig, redirect: 'manual' });
+      text = await res.text();
+    } catch (e) {
+      if (timeout.aborted) return fail('ERR_EXCHANGE_UNAVAILABLE', `STS ${o.ref} timed out after ${o.timeoutMs}ms`);
+      if (signal?.aborted || isAbort(e)) return fail('ERR_DEADLINE', `STS ${o.ref} call aborted at the Check deadline`);
+      const code = (e as { cause?: { code?: string } })?.cause?.code;
+      return fail('ERR_EXCHANGE_UNAVAILABLE', `STS ${o.ref} unreachable${code ? ` (${sanitizeRemoteText(code, 40)})` : ''}`);
+    }
+    if (res.status >= 500 || res.status === 429) {
+      return fail('ERR_EXCHANGE_UNAVAILABLE', `STS ${o.ref} answered HTTP ${res.status}`);
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+    if (res.status !== 200) {
+      const err = json && typeof json === 'object' ? (json as Record<string, unknown>)['error'] : undefined;
+      const desc = json && typeof json === 'object' ? (json as Record<string, unknown>)['error_description'] : undefined;
+      const code = typeof err === 'string' && OAUTH_ERRORS.has(err) ? err : 'other';
+      const detail = `STS ${o.ref} answered HTTP ${res.status} error=${code}${desc !== undefined ? ` description="${sanitizeRemoteText(desc, 120)}"` : ''}`;
+      switch (code) {
+        // The subject was verified locally, so a refusal of the grant/target is a policy answer.
+        case 'invalid_request':
+        case 'invalid_grant':
+        case 'invalid_target':
+        case 'invalid_scope':
+          return fail('ERR_EXCHANGE_REFUSED', detail, code);
+        // Our client registration or request shape is wrong: our side is misconfigured.
+        default:
+          return fail('ERR_EXCHANGE_MISCONFIGURED', detail, code);
+      }
+    }
+    return this.parseSuccess(json, req);
+  }
+
+  private parseSuccess(json: unknown, req: RemoteExchangeRequest): RemoteIssuedToken | ExchangeFailure {
+    const ref = this.opts.ref;
+    const bad = (why: string) => fail('ERR_EXCHANGE_MISCONFIGURED', `STS ${ref} sent an unusable response: ${why}`);
+    if (!json || typeof json !== 'object' || Array.isArray(json)) return bad('not a JSON object');
+    const j = json as Record<string, unknown>;
+    const token = j['access_token'];
+    if (typeof token !== 'string' || token.length === 0) return bad('access_token missing');
+    if (/[\s\0]/.test(token) || token.length > 16_384) return bad('access_token is not a valid header value');
+    const itt = j['issued_token_type'];
+    if (typeof itt !== 'string' || !itt) return bad('issued_token_type missing');
+    if (req.requestedTokenType && itt !== req.requestedTokenType) return bad('issued_token_type differs from requested_token_type');
+    const tt = j['token_type'];
+    if (typeof tt !== 'string' || tt.toLowerCase() !== 'bearer') return bad('token_type is not Bearer');
+    const ei = j['expires_in'];
+    if (ei !== undefined && (typeof ei !== 'number' || !Number.isFinite(ei) || ei <= 0)) return bad('expires_in is not a positive number');
+    const nowSec = this.runtime.now() / 1000;
+    let expiresAt = typeof ei === 'number' ? Math.floor(nowSec + ei) : undefined;
+    if (isJwtShaped(token)) {
+      // DESIGN.md §5: when the issued token is a JWT, check it is for the audience we asked for.
+      let payload: Record<string, unknown>;
+      try {
+        payload = decodeJwt(token) as Record<string, unknown>;
+      } catch {
+        return bad('issued JWT cannot be decoded');
+      }
+      const want = [...req.audiences, ...req.resources];
+      if (want.length > 0) {
+        const aud = payload['aud'];
+        const have = (Array.isArray(aud) ? aud : aud === undefined ? [] : [aud]).filter((a): a is string => typeof a === 'string').map(normAud);
+        if (!want.some((w) => have.includes(normAud(w)))) return bad('issued JWT aud does not name the requested target');
+      }
+      const exp = payload['exp'];
+      if (typeof exp === 'number') expiresAt = expiresAt === undefined ? exp : Math.min(expiresAt, exp);
+    }
+    const scope = j['scope'];
+    const scopes = typeof scope === 'string' ? scope.split(' ').filter(Boolean) : req.scopes;
+    return { ok: true, accessToken: token, issuedTokenType: itt, tokenType: tt, expiresAt, scopes };
+  }
+}

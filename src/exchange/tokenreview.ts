@@ -1,0 +1,249 @@
+/**
+ * Kubernetes TokenReview client: asks the API server whether a bearer token (typically
+ * a projected service-account token) is valid for the given audiences.
+ *   POST /apis/authentication.k8s.io/v1/tokenreviews {spec: {token, audiences}}
+ * and checks status.authenticated and status.audiences. This works where local JWKS
+ * validation of projected tokens does not (EKS: the cluster's OIDC issuer is not
+ * reachable from every network, and bound tokens are also invalidated when their pod
+ * goes away, which only the API server knows). Results are cached briefly (bounded,
+ * single-flight per token). Reused by credential validation (issue 6).
+ */
+import { readFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { decodeJwt } from 'jose';
+import { LRUCache } from 'lru-cache';
+import { sanitizeRemoteText } from '../observability/redact.js';
+import type { Identity } from '../pipeline/identity.js';
+import type { Runtime } from '../pipeline/runtime.js';
+import { FileTokenSource } from './file-token.js';
+import { isAbort, sha256 } from './util.js';
+
+export const IN_CLUSTER_CA_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt';
+export const IN_CLUSTER_TOKEN_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/token';
+export const TOKENREVIEW_PATH = '/apis/authentication.k8s.io/v1/tokenreviews';
+
+export interface TokenReviewOptions {
+  /** API server base URL, e.g. https://kubernetes.default.svc. */
+  readonly apiServer: string;
+  /** PEM CA bundle to trust for the API server (https only). */
+  readonly caFile?: string;
+  /** Bearer token file we call the API server with (needs `create tokenreviews`), re-read on change. */
+  readonly tokenFile?: string;
+  /** Audiences the reviewed token must be valid for; empty = the API server's default. */
+  readonly audiences?: readonly string[];
+  /** Default 1000 ms. */
+  readonly timeoutMs?: number;
+  /** How long a result is cached (never past the token's exp). Default 10 s; 0 disables. */
+  readonly cacheTtlMs?: number;
+  /** Default 10,000 entries. */
+  readonly cacheMax?: number;
+}
+
+export interface ServiceAccountRef {
+  readonly namespace: string;
+  readonly name: string;
+}
+
+export type TokenReviewResult =
+  | {
+      readonly ok: true;
+      readonly username: string;
+      readonly uid: string;
+      readonly groups: readonly string[];
+      readonly audiences: readonly string[];
+      readonly serviceAccount: ServiceAccountRef | null;
+      /** `iss` / `exp` read from the token after the API server authenticated it (JWT tokens only). */
+      readonly issuer: string;
+      readonly expiresAt?: number;
+      readonly claims: Readonly<Record<string, unknown>>;
+    }
+  | { readonly ok: false; readonly kind: 'rejected' | 'unavailable'; readonly message: string };
+
+const SA_USER = /^system:serviceaccount:([^:]+):([^:]+)$/;
+
+/** `system:serviceaccount:<ns>:<name>` -> {namespace, name}; null for other users. */
+export function parseServiceAccountUser(username: string): ServiceAccountRef | null {
+  const m = SA_USER.exec(username);
+  return m ? { namespace: m[1]!, name: m[2]! } : null;
+}
+
+/** Defaults when running in a pod: KUBERNETES_SERVICE_HOST/PORT and the mounted CA/token. */
+export function inClusterDefaults(env: NodeJS.ProcessEnv = process.env): { apiServer?: string; caFile: string; tokenFile: string } {
+  const host = env['KUBERNETES_SERVICE_HOST'];
+  const port = env['KUBERNETES_SERVICE_PORT'] ?? '443';
+  const apiServer = host ? `https://${host.includes(':') ? `[${host}]` : host}:${port}` : undefined;
+  return { apiServer, caFile: IN_CLUSTER_CA_FILE, tokenFile: IN_CLUSTER_TOKEN_FILE };
+}
+
+/** The Identity shape for an admitted token (principal `<iss>/<username>` like a JWT's iss/sub). */
+export function tokenReviewIdentity(r: Extract<TokenReviewResult, { ok: true }>, token: string, admittedBy: string, location?: string): Identity {
+  const issuer = r.issuer || 'kubernetes';
+  return {
+    kind: 'kubernetes',
+    principal: `${issuer}/${r.username}`,
+    issuer,
+    subject: r.username,
+    audiences: r.audiences,
+    presenter: '',
+    claims: { ...r.claims, sub: r.username, iss: issuer, groups: [...r.groups] },
+    token,
+    ...(location ? { location } : {}),
+    ...(r.expiresAt !== undefined ? { expiresAt: r.expiresAt } : {}),
+    admittedBy,
+  };
+}
+
+interface HttpAnswer {
+  status: number;
+  text: string;
+}
+
+export class TokenReviewClient {
+  private readonly cache: LRUCache<string, { result: TokenReviewResult; untilMs: number }>;
+  private readonly inflight = new Map<string, Promise<TokenReviewResult>>();
+  private readonly bearer: FileTokenSource | undefined;
+  private readonly ca: string | undefined;
+  readonly url: string;
+  constructor(
+    readonly opts: TokenReviewOptions,
+    private readonly runtime: Runtime,
+  ) {
+    this.url = opts.apiServer.replace(/\/+$/, '') + TOKENREVIEW_PATH;
+    this.cache = new LRUCache({ max: Math.max(1, opts.cacheMax ?? 10_000) });
+    this.bearer = opts.tokenFile ? new FileTokenSource(opts.tokenFile, runtime) : undefined;
+    this.ca = opts.caFile ? readFileSync(opts.caFile, 'utf8') : undefined;
+  }
+
+  /** Review a token. Never throws; `unavailable` results are never cached. */
+  async review(token: string, signal?: AbortSignal): Promise<TokenReviewResult> {
+    const key = sha256(token, ...(this.opts.audiences ?? []));
+    const hit = this.cache.get(key);
+    const now = this.runtime.now();
+    if (hit && now < hit.untilMs) return hit.result;
+    if (hit) this.cache.delete(key);
+    let p = this.inflight.get(key);
+    if (!p) {
+      p = this.call(token).finally(() => this.inflight.delete(key));
+      this.inflight.set(key, p);
+    }
+    const r = signal ? await raceAbort(p, signal) : await p;
+    if (r === ABORTED) return { ok: false, kind: 'unavailable', message: 'TokenReview aborted at the Check deadline' };
+    const ttl = this.opts.cacheTtlMs ?? 10_000;
+    if (ttl > 0 && (r.ok || r.kind !== 'unavailable')) {
+      let until = now + (r.ok ? ttl : Math.min(ttl, 2_000));
+      if (r.ok && r.expiresAt !== undefined) until = Math.min(until, r.expiresAt * 1000);
+      if (until > now) this.cache.set(key, { result: r, untilMs: until });
+    }
+    return r;
+  }
+
+  private async call(token: string): Promise<TokenReviewResult> {
+    const body = JSON.stringify({
+      apiVersion: 'authentication.k8s.io/v1',
+      kind: 'TokenReview',
+      spec: { token, ...(this.opts.audiences && this.opts.audiences.length > 0 ? { audiences: [...this.opts.audiences] } : {}) },
+    });
+    const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' };
+    const bearer = this.bearer?.read();
+    if (this.bearer && !bearer) return { ok: false, kind: 'unavailable', message: 'TokenReview credentials file is unreadable' };
+    if (bearer) headers['authorization'] = `Bearer ${bearer}`;
+    let ans: HttpAnswer;
+    const timeoutMs = this.opts.timeoutMs ?? 1000;
+    try {
+      ans = await this.post(body, headers, timeoutMs);
+    } catch (e) {
+      return { ok: false, kind: 'unavailable', message: isAbort(e) ? `TokenReview timed out after ${timeoutMs}ms` : 'TokenReview API unreachable' };
+    }
+    if (ans.status !== 201 && ans.status !== 200) {
+      // 401/403: our own credentials lack `create tokenreviews` — not the reviewed token's fault.
+      return { ok: false, kind: 'unavailable', message: `TokenReview API answered HTTP ${ans.status}` };
+    }
+    let json: { status?: { authenticated?: unknown; user?: { username?: unknown; uid?: unknown; groups?: unknown }; audiences?: unknown; error?: unknown } };
+    try {
+      json = JSON.parse(ans.text) as typeof json;
+    } catch {
+      return { ok: false, kind: 'unavailable', message: 'TokenReview API sent an unusable response' };
+    }
+    const st = json?.status ?? {};
+    if (st.authenticated !== true) {
+      return { ok: false, kind: 'rejected', message: `token not authenticated${st.error ? `: ${sanitizeRemoteText(st.error, 120)}` : ''}` };
+    }
+    const username = typeof st.user?.username === 'string' ? st.user.username : '';
+    if (!username) return { ok: false, kind: 'rejected', message: 'TokenReview authenticated no username' };
+    const audiences = Array.isArray(st.audiences) ? st.audiences.filter((a): a is string => typeof a === 'string') : [];
+    const wanted = this.opts.audiences ?? [];
+    // The API server answers the subset of the requested audiences the token is valid for;
+    // an authenticator that ignores audiences returns none, which must not count as a match.
+    if (wanted.length > 0 && !audiences.some((a) => wanted.includes(a))) {
+      return { ok: false, kind: 'rejected', message: 'token is not valid for the expected audiences' };
+    }
+    let claims: Record<string, unknown> = {};
+    try {
+      claims = decodeJwt(token) as Record<string, unknown>;
+    } catch {
+      claims = {};
+    }
+    const exp = typeof claims['exp'] === 'number' ? claims['exp'] : undefined;
+    return {
+      ok: true,
+      username,
+      uid: typeof st.user?.uid === 'string' ? st.user.uid : '',
+      groups: Array.isArray(st.user?.groups) ? (st.user.groups as unknown[]).filter((g): g is string => typeof g === 'string') : [],
+      audiences,
+      serviceAccount: parseServiceAccountUser(username),
+      issuer: typeof claims['iss'] === 'string' ? claims['iss'] : '',
+      ...(exp !== undefined ? { expiresAt: exp } : {}),
+      claims,
+    };
+  }
+
+  private async post(body: string, headers: Record<string, string>, timeoutMs: number): Promise<HttpAnswer> {
+    if (this.ca && this.url.startsWith('https:')) {
+      // A private CA needs a TLS option fetch does not offer without undici's Agent.
+      return new Promise<HttpAnswer>((resolve, reject) => {
+        const req = httpsRequest(this.url, { method: 'POST', headers: { ...headers, 'content-length': Buffer.byteLength(body) }, ca: this.ca, timeout: timeoutMs }, (res) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on('data', (c: Buffer) => {
+            size += c.length;
+            if (size > 1 << 20) req.destroy(new Error('response too large'));
+            else chunks.push(c);
+          });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+          res.on('error', reject);
+        });
+        req.on('timeout', () => {
+          const e = new Error('timeout');
+          e.name = 'TimeoutError';
+          req.destroy(e);
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+    }
+    const res = await this.runtime.fetch(this.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(timeoutMs), redirect: 'manual' });
+    return { status: res.status, text: await res.text() };
+  }
+
+  dispose(): void {
+    this.cache.clear();
+    this.inflight.clear();
+  }
+}
+
+const ABORTED = Symbol('aborted');
+function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T | typeof ABORTED> {
+  if (signal.aborted) return Promise.resolve(ABORTED);
+  return new Promise((resolve) => {
+    const on = () => resolve(ABORTED);
+    signal.addEventListener('abort', on, { once: true });
+    p.then((v) => {
+      signal.removeEventListener('abort', on);
+      resolve(v);
+    });
+  });
+}
+
+export function createTokenReviewClient(runtime: Runtime, opts: TokenReviewOptions): TokenReviewClient {
+  return new TokenReviewClient(opts, runtime);
+}

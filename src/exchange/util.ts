@@ -1,0 +1,64 @@
+/** Small helpers shared by the exchange modules. */
+import { createHash } from 'node:crypto';
+
+export const GRANT_TYPE_TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+export const TOKEN_TYPE_ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
+export const TOKEN_TYPE_JWT = 'urn:ietf:params:oauth:token-type:jwt';
+export const TOKEN_TYPE_ID_TOKEN = 'urn:ietf:params:oauth:token-type:id_token';
+
+export function sha256(...parts: readonly string[]): string {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(p).update('\0');
+  return h.digest('base64url');
+}
+
+/**
+ * Glob with `*` = any run of characters (including none), everything else literal.
+ * `*` alone matches any non-empty value (Istio's convention for "present").
+ */
+export function compileGlob(pattern: string): (s: string) => boolean {
+  if (pattern === '*') return (s) => s.length > 0;
+  if (!pattern.includes('*')) return (s) => s === pattern;
+  const re = new RegExp('^' + pattern.split('*').map(escapeRe).join('.*') + '$', 's');
+  return (s) => re.test(s);
+}
+
+function escapeRe(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/** Istio string match: exact, `abc*` prefix, `*abc` suffix, `*` non-empty. */
+export function istioMatch(pattern: string, value: string): boolean {
+  if (pattern === '*') return value.length > 0;
+  if (pattern.endsWith('*')) return value.startsWith(pattern.slice(0, -1));
+  if (pattern.startsWith('*')) return value.endsWith(pattern.slice(1));
+  return value === pattern;
+}
+
+/** Scopes held by a token's claims: `scope` (space-delimited string or list) and `scp` (list or string). */
+export function scopesOf(claims: Readonly<Record<string, unknown>>): Set<string> {
+  const out = new Set<string>();
+  for (const name of ['scope', 'scp']) {
+    const v = claims[name];
+    if (typeof v === 'string') {
+      for (const s of v.split(' ')) if (s) out.add(s);
+    } else if (Array.isArray(v)) {
+      for (const s of v) if (typeof s === 'string') for (const p of s.split(' ')) if (p) out.add(p);
+    }
+  }
+  return out;
+}
+
+/** Strip an optional `Bearer ` prefix (scheme is case-insensitive, RFC 9110 §11.1). */
+export function stripBearer(v: string): string {
+  const t = v.trim();
+  return /^bearer\s+/i.test(t) ? t.replace(/^bearer\s+/i, '').trim() : t;
+}
+
+export function isJwtShaped(t: string): boolean {
+  return /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(t);
+}
+
+export function isAbort(e: unknown): boolean {
+  return e instanceof Error && (e.name === 'AbortError' || e.name === 'TimeoutError');
+}

@@ -1,0 +1,135 @@
+/** The exchange stage on its own: a CheckState with state.identity set, exchange() called directly. */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createLocalJWKSet, jwtVerify } from 'jose';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { mustCompile } from '../../helpers/config.js';
+import { createTestRuntime, type TestRuntime } from '../../helpers/runtime.js';
+import type { CompiledConfig } from '../../../src/config/compile.js';
+import { exchange } from '../../../src/exchange/index.js';
+import { checkRequest, fixture, makeIdp, makeState, sq, userIdentity, type Idp } from './helpers.js';
+
+let agents: Idp;
+let rt: TestRuntime;
+let cfg: CompiledConfig;
+let tokenFile: string;
+const claims = { iss: 'https://idp.example', sub: 'alice', scope: ['read'], exp: Math.floor(Date.now() / 1000) + 3600 };
+
+beforeAll(async () => {
+  agents = await makeIdp('https://agents.example');
+  const dir = mkdtempSync(join(tmpdir(), 'stage-'));
+  tokenFile = join(dir, 'agent-token');
+  writeFileSync(tokenFile, await agents.sign({ sub: 'agent-self', aud: 'obo' }));
+  rt = createTestRuntime();
+  cfg = mustCompile(
+    `apiVersion: obo-authz.dev/v1alpha1
+kind: SecurityTokenService
+metadata: {name: sts, namespace: istio-system}
+spec:
+  builtin:
+    issuer: https://sts.test
+    keys: [{kid: k1, file: ${fixture('sts-es256.pem')}, algorithm: ES256}]
+---
+apiVersion: obo-authz.dev/v1alpha1
+kind: DelegationPolicy
+metadata: {name: any-agent, namespace: istio-system}
+spec:
+  rules: [{actors: [{issuer: "https://agents.example", subject: "agent-*"}]}]
+---
+apiVersion: obo-authz.dev/v1alpha1
+kind: TokenExchangePolicy
+metadata: {name: file-actor, namespace: istio-system}
+spec:
+  match: {backends: [file]}
+  mode: Delegation
+  target: {audience: backend}
+  sts: sts
+  actor:
+    file: ${tokenFile}
+    jwt: {issuer: "https://agents.example", audiences: [obo], jwks: ${sq(agents.jwks)}}
+  delegationPolicy: any-agent
+---
+apiVersion: obo-authz.dev/v1alpha1
+kind: TokenExchangePolicy
+metadata: {name: passthrough, namespace: istio-system}
+spec:
+  match: {backends: [passthrough]}
+  mode: Delegation
+  target: {audience: backend}
+  sts: sts
+  actor:
+    header: x-actor-token
+    jwt: {issuer: "https://agents.example", audiences: [obo], jwks: ${sq(agents.jwks)}}
+  delegationPolicy: any-agent
+  upstream: {forwardActorToken: true}
+---
+apiVersion: obo-authz.dev/v1alpha1
+kind: TokenExchangePolicy
+metadata: {name: imp, namespace: istio-system}
+spec:
+  match: {backends: [imp]}
+  target: {audience: backend}
+  sts: sts
+  cache: {enabled: false}
+`,
+    rt,
+  );
+});
+
+const keys = () => createLocalJWKSet(cfg.exchange.builtinSts!.sts.jwks as never);
+
+describe('exchange stage', () => {
+  it('an identity without a raw token cannot be exchanged: 401 ERR_SUBJECT_MISSING', async () => {
+    const s = makeState(rt, cfg, checkRequest({ ext: { backend: 'imp' } }), { ...userIdentity('t', claims), token: undefined });
+    expect(await exchange(s, cfg.exchange)).toMatchObject({ reason: 'ERR_SUBJECT_MISSING', body: 'Jwt is missing' });
+  });
+
+  it('the actor can be this workload itself, from a projected token file', async () => {
+    const s = makeState(rt, cfg, checkRequest({ ext: { backend: 'file' }, headers: { authorization: 'Bearer user-token' } }), userIdentity('user-token', claims));
+    expect(await exchange(s, cfg.exchange)).toBeNull();
+    const tok = s.upstream.set.get('authorization')!.slice('Bearer '.length);
+    const { payload } = await jwtVerify(tok, keys(), { audience: 'backend' });
+    expect(payload.act).toEqual({ sub: 'agent-self', iss: 'https://agents.example' });
+    expect(s.actor?.location).toBe(`file:${tokenFile}`);
+    expect(s.attribution).toMatchObject({ exchangePolicy: 'istio-system/file-actor', audience: 'backend', exchangeCache: 'miss' });
+  });
+
+  it('forwardActorToken (opt-in) sends the validated actor token, never the client copy of other identity headers', async () => {
+    const agent = await agents.sign({ sub: 'agent-2', aud: 'obo' });
+    const s = makeState(rt, cfg, checkRequest({ ext: { backend: 'passthrough' } }), userIdentity('user-token', claims));
+    const ctxHeaders = checkRequest({ ext: { backend: 'passthrough' }, headers: { 'x-actor-token': `Bearer ${agent}` } });
+    const s2 = makeState(rt, cfg, ctxHeaders, userIdentity('user-token', claims));
+    expect(await exchange(s, cfg.exchange)).toMatchObject({ reason: 'ERR_ACTOR_TOKEN_MISSING' });
+    expect(await exchange(s2, cfg.exchange)).toBeNull();
+    expect(s2.upstream.set.get('x-actor-token')).toBe(agent);
+    expect(s2.upstream.set.get('authorization')).toMatch(/^Bearer /);
+    expect(s2.upstream.remove.has('x-actor-token')).toBe(false);
+  });
+
+  it('removes every admitted token location: header, query parameter, cookie', async () => {
+    const ids = [
+      userIdentity('t1', claims, { location: 'header:x-id-token' }),
+      userIdentity('t2', claims, { location: 'param:access_token' }),
+      userIdentity('t3', claims, { location: 'cookie:session' }),
+    ];
+    const s = makeState(rt, cfg, checkRequest({ ext: { backend: 'imp' }, headers: { cookie: 'theme=dark; session=t3; lang=en' } }), ids[0]!);
+    s.identities.push(ids[1]!, ids[2]!);
+    s.upstream.setHeader('x-actor-token', 'set-by-someone');
+    expect(await exchange(s, cfg.exchange)).toBeNull();
+    expect([...s.upstream.remove]).toEqual(expect.arrayContaining(['x-id-token', 'x-actor-token']));
+    expect([...s.upstream.removeQuery]).toEqual(['access_token']);
+    expect(s.upstream.set.has('x-actor-token')).toBe(false);
+    expect(s.upstream.set.get('cookie')).toBe('theme=dark; lang=en');
+    expect([...s.upstream.set.keys()].sort()).toEqual(['authorization', 'cookie']);
+  });
+
+  it('with the cache disabled every request reaches the STS (fresh jti)', async () => {
+    const run = async () => {
+      const s = makeState(rt, cfg, checkRequest({ ext: { backend: 'imp' } }), userIdentity('same-token', claims));
+      await exchange(s, cfg.exchange);
+      return (await jwtVerify(s.upstream.set.get('authorization')!.slice(7), keys())).payload.jti;
+    };
+    expect(await run()).not.toBe(await run());
+  });
+});
