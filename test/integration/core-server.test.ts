@@ -4,6 +4,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { httpRequest, setHeaders, startTestServer, type TestServer } from '../helpers/server.js';
 
@@ -22,6 +23,11 @@ describe('core server on the quick-start config', () => {
         '00-settings.yaml': quickstart('00-settings.yaml'),
         '10-request-authentication.yaml': quickstart('10-request-authentication.yaml'),
         '20-authorization-policy.yaml': quickstart('20-authorization-policy.yaml'),
+        // relative key path resolved against the temp folder: point it at the repo's demo key
+        '30-token-exchange.yaml': quickstart('30-token-exchange.yaml').replace(
+          '../demo-keys/demo-sts.private.jwk.json',
+          join(process.cwd(), 'examples/demo-keys/demo-sts.private.jwk.json'),
+        ),
       },
       { watch: true },
     );
@@ -34,19 +40,41 @@ describe('core server on the quick-start config', () => {
     await expect(t.healthStatus('no.such.Service')).rejects.toMatchObject({ code: 5 });
   });
 
-  it('allows a valid user token: status 0, claim headers set by overwrite, token header removed', async () => {
+  it('allows a valid user token: claim headers set, the user token replaced by an exchanged one', async () => {
     const resp = await t.check(
-      httpRequest({ method: 'POST', path: '/mcp', headers: { authorization: token('allowed.json'), 'x-user-sub': 'spoofed' } }),
+      httpRequest({ method: 'POST', path: '/mcp', headers: { authorization: token('allowed.json'), 'x-user-sub': 'spoofed', 'x-actor-token': 'spoofed' } }),
     );
     expect(resp.status?.code ?? 0).toBe(0);
     expect(resp.denied_response).toBeUndefined();
     const set = setHeaders(resp);
     expect(set['x-user-sub']).toBe('alice');
     expect(set['x-user-email']).toBe('alice@example.com');
-    // forwardOriginalToken defaults to false: the original token does not go upstream
-    expect(resp.ok_response?.headers_to_remove).toContain('authorization');
+    // never both tokens: authorization carries only the exchanged token (set with overwrite)
+    const exchanged = set['authorization']!.replace(/^Bearer /, '');
+    expect(exchanged).not.toBe(token('allowed.json').replace(/^Bearer /, ''));
+    expect(resp.ok_response?.headers_to_remove).toContain('x-actor-token');
     // a header that is set is never also removed (Envoy removes after setting)
     for (const h of resp.ok_response?.headers_to_remove ?? []) expect(set[h]).toBeUndefined();
+    // the exchanged token verifies against the JWKS the server publishes
+    const jwks = createRemoteJWKSet(new URL(`http://${t.server.httpAddress}/.well-known/jwks.json`));
+    const { payload, protectedHeader } = await jwtVerify(exchanged, jwks, {
+      issuer: 'http://localhost:9002',
+      audience: 'https://mcp-tools.example.com',
+    });
+    expect(protectedHeader.kid).toBe('demo-sts-es256-1');
+    expect(payload.sub).toBe('alice');
+    expect(payload.scope).toBe('mcp:tools');
+    expect(payload.act).toBeUndefined();
+    expect(payload.exp! - payload.iat!).toBeLessThanOrEqual(300);
+    const meta = resp.dynamic_metadata?.fields ?? {};
+    expect((meta['exchange_policy'] as { stringValue?: string }).stringValue).toBe('default/mcp-on-behalf-of-user');
+  });
+
+  it('a second identical call is served from the exchange cache (same token)', async () => {
+    const req = httpRequest({ method: 'POST', path: '/mcp', headers: { authorization: token('allowed.json') } });
+    const a = setHeaders(await t.check(req))['authorization'];
+    const b = setHeaders(await t.check(req))['authorization'];
+    expect(a).toBe(b);
   });
 
   it('denies a request without a token where a policy requires one: 403 RBAC: access denied', async () => {
