@@ -1083,11 +1083,10 @@ describe('envoy/docker-compose.yaml', () => {
     ]);
   });
 
-  it('mounts a config folder that obo-authz loads, without the unfinished .example file', () => {
+  it('mounts a config folder that obo-authz loads, token exchange included', () => {
     const dir = rel('envoy', 'config');
     const listed = listConfigFiles([dir]).files.map((f) => f.slice(dir.length + 1));
-    expect(listed).toEqual(['00-settings.yaml', '10-request-authentication.yaml', '20-authorization-policy.yaml']);
-    expect(existsSync(join(dir, '30-token-exchange.yaml.example'))).toBe(true);
+    expect(listed).toEqual(['00-settings.yaml', '10-request-authentication.yaml', '20-authorization-policy.yaml', '30-token-exchange.yaml']);
     const r = compileConfigFolder(dir);
     expect(r.issues.filter((i) => i.severity === 'error').map(formatIssue)).toEqual([]);
     expect(r.ok).toBe(true);
@@ -1103,8 +1102,10 @@ describe('envoy/docker-compose.yaml', () => {
       const reached = facts.contextExtensions.some((ce) => ce.namespace === p.metadata.namespace && labelsMatch(p.spec.selector.matchLabels, labelsOf(ce)));
       expect(reached, `policy ${p.metadata.name} is selected by some route`).toBe(true);
     }
-    const example = readText('envoy', 'config', '30-token-exchange.yaml.example');
-    for (const ce of facts.contextExtensions) if (ce.backend) expect(example).toContain(`backend ${ce.backend}`);
+    const exchanges = readYamlDocs(rel('envoy', 'config', '30-token-exchange.yaml')).filter((d) => d.kind === 'TokenExchangePolicy');
+    for (const ce of facts.contextExtensions) {
+      if (ce.backend) expect(exchanges.some((x) => (x.spec.match?.backends ?? []).includes(ce.backend)), `backend ${ce.backend}`).toBe(true);
+    }
   });
 
   it('mint-demo-token.mjs signs tokens the demo RequestAuthentication and AuthorizationPolicy accept', async () => {
@@ -1127,7 +1128,7 @@ describe('envoy/docker-compose.yaml', () => {
     await importJWK(sts, sts.alg);
     expect(sts.kid).not.toBe(idp.kid);
     expect(sts.d).not.toBe(idp.d);
-    expect(readText('envoy', 'config', '30-token-exchange.yaml.example')).toContain(sts.kid);
+    expect(readText('envoy', 'config', '30-token-exchange.yaml')).toContain(sts.kid);
   });
 
   it('README curl examples use published ports and existing routes', () => {
