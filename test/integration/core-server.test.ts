@@ -129,6 +129,14 @@ describe('core server on the quick-start config', () => {
     expect(text).toMatch(/obo_authz_checks_total\{decision="allow",reason="OK"\} [1-9]/);
     expect(text).toMatch(/obo_authz_checks_total\{decision="deny",reason="ERR_RBAC_DENIED"\} [1-9]/);
     expect(text).toContain('obo_authz_check_duration_seconds_bucket');
+    // stage metrics after the calls above: verification (then the verified-token cache),
+    // one exchange by the built-in STS, then exchange-cache hits
+    expect(text).toMatch(/obo_authz_jwt_verifications_total\{issuer="https:\/\/demo-idp\.obo-authz\.example",result="ok"\} [1-9]/);
+    expect(text).toMatch(/obo_authz_jwt_verifications_total\{issuer="https:\/\/demo-idp\.obo-authz\.example",result="cached"\} [1-9]/);
+    expect(text).toMatch(/obo_authz_jwt_verifications_total\{issuer="https:\/\/demo-idp\.obo-authz\.example",result="expired"\} 1/);
+    expect(text).toMatch(/obo_authz_token_exchanges_total\{sts="default\/demo-sts",outcome="success"\} 1\n/);
+    expect(text).toMatch(/obo_authz_token_exchange_cache_total\{policy="default\/mcp-on-behalf-of-user",result="hit"\} [1-9]/);
+    expect(text).toMatch(/obo_authz_config_reloads_total\{result="failure"\} [1-9]/);
     expect((await fetch(`http://${t.server.httpAddress}/readyz`)).status).toBe(200);
     expect((await fetch(`http://${t.server.httpAddress}/healthz`)).status).toBe(200);
   });
