@@ -2,6 +2,7 @@
 /** obo-authz CLI entry: serve | check | validate. Exit codes: 0 ok/allowed, 1 denied, 2 usage or config error. */
 import { existsSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { APIKEY_USAGE, runApiKey } from './cli/apikey.js';
 import { runCheck } from './cli/check.js';
 import { startServer, createRuntime } from './cli/serve.js';
 import { runValidate, type Io } from './cli/validate.js';
@@ -13,6 +14,7 @@ const USAGE = `usage:
                   [--decision-log FILE]
   obo-authz check (--config PATH ... | --server HOST:PORT [--tls-ca FILE]) --request FILE [--explain] [--timeout 1s]
   obo-authz validate --config PATH [--config PATH ...]
+${APIKEY_USAGE}
 
 PATH is a YAML file or a folder of *.yaml / *.yml files.`;
 
@@ -117,6 +119,8 @@ export async function main(argv: string[]): Promise<number> {
         return await check(rest);
       case 'validate':
         return validate(rest);
+      case 'apikey':
+        return runApiKey(rest, io);
       case '--help':
       case '-h':
       case 'help':

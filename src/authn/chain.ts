@@ -1,16 +1,30 @@
 /**
  * The credential chain (DESIGN.md §6): an ordered list of validators, each of which
  * admits (one or more identities), rejects (a credential of its kind was presented and is
- * bad: the chain stops with that deny) or abstains (no credential of its kind). The
- * RequestAuthentication jwtRules are one member; API keys, shared tokens, Kubernetes
- * service-account tokens and edge headers (issue 6) become further members.
+ * bad) or abstains (no credential of its kind). The RequestAuthentication jwtRules are one
+ * member; API keys, shared tokens, Kubernetes service-account tokens and edge headers
+ * (credential-validator.ts) are the others.
+ *
+ * Semantics:
+ * - Before anything is validated, every member sanitizes the request (removes inbound
+ *   copies of headers it would output, and edge identity headers from untrusted peers),
+ *   so a member that never runs still cannot be spoofed through.
+ * - Members run in order; the first member that admits decides the identity and ends
+ *   the chain.
+ * - A hard reject (the credential is certainly of that member's kind: a JWT for the
+ *   jwtRules, an API key that matched but has expired, ...) ends the chain with its 401.
+ * - A soft reject (a value at a location the member reads, but not one it knows: a bearer
+ *   value that is no configured API key may still be another member's shared token) lets
+ *   the chain go on; when nobody admits, the first soft reject is the answer.
+ * - Nobody admitted and nothing rejected: `onNoAdmit` decides (ERR_NO_VALIDATOR_ADMITTED
+ *   when authentication is required for the request, else anonymous).
  */
 import type { Identity } from '../pipeline/identity.js';
 import type { CheckState, Deny } from '../pipeline/state.js';
 
 export type ValidatorResult =
   | { readonly kind: 'admit'; readonly identities: readonly Identity[] }
-  | { readonly kind: 'reject'; readonly deny: Deny }
+  | { readonly kind: 'reject'; readonly deny: Deny; readonly soft?: boolean }
   | { readonly kind: 'abstain' };
 
 export const ABSTAIN: ValidatorResult = Object.freeze({ kind: 'abstain' });
@@ -18,29 +32,52 @@ export const ABSTAIN: ValidatorResult = Object.freeze({ kind: 'abstain' });
 export interface CredentialValidatorMember {
   /** Stable name for --explain and logs (config-derived, never request data). */
   readonly name: string;
+  /** `Type namespace/name` for obo_authz_credential_validations_total (unset: not counted, e.g. jwtRules). */
+  readonly metricLabel?: string;
+  /** Remove what a client must never be able to send upstream; runs for every member. */
+  sanitize?(state: CheckState): void;
   validate(state: CheckState): ValidatorResult | Promise<ValidatorResult>;
+}
+
+export interface ChainOptions {
+  /** Called when no member admitted and none rejected; its Deny (if any) is the answer. */
+  readonly onNoAdmit?: (state: CheckState) => Deny | null;
 }
 
 function isPromise<T>(v: T | Promise<T>): v is Promise<T> {
   return typeof (v as { then?: unknown })?.then === 'function';
 }
 
-/**
- * Run the members in order. Every member runs (a bad credential is rejected even when an
- * earlier member admitted someone); the first reject stops the chain. Identities are
- * collected in order; the first admitted one becomes `state.identity`.
- */
-export async function runChain(state: CheckState, members: readonly CredentialValidatorMember[]): Promise<Deny | null> {
+/** Run the members in order (see the module comment for the rules). */
+function count(state: CheckState, m: CredentialValidatorMember, result: 'admit' | 'reject' | 'unrecognized' | 'abstain'): void {
+  if (!m.metricLabel) return;
+  state.runtime.metrics
+    .counter('credential_validations_total', 'Credential validator outcomes by validator (Type namespace/name) and result.', ['validator', 'result'] as const)
+    .inc({ validator: m.metricLabel, result });
+}
+
+export async function runChain(state: CheckState, members: readonly CredentialValidatorMember[], opts: ChainOptions = {}): Promise<Deny | null> {
+  for (const m of members) m.sanitize?.(state);
+  let soft: Deny | null = null;
   for (const m of members) {
     const r0 = m.validate(state);
     const r = isPromise(r0) ? await r0 : r0;
-    if (r.kind === 'reject') return r.deny;
-    if (r.kind === 'admit') {
+    count(state, m, r.kind === 'reject' ? (r.soft ? 'unrecognized' : 'reject') : r.kind === 'admit' && r.identities.length > 0 ? 'admit' : 'abstain');
+    if (r.kind === 'reject') {
+      if (!r.soft) return r.deny;
+      state.trace?.add('authn', `${m.name}: credential not recognized; trying the next validator`);
+      soft ??= r.deny;
+      continue;
+    }
+    if (r.kind === 'admit' && r.identities.length > 0) {
       for (const id of r.identities) {
         state.identities.push(id);
         if (!state.identity) state.identity = id;
       }
+      state.trace?.add('authn', `${m.name}: admitted ${r.identities[0]!.principal}`);
+      return null;
     }
   }
-  return null;
+  if (soft) return soft;
+  return opts.onNoAdmit ? opts.onNoAdmit(state) : null;
 }

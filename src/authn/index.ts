@@ -11,17 +11,24 @@ import type { KindDocument } from '../config/kinds.js';
 import type { Settings } from '../config/settings.js';
 import type { CheckState, Deny } from '../pipeline/state.js';
 import { runChain, type CredentialValidatorMember } from './chain.js';
+import { challengeFor, CREDENTIAL_BODIES, BEARER_LOCATION } from './credential-common.js';
+import { compileCredentialValidator, CredentialValidatorIndex, JWT_DEFAULT_ORDER, routeMatches, type CompiledValidator } from './credential-validator.js';
 import { DEFAULT_JWKS_TUNING, type JwksTuning } from './jwks-source.js';
 import {
   compileRequestAuthentication,
+  isCorsPreflight,
   JwtRulesMember,
   RequestAuthenticationIndex,
+  type CompiledJwtRule,
   type CompiledRequestAuthentication,
 } from './request-authentication.js';
+import { deny } from '../pipeline/state.js';
+import { ENVOY_BODIES } from '../errors/codes.js';
 
 export type { CredentialValidatorMember, ValidatorResult } from './chain.js';
 export type { JwksTuning } from './jwks-source.js';
 export { createJwtValidator, type JwtResult, type JwtValidator, type JwtValidatorOptions } from './jwt-validator.js';
+export type { CompiledValidator } from './credential-validator.js';
 
 export interface AuthnInput {
   readonly requestAuthentications: readonly KindDocument[];
@@ -35,6 +42,8 @@ export interface AuthnConfig {
   /** Status for ERR_JWKS_UNAVAILABLE (Settings.jwksUnavailableStatus). */
   readonly jwksUnavailableStatus: 401 | 503;
   readonly jwksTuning: JwksTuning;
+  /** CredentialValidator documents (issue 6): the rest of the chain. */
+  readonly validators: CredentialValidatorIndex;
 }
 
 /**
@@ -47,33 +56,125 @@ function tuningFrom(settings: Settings): JwksTuning {
 }
 
 export function compileAuthn(input: AuthnInput, cc: CompileContext): AuthnConfig {
-  for (const k of input.credentialValidators) k.v.error(['kind'], 'CredentialValidator is not supported yet');
   const tuning = tuningFrom(cc.settings);
   const compiled: CompiledRequestAuthentication[] = [];
   for (const k of input.requestAuthentications) {
     const c = compileRequestAuthentication(k, cc, tuning);
     if (c) compiled.push(c);
   }
+  const validators: CompiledValidator[] = [];
+  for (const k of input.credentialValidators) {
+    const v = compileCredentialValidator(k, cc);
+    if (v) validators.push(v);
+  }
   return Object.freeze({
     count: input.requestAuthentications.length,
     requestAuthentications: new RequestAuthenticationIndex(compiled, cc.settings.rootNamespace),
     jwksUnavailableStatus: cc.settings.jwksUnavailableStatus,
     jwksTuning: tuning,
+    validators: new CredentialValidatorIndex(validators, cc.settings.rootNamespace),
   });
 }
 
-/** The chain for this request's workload (jwtRules first; issue 6 appends validators). */
-function membersFor(state: CheckState, cfg: AuthnConfig): CredentialValidatorMember[] {
-  const rules = cfg.requestAuthentications.rulesFor(state.ctx.workload);
-  if (rules.length === 0) return [];
-  return [new JwtRulesMember(rules, { jwksUnavailableStatus: cfg.jwksUnavailableStatus })];
+function workloadKey(state: CheckState): string {
+  const w = state.ctx.workload;
+  const labels = Object.keys(w.labels)
+    .sort()
+    .map((k) => `${k}=${w.labels[k]}`)
+    .join('\u0001');
+  return `${w.namespace}\u0000${w.hasLabels ? 1 : 0}\u0000${labels}\u0000${w.gateway}\u0000${w.service}`;
+}
+
+interface Chain {
+  readonly members: CredentialValidatorMember[];
+  /** The validator that makes authentication required for this request, if any. */
+  readonly requiredBy: CompiledValidator | null;
+  readonly jwtOnly: boolean;
+}
+
+/**
+ * The chain for this request: the jwtRules of the applying RequestAuthentications at
+ * order 0 (or the lowest `order` of an applying `type: JWT` validator) and every applying
+ * CredentialValidator whose `match` holds, sorted by order (jwtRules first on a tie, then
+ * root-namespace validators, then the workload's, each by name).
+ */
+function chainFor(state: CheckState, cfg: AuthnConfig): Chain {
+  const w = state.ctx.workload;
+  const rules: readonly CompiledJwtRule[] = cfg.requestAuthentications.rulesFor(w);
+  const all = cfg.validators.count > 0 ? cfg.validators.forWorkload(w, workloadKey(state)) : [];
+  if (all.length === 0) {
+    return { members: rules.length ? [new JwtRulesMember(rules, { jwksUnavailableStatus: cfg.jwksUnavailableStatus })] : [], requiredBy: null, jwtOnly: true };
+  }
+  const ctx = state.ctx;
+  let requiredBy: CompiledValidator | null = null;
+  let jwtOrder: number | undefined;
+  const entries: { order: number; rank: number; member: CredentialValidatorMember; v?: CompiledValidator }[] = [];
+  all.forEach((v, i) => {
+    const takesPart = !v.match || routeMatches(v.match, ctx);
+    if (!requiredBy && v.required && (v.required === true ? takesPart : routeMatches(v.required, ctx))) requiredBy = v;
+    if (!takesPart) return;
+    if (v.type === 'JWT') jwtOrder = Math.min(jwtOrder ?? v.order, v.order);
+    else if (v.member) entries.push({ order: v.order, rank: 1 + i, member: v.member, v });
+  });
+  const order = jwtOrder ?? JWT_DEFAULT_ORDER;
+  if (rules.length) {
+    const opaque = new Set<string>();
+    let k8sAfter = false;
+    for (const e of entries) {
+      for (const h of e.v!.opaqueHeaders) opaque.add(h);
+      if (e.v!.takesJwt && e.order >= order) k8sAfter = true;
+    }
+    const member = new JwtRulesMember(rules, { jwksUnavailableStatus: cfg.jwksUnavailableStatus, nonJwtHeaders: opaque, unknownIssuerSoft: k8sAfter });
+    entries.push({ order, rank: 0, member });
+  }
+  entries.sort((a, b) => a.order - b.order || a.rank - b.rank);
+  return { members: entries.map((e) => e.member), requiredBy, jwtOnly: entries.every((e) => e.rank === 0) };
+}
+
+/** 401 ERR_NO_VALIDATOR_ADMITTED with one challenge per credential scheme of the chain. */
+function noValidatorAdmitted(state: CheckState, cfg: AuthnConfig, chain: Chain, by: CompiledValidator) {
+  const challenges = new Set<string>();
+  const all = cfg.validators.forWorkload(state.ctx.workload, workloadKey(state));
+  const ctx = state.ctx;
+  for (const v of all) {
+    if (v.type === 'JWT' || (v.match && !routeMatches(v.match, ctx))) continue;
+    for (const l of v.locations) challenges.add(challengeFor(state, l, false));
+  }
+  if (chain.members.some((m) => m instanceof JwtRulesMember) || challenges.size === 0) challenges.add(challengeFor(state, BEARER_LOCATION, false));
+  // Bearer first: the scheme most clients understand.
+  const list = [...challenges].sort((a, b) => (a.startsWith('Bearer ') ? 0 : 1) - (b.startsWith('Bearer ') ? 0 : 1));
+  return deny('ERR_NO_VALIDATOR_ADMITTED', `authentication is required by ${by.ref} and no validator admitted the request (${chain.members.length} in the chain)`, {
+    status: 401,
+    body: chain.jwtOnly && chain.members.length > 0 ? ENVOY_BODIES.JWT_MISSING : CREDENTIAL_BODIES.ERR_NO_VALIDATOR_ADMITTED,
+    headers: [['www-authenticate', list.join(', ')]],
+    policy: by.ref,
+  });
 }
 
 export function authenticate(state: CheckState, cfg: AuthnConfig): Deny | null | Promise<Deny | null> {
-  const members = membersFor(state, cfg);
-  if (members.length === 0) {
-    state.trace?.add('authn', 'no RequestAuthentication applies to this workload');
+  const chain = chainFor(state, cfg);
+  if (chain.members.length === 0 && !chain.requiredBy) {
+    state.trace?.add('authn', 'no RequestAuthentication or CredentialValidator applies to this workload');
     return null;
   }
-  return runChain(state, members);
+  if (state.trace) {
+    state.trace.add('authn', `credential chain: ${chain.members.map((m) => m.name).join(' -> ') || '(empty)'}${chain.requiredBy ? ` (required by ${chain.requiredBy.ref})` : ''}`);
+  }
+  const requiredBy = chain.requiredBy;
+  return runChain(state, chain.members, {
+    onNoAdmit: requiredBy
+      ? (s) => {
+          // Envoy's jwt_authn lets CORS preflights through whatever is required.
+          if (isCorsPreflight(s)) {
+            s.trace?.add('authn', 'CORS preflight: authentication requirement skipped');
+            return null;
+          }
+          const d = noValidatorAdmitted(s, cfg, chain, requiredBy);
+          s.trace?.add('authn', `denied 401: ${d.message}`);
+          return d;
+        }
+      : undefined,
+  });
 }
+
+

@@ -308,14 +308,24 @@ interface FoundToken {
   readonly location: TokenLocation;
 }
 
-function extractTokens(state: CheckState, rule: CompiledJwtRule): FoundToken[] {
+/** Three base64url segments (DESIGN.md §6): what a JWT looks like before any parsing. */
+export function isJwtShaped(t: string): boolean {
+  return /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(t);
+}
+
+function extractTokens(state: CheckState, rule: CompiledJwtRule, nonJwtElsewhere?: ReadonlySet<string>): FoundToken[] {
   const ctx = state.ctx;
   const out: FoundToken[] = [];
   for (const l of rule.locations) {
     if (l.kind === 'header') {
       const v = ctx.header(l.name);
       if (v === undefined) continue;
-      for (const t of extractFromHeader(v, l.prefix)) out.push({ token: t, location: l });
+      for (const t of extractFromHeader(v, l.prefix)) {
+        // DESIGN.md §6: with API-key / shared-token validators reading this header, a value
+        // that is not JWT-shaped belongs to them, not to the jwtRules.
+        if (nonJwtElsewhere?.has(l.name) && !isJwtShaped(t)) continue;
+        out.push({ token: t, location: l });
+      }
     } else if (l.kind === 'param') {
       const v = ctx.queryParams.get(l.name);
       if (v && v.length > 0) out.push({ token: v[0]!, location: l });
@@ -340,6 +350,17 @@ function quote(s: string): string {
 
 export interface JwtDenyOptions {
   readonly jwksUnavailableStatus: 401 | 503;
+}
+
+/** How the jwtRules member shares the request with other credential validators. */
+export interface JwtMemberOptions extends JwtDenyOptions {
+  /** Headers (lower-case) where non-JWT-shaped values belong to API-key / shared-token validators. */
+  readonly nonJwtHeaders?: ReadonlySet<string>;
+  /**
+   * A later validator also takes JWTs (Kubernetes service-account tokens): a token whose
+   * issuer matches no rule is then a soft reject, so that validator may still admit it.
+   */
+  readonly unknownIssuerSoft?: boolean;
 }
 
 /**
@@ -392,18 +413,24 @@ export class JwtRulesMember implements CredentialValidatorMember {
   readonly name = 'jwtRules';
   constructor(
     private readonly rules: readonly CompiledJwtRule[],
-    private readonly opts: JwtDenyOptions,
+    private readonly opts: JwtMemberOptions,
   ) {}
+
+  /**
+   * Envoy sanitizePayloadHeaders: inbound copies of output headers never reach upstream,
+   * whether or not a token is present (a client must not be able to forge them).
+   */
+  sanitize(state: CheckState): void {
+    for (const r of this.rules) {
+      if (r.outputPayloadToHeader) state.upstream.removeHeader(r.outputPayloadToHeader);
+      for (const c of r.outputClaimToHeaders) state.upstream.removeHeader(c.header);
+    }
+  }
 
   async validate(state: CheckState): Promise<ValidatorResult> {
     const rules = this.rules;
     const trace = state.trace;
-    // Envoy sanitizePayloadHeaders: inbound copies of output headers never reach upstream,
-    // whether or not a token is present (a client must not be able to forge them).
-    for (const r of rules) {
-      if (r.outputPayloadToHeader) state.upstream.removeHeader(r.outputPayloadToHeader);
-      for (const c of r.outputClaimToHeaders) state.upstream.removeHeader(c.header);
-    }
+    this.sanitize(state);
     if (isCorsPreflight(state)) {
       trace?.add('authn', 'CORS preflight (OPTIONS with origin and access-control-request-method): JWT checks skipped');
       return ABSTAIN;
@@ -423,7 +450,7 @@ export class JwtRulesMember implements CredentialValidatorMember {
     let finalRule: CompiledJwtRule | undefined;
     let finalDetail = '';
     for (const rule of rules) {
-      const tokens = extractTokens(state, rule);
+      const tokens = extractTokens(state, rule, this.opts.nonJwtHeaders);
       if (tokens.length === 0) {
         trace?.add('authn', `${rule.id}: no token at ${rule.locations.map((l) => l.label).join(', ')}`);
         continue; // JwtMissed never overrides anything
@@ -465,6 +492,10 @@ export class JwtRulesMember implements CredentialValidatorMember {
       return ABSTAIN;
     }
     const d = jwtDeny(state, final, `${JWT_STATUS[final]}${finalDetail ? ` (${finalDetail})` : ''}${finalRule ? ` [${finalRule.id}]` : ''}`, this.opts, finalRule);
+    if (final === 'JwtUnknownIssuer' && this.opts.unknownIssuerSoft) {
+      trace?.add('authn', 'token issuer matches no jwtRule: left to the next validator');
+      return { kind: 'reject', deny: d, soft: true };
+    }
     trace?.add('authn', `denied ${d.status ?? ''}: ${d.body}`);
     return { kind: 'reject', deny: d };
   }

@@ -1,0 +1,77 @@
+/**
+ * A shared token (CredentialValidator `type: SharedToken`): one secret read from a file
+ * (for example a mounted Kubernetes Secret key), re-read within `reloadInterval` (at most
+ * 30 s) of a change, compared in constant time (SHA-256 of both sides, timingSafeEqual).
+ * The identity is static, from the validator's config.
+ */
+import type { CheckState } from '../pipeline/state.js';
+import { removeCredentialHeader } from './api-keys.js';
+import { ABSTAIN, type CredentialValidatorMember, type ValidatorResult } from './chain.js';
+import {
+  applyClaimHeaders,
+  constantTimeFind,
+  credentialDeny,
+  findCredential,
+  makeIdentity,
+  sanitizeClaimHeaders,
+  sha256Bytes,
+  type ClaimForwarding,
+  type CredentialLocation,
+} from './credential-common.js';
+import type { SecretParser, WatchedSecretFile } from './secret-file.js';
+
+export interface SharedTokenValue {
+  readonly digests: readonly Buffer[];
+}
+
+/** The file holds the token; surrounding whitespace and a trailing newline are ignored. */
+export const parseSharedTokenFile: SecretParser<SharedTokenValue> = (files, path) => {
+  if (files.length !== 1 || files[0]!.name !== '') return { ok: false, error: `${path}: expected a file, not a folder` };
+  const t = files[0]!.content.trim();
+  if (t === '') return { ok: false, error: `${path}: the token file is empty` };
+  if (/[\r\n]/.test(t)) return { ok: false, error: `${path}: the token must be a single line` };
+  if (t.length < 16) return { ok: false, error: `${path}: the token is shorter than 16 characters` };
+  return { ok: true, value: Object.freeze({ digests: Object.freeze([sha256Bytes(t)]) }) };
+};
+
+export interface SharedTokenMemberOptions {
+  readonly ref: string;
+  readonly issuer: string;
+  readonly subject: string;
+  readonly claims: Readonly<Record<string, unknown>>;
+  readonly locations: readonly CredentialLocation[];
+  readonly file: WatchedSecretFile<SharedTokenValue>;
+  readonly forwardToken: boolean;
+  readonly forwardClaims: ClaimForwarding | null;
+}
+
+export class SharedTokenMember implements CredentialValidatorMember {
+  readonly name: string;
+  readonly metricLabel: string;
+  constructor(readonly o: SharedTokenMemberOptions) {
+    this.name = `SharedToken ${o.ref}`;
+    this.metricLabel = this.name;
+  }
+
+  sanitize(state: CheckState): void {
+    sanitizeClaimHeaders(state, this.o.forwardClaims);
+  }
+
+  validate(state: CheckState): ValidatorResult {
+    const o = this.o;
+    const found = findCredential(state, o.locations, 'opaque');
+    if (!found) {
+      state.trace?.add('authn', `${this.name}: no token at ${o.locations.map((l) => l.label).join(', ')}`);
+      return ABSTAIN;
+    }
+    const v = o.file.get();
+    if (!v || constantTimeFind(v.digests, sha256Bytes(found.value)) < 0) {
+      return { kind: 'reject', soft: true, deny: credentialDeny(state, 'ERR_INVALID_CREDENTIAL', `${this.name}: token at ${found.location.label} does not match`, found.location, o.ref) };
+    }
+    const id = makeIdentity({ kind: 'shared-token', issuer: o.issuer, subject: o.subject, claims: { ...o.claims }, admittedBy: o.ref, location: found.location.label });
+    if (!o.forwardToken) removeCredentialHeader(state, found.location);
+    applyClaimHeaders(state, o.forwardClaims, id);
+    state.trace?.add('authn', `${this.name}: token at ${found.location.label} accepted`);
+    return { kind: 'admit', identities: [id] };
+  }
+}
