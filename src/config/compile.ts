@@ -143,7 +143,10 @@ export function compileDocuments(
     cc,
   );
   for (const c of contexts) issues.push(...c.issues);
-  if (issues.some((i) => i.severity === 'error')) return { ok: false, issues };
+  if (issues.some((i) => i.severity === 'error')) {
+    runtime.shared.abortGeneration();
+    return { ok: false, issues };
+  }
 
   const hash = createHash('sha256');
   for (const d of documents) hash.update(`${d.file}\0${d.index}\0${JSON.stringify(d.value)}\0`);

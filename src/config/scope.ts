@@ -108,6 +108,31 @@ export function scopeApplies(s: CompiledScope, w: Workload): boolean {
   return true;
 }
 
+/**
+ * Strict variant for scopes that *grant* something rather than restrict it (token
+ * exchange: a policy narrowed to one workload mints tokens for that workload's backend).
+ * A selector applies only when the request's labels positively match, and targetRefs only
+ * when the request names that gateway/service: a request that cannot be identified must not
+ * receive a token minted for someone else's audience.
+ */
+export function scopeAppliesStrict(s: CompiledScope, w: Workload): boolean {
+  if (!s.isRoot && s.namespace !== w.namespace) return false;
+  if (s.matchLabels) {
+    if (!w.hasLabels) return false;
+    for (const key in s.matchLabels) if (w.labels[key] !== s.matchLabels[key]) return false;
+  }
+  if (s.targetRefs) {
+    let any = false;
+    for (const t of s.targetRefs) {
+      if (t.kind === 'Gateway' || t.kind === 'GatewayClass') any = w.gateway === t.name;
+      else any = w.service === t.name;
+      if (any) break;
+    }
+    if (!any) return false;
+  }
+  return true;
+}
+
 /** Specificity for choosing among several matching policies: workload-targeted 2, namespace 1, root 0. */
 export function scopeSpecificity(s: CompiledScope): number {
   if (s.matchLabels || s.targetRefs) return 2;

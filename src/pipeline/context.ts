@@ -154,14 +154,20 @@ function peerInfo(p: RawPeer | null | undefined): PeerInfo {
 }
 
 /**
- * Istio `remote.ip`: with N trusted hops, the N-th address from the right of
- * x-forwarded-for (Envoy `xff_num_trusted_hops`); with 0, or too few entries, the peer.
+ * Istio `remote.ip` with N = `trustedProxyHops` (Envoy `xff_num_trusted_hops`). Envoy's
+ * rule: the trusted client address is the (N+1)-th address from the right of
+ * x-forwarded-for *after* the proxy appended its own downstream peer (use_remote_address,
+ * as on Istio gateways and our envoy.yaml). ext_authz may receive the header with or
+ * without that append, so we normalise: when the last entry is not the peer, the peer is
+ * appended here. N = 0 is then the socket peer itself; too few entries fall back to the
+ * peer (Envoy falls back to the downstream connection address).
  */
 export function remoteIpFrom(xff: string | undefined, hops: number, peerIp: string): string {
   if (hops <= 0 || !xff) return peerIp;
   const parts = xff.split(',').map((s) => s.trim()).filter(Boolean);
-  if (parts.length < hops) return peerIp;
-  return parts[parts.length - hops]!;
+  if (peerIp && parts[parts.length - 1] !== peerIp) parts.push(peerIp);
+  const i = parts.length - 1 - hops;
+  return i >= 0 ? parts[i]! : peerIp;
 }
 
 export interface BuildOptions {

@@ -20,6 +20,8 @@ export interface Runtime {
 export class SharedResources {
   private readonly map = new Map<string, { value: unknown; generation: number }>();
   private generation = 0;
+  /** Keys created (not merely reused) by the generation being compiled. */
+  private created = new Set<string>();
 
   /** Get the resource under `key`, creating it on first use; marks it used by the current generation. */
   get<T>(key: string, create: () => T): T {
@@ -30,12 +32,29 @@ export class SharedResources {
     }
     const value = create();
     this.map.set(key, { value, generation: this.generation });
+    this.created.add(key);
     return value;
   }
 
   /** Start compiling a new config: resources not touched by it are released by `sweep`. */
   beginGeneration(): void {
     this.generation++;
+    this.created = new Set();
+  }
+
+  /**
+   * The config being compiled was rejected: dispose what it created (its JWKS sources,
+   * file watchers, clients), so repeated invalid edits cannot pile up timers and fetches.
+   * Resources it merely reused stay, since the config in force still uses them.
+   */
+  abortGeneration(): void {
+    for (const k of this.created) {
+      const v = this.map.get(k);
+      const d = v?.value as { dispose?: () => void } | undefined;
+      if (typeof d?.dispose === 'function') d.dispose();
+      this.map.delete(k);
+    }
+    this.created = new Set();
   }
 
   /** Dispose resources the newest config no longer uses (bounded: no growth across reloads). */

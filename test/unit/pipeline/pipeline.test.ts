@@ -47,7 +47,7 @@ describe('RequestContext', () => {
   it('splits path and query, lower-cases headers, reads header_map raw values, and derives the workload', () => {
     const raw = httpRequest({
       path: '/a/b?access_token=x&y=1&y=2',
-      headers: { 'X-Forwarded-For': '1.1.1.1, 2.2.2.2', Cookie: 'a=1; session="s v"' },
+      headers: { 'X-Forwarded-For': '1.1.1.1, 2.2.2.2, 10.0.0.7', Cookie: 'a=1; session="s v"' },
       destinationPrincipal: 'spiffe://td/ns/payments/sa/api',
     });
     raw.attributes!.request!.http!.header_map = { headers: [{ key: 'X-Raw', raw_value: Buffer.from('raw-value') }] };
@@ -55,7 +55,7 @@ describe('RequestContext', () => {
     expect(ctx.path).toBe('/a/b');
     expect(ctx.query).toBe('access_token=x&y=1&y=2');
     expect(ctx.queryParams.get('y')).toEqual(['1', '2']);
-    expect(ctx.header('x-forwarded-for')).toBe('1.1.1.1, 2.2.2.2');
+    expect(ctx.header('x-forwarded-for')).toBe('1.1.1.1, 2.2.2.2, 10.0.0.7');
     expect(ctx.header('x-raw')).toBe('raw-value');
     expect(ctx.cookie('session')).toBe('s v');
     expect(ctx.remoteIp).toBe('2.2.2.2');
@@ -78,11 +78,16 @@ describe('RequestContext', () => {
     expect(ctx.workload.namespace).toBe('default');
   });
 
+  // Envoy's documented edge example: use_remote_address + 1 trusted hop, peer 192.0.2.5,
+  // XFF "203.0.113.128, 203.0.113.10, 192.0.2.1" -> trusted client 192.0.2.1, whether or not
+  // the peer was already appended when the header reached ext_authz.
   it.each([
     ['1.1.1.1', 0, '9.9.9.9', '9.9.9.9'],
-    ['1.1.1.1, 2.2.2.2', 1, '9.9.9.9', '2.2.2.2'],
-    ['1.1.1.1, 2.2.2.2', 2, '9.9.9.9', '1.1.1.1'],
+    ['203.0.113.128, 203.0.113.10, 192.0.2.1', 1, '192.0.2.5', '192.0.2.1'],
+    ['203.0.113.128, 203.0.113.10, 192.0.2.1, 192.0.2.5', 1, '192.0.2.5', '192.0.2.1'],
+    ['203.0.113.128, 203.0.113.10, 192.0.2.1, 192.0.2.5', 2, '192.0.2.5', '203.0.113.10'],
     ['1.1.1.1', 2, '9.9.9.9', '9.9.9.9'],
+    ['1.1.1.1', 5, '9.9.9.9', '9.9.9.9'],
     [undefined, 1, '9.9.9.9', '9.9.9.9'],
   ])('remote.ip from xff %s with %i hops (peer %s) = %s', (xff, hops, peer, want) => {
     expect(remoteIpFrom(xff, hops, peer)).toBe(want);
