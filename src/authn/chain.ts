@@ -8,7 +8,9 @@
  * Semantics:
  * - Before anything is validated, every member sanitizes the request (removes inbound
  *   copies of headers it would output, and edge identity headers from untrusted peers),
- *   so a member that never runs still cannot be spoofed through.
+ *   so a member that never runs still cannot be spoofed through. So does every validator
+ *   that applies to the workload but whose `match` leaves it out of this request's chain
+ *   (index.ts runs those before calling runChain with `sanitized: true`).
  * - Members run in order; the first member that admits decides the identity and ends
  *   the chain.
  * - A hard reject (the credential is certainly of that member's kind: a JWT for the
@@ -40,6 +42,11 @@ export interface CredentialValidatorMember {
 }
 
 export interface ChainOptions {
+  /**
+   * The caller already ran sanitize() for every member, and for the applying validators
+   * whose `match` left them out of `members` (index.ts); default: runChain sanitizes `members`.
+   */
+  readonly sanitized?: boolean;
   /** Called when no member admitted and none rejected; its Deny (if any) is the answer. */
   readonly onNoAdmit?: (state: CheckState) => Deny | null;
 }
@@ -57,7 +64,7 @@ function count(state: CheckState, m: CredentialValidatorMember, result: 'admit' 
 }
 
 export async function runChain(state: CheckState, members: readonly CredentialValidatorMember[], opts: ChainOptions = {}): Promise<Deny | null> {
-  for (const m of members) m.sanitize?.(state);
+  if (!opts.sanitized) for (const m of members) m.sanitize?.(state);
   let soft: Deny | null = null;
   for (const m of members) {
     const r0 = m.validate(state);

@@ -325,6 +325,12 @@ export function compileCredentialValidator(k: KindDocument, cc: CompileContext):
     if (mode === 'JWKS') {
       if (!s.issuer) k.v.error(p('issuer'), 'required with mode: JWKS (the cluster issuer, e.g. https://kubernetes.default.svc.cluster.local)');
       if (s.tokenReview) k.v.error(p('tokenReview'), 'only allowed with mode: TokenReview');
+      if (!s.audiences?.length) {
+        k.v.warn(
+          p('audiences'),
+          'without audiences any service-account token of the cluster is admitted, whatever its audience (for example a projected token meant for another service); set the audience your clients request',
+        );
+      }
       if (s.jwksUri) {
         try {
           const u = new URL(s.jwksUri);

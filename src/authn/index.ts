@@ -87,6 +87,11 @@ function workloadKey(state: CheckState): string {
 
 interface Chain {
   readonly members: CredentialValidatorMember[];
+  /**
+   * Every member that applies to the workload by scope, whether or not its `match` holds
+   * for this request (and the jwtRules member): all of them sanitize before anything else.
+   */
+  readonly sanitizers: readonly CredentialValidatorMember[];
   /** The validator that makes authentication required for this request, if any. */
   readonly requiredBy: CompiledValidator | null;
   readonly jwtOnly: boolean;
@@ -97,22 +102,33 @@ interface Chain {
  * order 0 (or the lowest `order` of an applying `type: JWT` validator) and every applying
  * CredentialValidator whose `match` holds, sorted by order (jwtRules first on a tie, then
  * root-namespace validators, then the workload's, each by name).
+ *
+ * `match` decides who validates, never who sanitizes: a validator left out of the chain by
+ * its `match` still removes inbound copies of the headers it produces or trusts (edge
+ * identity headers from an untrusted peer, forwardClaims headers), else a client could
+ * send them to the backend on every route the validator does not cover.
  */
 function chainFor(state: CheckState, cfg: AuthnConfig): Chain {
   const w = state.ctx.workload;
   const rules: readonly CompiledJwtRule[] = cfg.requestAuthentications.rulesFor(w);
   const all = cfg.validators.count > 0 ? cfg.validators.forWorkload(w, workloadKey(state)) : [];
   if (all.length === 0) {
-    return { members: rules.length ? [new JwtRulesMember(rules, { jwksUnavailableStatus: cfg.jwksUnavailableStatus })] : [], requiredBy: null, jwtOnly: true };
+    const members = rules.length ? [new JwtRulesMember(rules, { jwksUnavailableStatus: cfg.jwksUnavailableStatus })] : [];
+    return { members, sanitizers: members, requiredBy: null, jwtOnly: true };
   }
   const ctx = state.ctx;
   let requiredBy: CompiledValidator | null = null;
   let jwtOrder: number | undefined;
   const entries: { order: number; rank: number; member: CredentialValidatorMember; v?: CompiledValidator }[] = [];
+  const sanitizers: CredentialValidatorMember[] = [];
   all.forEach((v, i) => {
     const takesPart = !v.match || routeMatches(v.match, ctx);
     if (!requiredBy && v.required && (v.required === true ? takesPart : routeMatches(v.required, ctx))) requiredBy = v;
-    if (!takesPart) return;
+    if (v.member) sanitizers.push(v.member);
+    if (!takesPart) {
+      if (v.member) state.trace?.add('authn', `${v.member.name}: match does not hold for this request: not in the chain (its headers are still sanitized)`);
+      return;
+    }
     if (v.type === 'JWT') jwtOrder = Math.min(jwtOrder ?? v.order, v.order);
     else if (v.member) entries.push({ order: v.order, rank: 1 + i, member: v.member, v });
   });
@@ -126,9 +142,10 @@ function chainFor(state: CheckState, cfg: AuthnConfig): Chain {
     }
     const member = new JwtRulesMember(rules, { jwksUnavailableStatus: cfg.jwksUnavailableStatus, nonJwtHeaders: opaque, unknownIssuerSoft: k8sAfter });
     entries.push({ order, rank: 0, member });
+    sanitizers.push(member);
   }
   entries.sort((a, b) => a.order - b.order || a.rank - b.rank);
-  return { members: entries.map((e) => e.member), requiredBy, jwtOnly: entries.every((e) => e.rank === 0) };
+  return { members: entries.map((e) => e.member), sanitizers, requiredBy, jwtOnly: entries.every((e) => e.rank === 0) };
 }
 
 /** 401 ERR_NO_VALIDATOR_ADMITTED with one challenge per credential scheme of the chain. */
@@ -153,8 +170,15 @@ function noValidatorAdmitted(state: CheckState, cfg: AuthnConfig, chain: Chain, 
 
 export function authenticate(state: CheckState, cfg: AuthnConfig): Deny | null | Promise<Deny | null> {
   const chain = chainFor(state, cfg);
+  // Before any early return: whatever takes part, no applying validator's headers may be forged.
+  for (const m of chain.sanitizers) m.sanitize?.(state);
   if (chain.members.length === 0 && !chain.requiredBy) {
-    state.trace?.add('authn', 'no RequestAuthentication or CredentialValidator applies to this workload');
+    state.trace?.add(
+      'authn',
+      chain.sanitizers.length
+        ? 'no credential validator takes part in this request (their headers were sanitized): request continues without identity'
+        : 'no RequestAuthentication or CredentialValidator applies to this workload',
+    );
     return null;
   }
   if (state.trace) {
@@ -162,6 +186,7 @@ export function authenticate(state: CheckState, cfg: AuthnConfig): Deny | null |
   }
   const requiredBy = chain.requiredBy;
   return runChain(state, chain.members, {
+    sanitized: true,
     onNoAdmit: requiredBy
       ? (s) => {
           // Envoy's jwt_authn lets CORS preflights through whatever is required.

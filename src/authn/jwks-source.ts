@@ -84,6 +84,24 @@ export class StaticKeySource implements KeySource {
   dispose(): void {}
 }
 
+/**
+ * A URL as it may be shown (descriptions, --explain, logs): `scheme://host[:port]/path`,
+ * without userinfo, query or fragment, where credentials or API keys may hide.
+ */
+export function redactUrl(u: string): string {
+  try {
+    const url = new URL(u);
+    return `${url.protocol}//${url.host}${url.pathname}`;
+  } catch {
+    return '(unparseable URL)';
+  }
+}
+
+/** Every http(s) URL in a text (an error message may quote one) passed through redactUrl. */
+export function redactUrlsIn(text: string): string {
+  return text.replace(/\bhttps?:\/\/[^\s"'<>`]+/gi, (m) => redactUrl(m));
+}
+
 export type RemoteLocation = { kind: 'uri'; uri: string } | { kind: 'discovery'; issuer: string };
 
 /** Closed set of `outcome` label values for the fetch metric. */
@@ -157,7 +175,8 @@ export class RemoteKeySource implements KeySource {
     private readonly timeoutMs: number,
     private readonly tuning: JwksTuning,
   ) {
-    this.description = location.kind === 'uri' ? `jwksUri ${location.uri}` : `OIDC discovery ${discoveryUrl(location.issuer)}`;
+    // Shown in logs and --explain: never the URL's userinfo or query (credentials, API keys).
+    this.description = location.kind === 'uri' ? `jwksUri ${redactUrl(location.uri)}` : `OIDC discovery ${redactUrl(discoveryUrl(location.issuer))}`;
     this.id = location.kind === 'uri' ? `uri:${location.uri}` : `oidc:${location.issuer}`;
     const m = runtime.metrics;
     this.fetches = m.counter('jwks_fetches_total', 'JWKS (and OIDC discovery) fetches by issuer and outcome.', ['issuer', 'outcome'] as const);
@@ -266,7 +285,8 @@ export class RemoteKeySource implements KeySource {
       const name = (e as { name?: string })?.name;
       if (name === 'TimeoutError' || name === 'AbortError') throw new FetchError('timeout', `no answer within ${this.timeoutMs}ms`);
       const cause = (e as { cause?: { code?: string } })?.cause?.code;
-      throw new FetchError('network_error', cause ?? sanitizeRemoteText((e as Error)?.message ?? String(e), 120));
+      // The message may quote the URL (e.g. "...a URL that includes credentials: <url>").
+      throw new FetchError('network_error', cause ?? sanitizeRemoteText(redactUrlsIn((e as Error)?.message ?? String(e)), 120));
     }
     if (!res.ok) {
       void res.body?.cancel().catch(() => undefined);
@@ -339,7 +359,7 @@ export class RemoteKeySource implements KeySource {
       this.schedule(interval);
       return true;
     } catch (e) {
-      const fe = e instanceof FetchError ? e : new FetchError('network_error', sanitizeRemoteText(String(e), 120));
+      const fe = e instanceof FetchError ? e : new FetchError('network_error', sanitizeRemoteText(redactUrlsIn(String(e)), 120));
       if (this.location.kind === 'discovery') this.discoveredUri = null; // the jwks_uri may have moved
       this.failures++;
       const backoff = Math.min(this.tuning.retryMaxMs, this.tuning.retryInitialMs * 2 ** Math.min(30, this.failures - 1));
@@ -351,7 +371,7 @@ export class RemoteKeySource implements KeySource {
           issuer: this.issuer,
           source: this.description,
           outcome: fe.outcome,
-          error: sanitizeRemoteText(fe.message, 200),
+          error: sanitizeRemoteText(redactUrlsIn(fe.message), 200),
           failures: this.failures,
           retryInMs: backoff,
           servingCachedKeys: this.keys !== null,

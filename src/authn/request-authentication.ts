@@ -121,7 +121,8 @@ function validJwksUri(u: string): string | null {
   try {
     url = new URL(u);
   } catch {
-    return `invalid jwksUri ${JSON.stringify(u)}: not a URL`;
+    // Not echoed: the value may carry credentials (validate output ends up in logs).
+    return 'invalid jwksUri: not a URL';
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') return `URI scheme ${JSON.stringify(url.protocol.slice(0, -1))} is not supported (use http or https)`;
   if (!url.hostname) return 'jwksUri must have a host';

@@ -1,6 +1,7 @@
 /**
  * One issuer's token verification, in Envoy jwt_authn's order (authenticator.cc):
- * parse -> issuer -> time (nbf, exp, 60 s skew) -> audiences -> keys -> signature.
+ * parse -> issuer (unless the rule has none) -> time (nbf, exp, 60 s skew) -> audiences ->
+ * keys -> signature.
  * Successful results are kept in a bounded, shared LRU keyed by everything that affects
  * the result (issuer, audiences, key source and key-set content, the token itself), with
  * entry lifetime never past the token's `exp`; time constraints are re-checked on every
@@ -113,7 +114,10 @@ export class JwtVerifier {
     const p = parsed ?? parseJwt(token);
     if ('status' in p) return this.fail(p.status);
     const jwt = p;
-    if (jwt.iss !== this.issuer) return this.fail('JwtUnknownIssuer', jwt);
+    // Envoy JwtProvider.issuer: "If specified, it has to match the iss field in JWT,
+    // otherwise the JWT iss field is not checked". Istio allows a jwtRule without issuer
+    // when it has a jwksUri (validateJwtRule); the keys at that URI then decide alone.
+    if (this.issuer !== '' && jwt.iss !== this.issuer) return this.fail('JwtUnknownIssuer', jwt);
     const t = checkTime(jwt.nbf, jwt.exp, nowMs);
     if (t) return this.fail(t, jwt);
     if (!audiencesAllowed(this.allowed, jwt.audiences)) return this.fail('JwtAudienceNotAllowed', jwt);

@@ -44,6 +44,18 @@ spec:
   rules:
   - from: [{source: {requestPrincipals: ["apikey.obo-authz.dev/mcp/agents/*", "sharedtoken.obo-authz.dev/mcp/ci/*"]}}]
     when: [{key: "request.auth.claims[role]", values: [writer, ci]}]
+---
+# Edge identity only for /api/*: on other routes it takes no part, yet still sanitizes.
+apiVersion: obo-authz.dev/v1alpha1
+kind: CredentialValidator
+metadata: {name: ingress, namespace: edge}
+spec:
+  type: EdgeHeaders
+  match: {paths: ["/api/*"]}
+  edge:
+    trustedSources: {principals: [cluster.local/ns/istio-system/sa/ingress]}
+    headers: {subject: x-user, role: x-role}
+  forwardClaims: {claims: [role]}
 `;
 
 beforeAll(async () => {
@@ -105,6 +117,26 @@ describe('credential chain over gRPC', () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     expect(code).toBe(0);
+  });
+});
+
+describe('a validator whose match excludes the route still sanitizes, over gRPC', () => {
+  const spoofed = { 'x-user': 'admin', 'x-role': 'root', 'x-authz-claim-role': 'root' };
+  it('untrusted peer on /admin: allowed anonymous, every spoofed identity header removed', async () => {
+    const r = await ts.check(
+      httpRequest({ contextExtensions: { namespace: 'edge' }, path: '/admin', sourcePrincipal: 'spiffe://cluster.local/ns/evil/sa/attacker', headers: spoofed }),
+    );
+    expect(r.status.code).toBe(0);
+    expect(r.ok_response?.headers_to_remove).toEqual(expect.arrayContaining(['x-user', 'x-role', 'x-authz-claim-role']));
+    expect(setHeaders(r)['x-authz-claim-role']).toBeUndefined();
+  });
+  it('trusted edge on /api/*: admitted, claim header set from its headers', async () => {
+    const r = await ts.check(
+      httpRequest({ contextExtensions: { namespace: 'edge' }, path: '/api/items', sourcePrincipal: 'spiffe://cluster.local/ns/istio-system/sa/ingress', headers: spoofed }),
+    );
+    expect(r.status.code).toBe(0);
+    expect(setHeaders(r)['x-authz-claim-role']).toBe('root');
+    expect(r.ok_response?.headers_to_remove ?? []).not.toContain('x-user');
   });
 });
 

@@ -546,6 +546,108 @@ describe('reload', () => {
   });
 });
 
+describe('a validator whose match excludes the route still sanitizes (review finding 1)', () => {
+  const ATTACKER = 'spiffe://cluster.local/ns/evil/sa/attacker';
+  const INGRESS = 'spiffe://cluster.local/ns/istio-system/sa/ingress';
+  const spoofed = { 'x-user': 'admin', 'x-role': 'root', 'x-authz-claim-role': 'root' };
+  const edge = (ns: string, extra = '') => `apiVersion: obo-authz.dev/v1alpha1
+kind: CredentialValidator
+metadata: {name: gw, namespace: ${ns}}
+spec:
+  type: EdgeHeaders
+  match: {paths: ["/api/*"]}
+${extra}  edge:
+    trustedSources: {principals: [cluster.local/ns/istio-system/sa/ingress]}
+    headers: {subject: x-user, role: x-role}
+  forwardClaims: {claims: [role]}
+`;
+  let c: CompiledConfig;
+  beforeAll(() => {
+    c = mustCompile(
+      [
+        // Only the edge validator: nothing takes part on /admin (the early return).
+        edge('m1'),
+        // Edge validator excluded by match, next to members that do take part (the chain runs).
+        edge('m2'),
+        `apiVersion: obo-authz.dev/v1alpha1
+kind: CredentialValidator
+metadata: {name: keys, namespace: m2}
+spec:
+  type: APIKey
+  apiKey: {file: keys.yaml, reloadInterval: 200ms}
+`,
+        `apiVersion: obo-authz.dev/v1alpha1
+kind: CredentialValidator
+metadata: {name: other-keys, namespace: m2}
+spec:
+  type: APIKey
+  match: {hosts: [other.example.com]}
+  apiKey: {file: keys.yaml, reloadInterval: 200ms}
+  forwardClaims: {prefix: x-key-, claims: [role]}
+`,
+        // jwtRules with output headers next to an excluded validator.
+        edge('m3'),
+        `apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: users, namespace: m3}
+spec:
+  jwtRules:
+  - issuer: https://idp.example.com
+    jwks: '${JSON.stringify(jwks(userKey))}'
+    outputPayloadToHeader: x-jwt-payload
+    outputClaimToHeaders: [{header: x-jwt-role, claim: role}]
+`,
+        // Required (by route) although the validator's match excludes the route.
+        edge('m4', '  required: {paths: ["/admin"]}\n'),
+      ].join('---\n'),
+      rt,
+      join(dir, 'match.yaml'),
+    );
+  });
+  const removed = (d: Decision) => [...d.upstream.remove];
+
+  it('nothing takes part (the reproduction): spoofed edge and claim headers are removed', async () => {
+    const d = await run({ ns: 'm1', path: '/admin', sourcePrincipal: ATTACKER, headers: spoofed }, c);
+    expect(d.allow, explain(d)).toBe(true);
+    expect(d.identity ?? null).toBeNull();
+    expect(removed(d)).toEqual(expect.arrayContaining(['x-user', 'x-role', 'x-authz-claim-role']));
+  });
+  it('other members take part: the excluded validators still sanitize', async () => {
+    const d = await run({ ns: 'm2', path: '/admin', sourcePrincipal: ATTACKER, headers: { ...spoofed, 'x-key-role': 'root', authorization: `Bearer ${S['key']}` } }, c);
+    expect(d.allow, explain(d)).toBe(true);
+    expect(d.identity?.principal).toBe('apikey.obo-authz.dev/m2/keys/agent-1');
+    expect(removed(d)).toEqual(expect.arrayContaining(['x-user', 'x-role', 'x-authz-claim-role', 'x-key-role', 'authorization']));
+  });
+  it('jwtRules output headers and an excluded validator\'s headers are removed together', async () => {
+    const d = await run({ ns: 'm3', path: '/admin', sourcePrincipal: ATTACKER, headers: { ...spoofed, 'x-jwt-role': 'root', 'x-jwt-payload': 'e30' } }, c);
+    expect(d.allow, explain(d)).toBe(true);
+    expect(removed(d)).toEqual(expect.arrayContaining(['x-user', 'x-role', 'x-authz-claim-role', 'x-jwt-role', 'x-jwt-payload']));
+  });
+  it('required for the route although the validator\'s match excludes it: 401', async () => {
+    const d = await run({ ns: 'm4', path: '/admin', sourcePrincipal: ATTACKER, headers: spoofed }, c);
+    expect(d.allow).toBe(false);
+    expect(d.reason).toBe('ERR_NO_VALIDATOR_ADMITTED');
+  });
+  it('a trusted edge on an excluded route: its headers pass untouched, forwarded-claim headers are still removed, no identity', async () => {
+    const d = await run({ ns: 'm1', path: '/admin', sourcePrincipal: INGRESS, headers: spoofed }, c);
+    expect(d.allow, explain(d)).toBe(true);
+    expect(d.identity ?? null).toBeNull();
+    expect(removed(d)).toContain('x-authz-claim-role');
+    expect(removed(d)).not.toContain('x-user');
+    expect(removed(d)).not.toContain('x-role');
+  });
+  it('on a route the match covers, the validator still admits a trusted edge', async () => {
+    const d = await run({ ns: 'm1', path: '/api/x', sourcePrincipal: INGRESS, headers: spoofed }, c);
+    expect(d.allow, explain(d)).toBe(true);
+    expect(d.identity?.principal).toBe('edge.obo-authz.dev/m1/gw/admin');
+    expect(d.upstream.set.get('x-authz-claim-role')).toBe('root');
+  });
+  it('--explain says the excluded validator only sanitized', async () => {
+    const d = await run({ ns: 'm1', path: '/admin', sourcePrincipal: ATTACKER, headers: spoofed }, c);
+    expect(explain(d)).toMatch(/EdgeHeaders m1\/gw: match does not hold/);
+  });
+});
+
 describe('config validation', () => {
   const base = (spec: string, file = join(tmpdir(), 'nowhere', 'c.yaml')) =>
     compileYaml(`apiVersion: obo-authz.dev/v1alpha1\nkind: CredentialValidator\nmetadata: {name: v, namespace: shop}\nspec:\n${spec}`, rt, file);
@@ -577,6 +679,22 @@ describe('config validation', () => {
       expect(errs(r)).toMatch(re);
     });
   }
+  const warnings = (r: ReturnType<typeof base>) => r.issues.filter((i) => i.severity === 'warning').map(formatIssue).join('\n');
+  it('KubernetesServiceAccount JWKS mode without audiences: a warning (any projected token of the cluster would do)', () => {
+    const r = base(`  type: KubernetesServiceAccount\n  kubernetes: {issuer: "${idp.issuer}"}\n`);
+    expect(r.ok, errs(r)).toBe(true);
+    expect(warnings(r)).toMatch(/spec\.kubernetes\.audiences: .*without audiences any service-account token of the cluster is admitted, whatever its audience/);
+    const withAud = base(`  type: KubernetesServiceAccount\n  kubernetes: {issuer: "${idp.issuer}", audiences: [obo-authz]}\n`);
+    expect(withAud.ok).toBe(true);
+    expect(warnings(withAud)).not.toMatch(/audiences/);
+    const empty = base(`  type: KubernetesServiceAccount\n  kubernetes: {issuer: "${idp.issuer}", audiences: []}\n`);
+    expect(warnings(empty)).toMatch(/spec\.kubernetes\.audiences: /);
+  });
+  it('KubernetesServiceAccount TokenReview mode without audiences keeps its warning', () => {
+    const r = base(`  type: KubernetesServiceAccount\n  kubernetes: {mode: TokenReview, issuer: https://k8s.example, tokenReview: {apiServer: "${apiServerUrl}"}}\n`);
+    expect(r.ok, errs(r)).toBe(true);
+    expect(warnings(r)).toMatch(/spec\.kubernetes\.audiences: .*default audience/);
+  });
   it('paths resolve relative to the config file; key-file errors name the entry, never a value', () => {
     const d = mkdtempSync(join(tmpdir(), 'obo-cred-cfg-'));
     const h = hashApiKey(S['key']!);

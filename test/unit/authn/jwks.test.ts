@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { cacheControlMaxAgeMs, RemoteKeySource } from '../../../src/authn/jwks-source.js';
+import { cacheControlMaxAgeMs, DEFAULT_JWKS_TUNING, redactUrl, RemoteKeySource } from '../../../src/authn/jwks-source.js';
 import type { CompiledConfig } from '../../../src/config/compile.js';
 import { formatIssue } from '../../../src/config/issues.js';
 import { evaluate } from '../../../src/pipeline/pipeline.js';
@@ -220,6 +220,45 @@ describe('remote JWKS', () => {
   });
 });
 
+describe('jwtRule without issuer (Istio allows it with a jwksUri; Envoy then does not check iss)', () => {
+  it('any iss is accepted with a valid signature; the signature is still checked', async () => {
+    rt = createTestRuntime({ now: NOW_S * 1000 });
+    const k = await makeKey('RS256', 'k');
+    const idp = await startIdp(jwks(k));
+    servers.push(idp);
+    for (const issuer of ['""', '']) {
+      const text = issuer
+        ? ra('r', issuer, `    jwksUri: ${idp.url}/jwks`)
+        : `apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: r, namespace: istio-system}\nspec:\n  jwtRules:\n  - jwksUri: ${idp.url}/jwks\n`;
+      const cfg = mustCompile(text, rt);
+      const d = await check(cfg, await sign(k, { iss: 'https://anyone.example', sub: 'u1' }));
+      expect(d.allow, `${d.message}\n${d.trace?.entries.map((e) => e.message).join('\n')}`).toBe(true);
+      expect(d.identity?.principal).toBe('https://anyone.example/u1');
+      const forged = await check(cfg, await sign(await makeKey('RS256', 'k'), { iss: 'https://anyone.example', sub: 'root' }));
+      expect(forged.allow).toBe(false);
+      expect(forged.httpStatus).toBe(401);
+      expect(forged.body).toBe('Jwt verification fails');
+    }
+  });
+  it('next to a rule with an issuer: a token of another issuer is admitted by the issuer-less rule', async () => {
+    rt = createTestRuntime({ now: NOW_S * 1000 });
+    const k = await makeKey('ES256', 'e');
+    const other = await makeKey('RS256', 'o');
+    const idp = await startIdp(jwks(k));
+    servers.push(idp);
+    const cfg = mustCompile(`${ra('a', 'https://a.example', `    jwks: '${JSON.stringify(jwks(other))}'`)}${ra('b', '""', `    jwksUri: ${idp.url}/jwks`)}`, rt);
+    const d = await check(cfg, await sign(k, { iss: 'https://b.example', sub: 'bob' }));
+    expect(d.allow, d.message).toBe(true);
+    expect(d.identity?.admittedBy).toBe('istio-system/b jwtRules[0]');
+  });
+  it('missing issuer and no jwksUri is a config error at spec.jwtRules[N].issuer', () => {
+    rt = createTestRuntime();
+    const r = compileYaml(`apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: r}\nspec:\n  jwtRules:\n  - {issuer: a}\n  - {audiences: [x]}\n`, rt);
+    expect(r.ok).toBe(false);
+    expect(r.issues.map(formatIssue).join('\n')).toMatch(/jwtRules\[1\]\.issuer: issuer or jwksUri must be non-empty string/);
+  });
+});
+
 describe('config validation', () => {
   const cases: [string, string, RegExp][] = [
     ['empty issuer and no jwksUri', `  jwtRules:\n  - issuer: ""`, /jwtRules\[0\]\.issuer: issuer or jwksUri must be non-empty string/],
@@ -248,6 +287,31 @@ describe('config validation', () => {
     const r = compileYaml(`apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: r}\nspec:\n  jwtRules:\n  - {issuer: a, jwksUri: "https://x/j", jwks: '${JSON.stringify(jwks(k))}'}\n`, rt);
     expect(r.ok).toBe(true);
     expect(r.issues.map(formatIssue).join('\n')).toMatch(/warning: both jwks and jwksUri/);
+  });
+});
+
+describe('URLs in source descriptions and log lines (userinfo and query redacted)', () => {
+  it('redactUrl keeps scheme://host/path only', () => {
+    expect(redactUrl('https://user:pa55@idp.example:8443/keys/jwks.json?token=s3cret#frag')).toBe('https://idp.example:8443/keys/jwks.json');
+    expect(redactUrl('https://idp.example/jwks')).toBe('https://idp.example/jwks');
+    expect(redactUrl('not a url?secret=1')).toBe('(unparseable URL)');
+  });
+  it('--explain, deny messages and logs never show the jwksUri credentials', async () => {
+    rt = createTestRuntime({ now: NOW_S * 1000, level: 'trace' });
+    const k = await makeKey('RS256', 'k');
+    const idp = await startIdp(jwks(k));
+    servers.push(idp);
+    const port = new URL(idp.url).port;
+    const uri = `http://jwksuser:jwks-pa55word@127.0.0.1:${port}/jwks?api_key=query-s3cret`;
+    const source = new RemoteKeySource(rt, { kind: 'uri', uri }, 'https://idp', 1000, DEFAULT_JWKS_TUNING);
+    expect(source.description).toBe(`jwksUri http://127.0.0.1:${port}/jwks`);
+    source.dispose();
+    const cfg = mustCompile(ra('r', 'https://idp', `    jwksUri: "${uri}"`), rt);
+    const d = await check(cfg, await sign(k, { iss: 'https://idp', sub: 'u' }));
+    // Whatever the outcome (fetch may refuse credentials in the URL), nothing secret is shown.
+    const shown = [d.message, d.body, ...(d.trace?.entries.map((e) => e.message) ?? []), ...rt.logs].join('\n');
+    expect(shown).toContain(`http://127.0.0.1:${port}/jwks`);
+    for (const secret of ['jwksuser', 'jwks-pa55word', 'query-s3cret', 'api_key']) expect(shown).not.toContain(secret);
   });
 });
 
