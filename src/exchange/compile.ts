@@ -469,11 +469,20 @@ function mayOverlap(a: CompiledPolicy, b: CompiledPolicy): boolean {
   if (a.specificity !== b.specificity) return false;
   if (!a.scope.isRoot && !b.scope.isRoot && a.scope.namespace !== b.scope.namespace) return false;
   if (disjoint(a.match.backends, b.match.backends) || disjoint(a.match.hosts, b.match.hosts, true) || disjoint(a.match.paths, b.match.paths)) return false;
+  // Selection is strict (scopeAppliesStrict): a selector applies only to a request whose
+  // labels match, and targetRefs only to a request naming that gateway/service. So policies
+  // with conflicting labels, or whose targetRefs name different gateways (or different
+  // services) only, never both apply to one request.
   if (a.scope.matchLabels && b.scope.matchLabels) {
     for (const key of Object.keys(a.scope.matchLabels)) {
       const o = b.scope.matchLabels[key];
       if (o !== undefined && o !== a.scope.matchLabels[key]) return false;
     }
+  }
+  if (a.scope.targetRefs && b.scope.targetRefs) {
+    const gw = (t: { kind: string }) => t.kind === 'Gateway' || t.kind === 'GatewayClass';
+    const together = a.scope.targetRefs.some((x) => b.scope.targetRefs!.some((y) => gw(x) !== gw(y) || x.name === y.name));
+    if (!together) return false;
   }
   return true;
 }

@@ -3,19 +3,22 @@
  * caller's token for one scoped to the backend that still names the user (RFC 8693
  * on-behalf-of). Impersonation: sub = user, no act. Delegation: the actor token is
  * read (header or file), validated (JWKS or TokenReview), checked against the
- * DelegationPolicy (and may_act), and the minted token carries `act`. Upstream gets only
- * the exchanged token (DESIGN.md §5): the original token header/query parameter and any
- * client-sent actor/identity headers are removed. Never throws; every failure is a Deny
+ * DelegationPolicy (and may_act) — always, also when the actor is the subject — and the
+ * minted token carries `act` unless the actor is the subject. Upstream gets only the
+ * exchanged token (DESIGN.md §5): every token location of the applying jwtRules and of the
+ * admitted identities, and any client-sent actor/identity headers, are removed. CORS
+ * preflights skip the stage. Never throws; every failure is a Deny
  * with a closed reason code and a fixed body (never STS text).
  */
 import type { AuthnConfig } from '../authn/index.js';
 import { createJwtValidator } from '../authn/jwt-validator.js';
-import { removeCookie } from '../authn/request-authentication.js';
+import { isCorsPreflight, removeCookie, type CompiledJwtRule } from '../authn/request-authentication.js';
 import type { CompileContext } from '../config/compile.js';
 import type { KindDocument } from '../config/kinds.js';
-import { scopeApplies } from '../config/scope.js';
+import { scopeAppliesStrict } from '../config/scope.js';
 import { isValidHeaderValue } from '../respond/respond.js';
 import { sanitizeRemoteText } from '../observability/redact.js';
+import type { Workload } from '../pipeline/context.js';
 import type { Identity } from '../pipeline/identity.js';
 import type { Runtime } from '../pipeline/runtime.js';
 import { deny, type CheckState, type Deny } from '../pipeline/state.js';
@@ -47,9 +50,20 @@ export interface ExchangeConfig {
   readonly stss: ReadonlyMap<string, CompiledSts>;
   /** The builtin STS served on the HTTP port (the one with `default: true`, or the only one). */
   readonly builtinSts: CompiledBuiltinSts | null;
+  /**
+   * The jwtRules that apply to a workload (AuthnConfig.requestAuthentications): every token
+   * location they read is stripped when an exchange applies (DESIGN.md §5). Null when no
+   * RequestAuthentication index is available.
+   */
+  readonly jwtRules: JwtRuleSource | null;
 }
 
-export const EMPTY_EXCHANGE: ExchangeConfig = Object.freeze({ count: 0, policies: [], stss: new Map(), builtinSts: null });
+/** The part of RequestAuthenticationIndex the exchange stage reads. */
+export interface JwtRuleSource {
+  rulesFor(w: Workload): readonly CompiledJwtRule[];
+}
+
+export const EMPTY_EXCHANGE: ExchangeConfig = Object.freeze({ count: 0, policies: [], stss: new Map(), builtinSts: null, jwtRules: null });
 
 export function compileExchange(input: ExchangeInput, cc: CompileContext): ExchangeConfig {
   const r = compileExchangeDocs(
@@ -66,14 +80,18 @@ export function compileExchange(input: ExchangeInput, cc: CompileContext): Excha
     cc,
   );
   crossCheckAuthn(input, r.policies);
-  return Object.freeze({ count: r.policies.length, policies: r.policies, stss: r.stss, builtinSts: r.httpSts });
+  const idx = (input.authn as Partial<AuthnConfig> | undefined)?.requestAuthentications;
+  const jwtRules = idx && typeof idx.rulesFor === 'function' ? idx : null;
+  return Object.freeze({ count: r.policies.length, policies: r.policies, stss: r.stss, builtinSts: r.httpSts, jwtRules });
 }
 
 /**
  * DESIGN.md §5: a header that is both a claim/payload output and the exchange output is a
  * config error; an applying exchange overrides `forwardOriginalToken: true` (warning).
- * Checked against the jwtRules that apply to the policy's namespace (selector policies
- * included, as for a request without labels).
+ * Checked against the jwtRules that apply to the policy's namespace. RequestAuthentication
+ * scoping keeps the loose "no labels -> selector applies" rule, so asking for a request
+ * without labels yields every jwtRule that can apply to any workload the (strictly selected)
+ * exchange policy covers: a superset, which is what a config error check wants.
  */
 function crossCheckAuthn(input: ExchangeInput, policies: readonly CompiledPolicy[]): void {
   const idx = (input.authn as Partial<AuthnConfig>).requestAuthentications;
@@ -96,20 +114,31 @@ function crossCheckAuthn(input: ExchangeInput, policies: readonly CompiledPolicy
   }
 }
 
-/** The policy that applies to this request: the first (most specific) whose scope and match hold. */
+/**
+ * The policy that applies to this request: the first (most specific) whose scope and match
+ * hold. Scope is checked strictly: a policy narrowed by `selector` / `targetRefs` mints
+ * tokens for one workload's backend, so it applies only on a positive label / gateway /
+ * service match — never to a request that carries no labels (unlike AuthorizationPolicy,
+ * where "no labels -> applies" is the stricter choice).
+ */
 export function selectPolicy(cfg: ExchangeConfig, state: CheckState): CompiledPolicy | null {
   const ctx = state.ctx;
   for (const p of cfg.policies) {
-    if (!scopeApplies(p.scope, ctx.workload)) continue;
+    if (!scopeAppliesStrict(p.scope, ctx.workload)) continue;
     if (!matchApplies(p.match, ctx.host, ctx.path, ctx.workload.backend)) continue;
     return p;
   }
   return null;
 }
 
+/** A quoted-string value (RFC 9110 §5.6.4): `\` and `"` escaped; CR, LF, NUL dropped. */
+function quote(s: string): string {
+  return s.replace(/[\\"]/g, (m) => `\\${m}`).replace(/[\r\n\0]/g, '');
+}
+
 function realm(state: CheckState): string {
   const c = state.ctx;
-  return `Bearer realm="${c.scheme}://${c.host}${c.path}"`.replace(/[\r\n\0]/g, '');
+  return `Bearer realm="${quote(`${c.scheme}://${c.host}${c.path}`)}"`;
 }
 
 function toDeny(state: CheckState, p: CompiledPolicy, f: ExchangeFailure | { reason: ExchangeReason; message: string }): Deny {
@@ -130,8 +159,14 @@ function metrics(rt: Runtime) {
   };
 }
 
-function sameParty(actor: Identity, subject: Identity): boolean {
-  return actor.subject === subject.subject && (!actor.issuer || !subject.issuer || actor.issuer === subject.issuer || actor.kind === 'kubernetes');
+/**
+ * Is the actor the subject itself (machine-to-machine)? Strictly the same `sub` and exactly
+ * the same issuer: no wildcard for an empty issuer and no exemption by kind (a Kubernetes
+ * actor is the same party only when its username and issuer equal the subject's). This
+ * only decides whether an `act` link is added; the delegation check runs regardless.
+ */
+export function sameParty(actor: Pick<Identity, 'subject' | 'issuer'>, subject: Pick<Identity, 'subject' | 'issuer'>): boolean {
+  return actor.subject === subject.subject && actor.issuer === subject.issuer;
 }
 
 function subjectExp(id: Identity): number | undefined {
@@ -178,6 +213,12 @@ async function callSts(p: CompiledPolicy, subject: Identity, actor: Identity | n
 
 export async function exchange(state: CheckState, cfg: ExchangeConfig): Promise<Deny | null> {
   if (cfg.policies.length === 0) return null;
+  // Authentication lets CORS preflights through (Envoy's bypass_cors_preflight); they carry
+  // no credentials, so there is nothing to exchange and nothing to deny.
+  if (isCorsPreflight(state)) {
+    state.trace?.add('exchange', 'CORS preflight: token exchange skipped');
+    return null;
+  }
   const p = selectPolicy(cfg, state);
   if (!p) {
     state.trace?.add('exchange', 'no TokenExchangePolicy applies');
@@ -210,20 +251,20 @@ export async function exchange(state: CheckState, cfg: ExchangeConfig): Promise<
     if (!r.ok) return denyWith(r);
     actor = r.identity;
     state.actor = actor;
+    // The delegation check always runs in Delegation mode, also when the actor is the
+    // subject: sending one's own token as the actor token must not bypass DelegationPolicy
+    // and may_act. Actor == subject only suppresses the `act` link (DESIGN.md §5).
+    const v = checkDelegation(
+      p.delegation!,
+      { sub: actor.subject, iss: actor.issuer },
+      { sub: subject.subject, iss: subject.issuer },
+      subject.claims,
+      [...p.audiences, ...p.resources],
+    );
+    if (!v.ok) return denyWith(fail('ERR_DELEGATION_DENIED', v.message));
+    state.trace?.add('exchange', `${p.delegation!.ref} rule ${v.rule} allows the actor`);
     actorIsSubject = sameParty(actor, subject);
-    if (actorIsSubject) {
-      state.trace?.add('exchange', 'actor is the subject: no act claim, no delegation check');
-    } else {
-      const v = checkDelegation(
-        p.delegation!,
-        { sub: actor.subject, iss: actor.issuer },
-        { sub: subject.subject, iss: subject.issuer },
-        subject.claims,
-        [...p.audiences, ...p.resources],
-      );
-      if (!v.ok) return denyWith(fail('ERR_DELEGATION_DENIED', v.message));
-      state.trace?.add('exchange', `${p.delegation!.ref} rule ${v.rule} allows the actor`);
-    }
+    if (actorIsSubject) state.trace?.add('exchange', 'actor is the subject (same sub and issuer): no act claim');
   }
 
   // Cache key: a hash of everything that affects the result (DESIGN.md §5).
@@ -288,31 +329,61 @@ export async function exchange(state: CheckState, cfg: ExchangeConfig): Promise<
 
   const value = p.upstream.prefix + token;
   if (!isValidHeaderValue(value)) return denyWith(fail('ERR_EXCHANGE_MISCONFIGURED', 'exchanged token is not a valid header value'));
-  applyUpstream(state, p, subject, actor, value);
+  applyUpstream(state, p, cfg, subject, actor, value);
   state.trace?.add('exchange', `exchanged token set in ${p.upstream.header}${state.attribution.exchangeCache ? ` (cache ${state.attribution.exchangeCache})` : ''}`);
   return null;
 }
 
-/** Upstream gets only the exchanged token; originals and client-sent identity headers go. */
-function applyUpstream(state: CheckState, p: CompiledPolicy, subject: Identity, actor: Identity | null, value: string): void {
+/**
+ * Upstream gets only the exchanged token (DESIGN.md §5): the location of every admitted
+ * identity and every header / query parameter / cookie token location of every jwtRule that
+ * applies to the workload is removed (a second user token at another rule's location must
+ * not travel next to the exchanged one), as are client-sent actor/identity headers. The
+ * output header itself is never removed.
+ */
+function applyUpstream(state: CheckState, p: CompiledPolicy, cfg: ExchangeConfig, subject: Identity, actor: Identity | null, value: string): void {
   const up = state.upstream;
+  const ctx = state.ctx;
   const out = p.upstream.header;
   const remove = (h: string) => {
     if (h === out) return;
     up.set.delete(h);
     up.removeHeader(h);
   };
+  const headers = new Set<string>();
+  const params = new Set<string>();
+  const cookies = new Set<string>();
   for (const id of new Set([subject, ...state.identities])) {
     const loc = id.location;
     if (!loc) continue;
-    if (loc.startsWith('header:')) remove(loc.slice(7).toLowerCase());
-    else if (loc.startsWith('query:')) up.removeQuery.add(loc.slice(6));
-    else if (loc.startsWith('param:')) up.removeQuery.add(loc.slice(6));
-    else if (loc.startsWith('cookie:')) {
-      // Drop just that cookie (other cookies stay), as authn does without forwardOriginalToken.
-      const cookie = removeCookie(up.set.get('cookie') ?? state.ctx.header('cookie') ?? '', loc.slice(7));
-      if (cookie && out !== 'cookie') up.setHeader('cookie', cookie);
-      else remove('cookie');
+    if (loc.startsWith('header:')) headers.add(loc.slice(7).toLowerCase());
+    else if (loc.startsWith('query:')) params.add(loc.slice(6));
+    else if (loc.startsWith('param:')) params.add(loc.slice(6));
+    else if (loc.startsWith('cookie:')) cookies.add(loc.slice(7));
+  }
+  for (const rule of cfg.jwtRules?.rulesFor(ctx.workload) ?? []) {
+    for (const l of rule.locations) {
+      if (l.kind === 'header') {
+        const h = l.name.toLowerCase();
+        if (ctx.header(h) !== undefined || up.set.has(h)) headers.add(h);
+      } else if (l.kind === 'param') {
+        if (ctx.queryParams.has(l.name)) params.add(l.name);
+      } else if (ctx.cookie(l.name) !== undefined) {
+        cookies.add(l.name);
+      }
+    }
+  }
+  for (const h of headers) remove(h);
+  for (const q of params) up.removeQuery.add(q);
+  if (cookies.size > 0 && out !== 'cookie') {
+    // Drop just those cookies (other cookies stay), as authn does without forwardOriginalToken.
+    const before = up.set.get('cookie') ?? ctx.header('cookie') ?? '';
+    let cookie = before;
+    for (const n of cookies) cookie = removeCookie(cookie, n);
+    if (cookie) {
+      if (cookie !== before) up.setHeader('cookie', cookie);
+    } else if (before) {
+      remove('cookie');
     }
   }
   const actorHeaders = new Set([p.upstream.actorHeader, 'x-actor-token']);

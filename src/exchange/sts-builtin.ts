@@ -127,10 +127,10 @@ export class BuiltinSts {
     if (req.extraClaims) Object.assign(claims, req.extraClaims);
     if (granted.length > 0) claims['scope'] = granted.join(' ');
     const prevAct = req.subjectClaims['act'];
-    const actorIsSubject =
-      req.actor !== undefined &&
-      req.actor.sub === sub &&
-      (req.actor.iss === undefined || req.subjectClaims['iss'] === undefined || req.actor.iss === req.subjectClaims['iss']);
+    // Actor == subject only when sub AND issuer are exactly equal (no wildcard for a missing
+    // issuer): then no new `act` link. Callers run the delegation check before minting.
+    const subjectIss = typeof req.subjectClaims['iss'] === 'string' ? req.subjectClaims['iss'] : '';
+    const actorIsSubject = req.actor !== undefined && req.actor.sub === sub && (req.actor.iss ?? '') === subjectIss;
     if (req.actor && !actorIsSubject) {
       const act: Record<string, unknown> = { sub: req.actor.sub };
       if (req.actor.iss) act['iss'] = req.actor.iss;

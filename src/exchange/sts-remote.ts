@@ -10,7 +10,7 @@ import { decodeJwt, SignJWT } from 'jose';
 import { sanitizeRemoteText } from '../observability/redact.js';
 import type { Runtime } from '../pipeline/runtime.js';
 import { fail, OAUTH_ERRORS, type ExchangeFailure } from './errors.js';
-import { GRANT_TYPE_TOKEN_EXCHANGE, isAbort, isJwtShaped } from './util.js';
+import { BodyTooLargeError, GRANT_TYPE_TOKEN_EXCHANGE, isAbort, isJwtShaped, MAX_RESPONSE_BYTES, readCapped } from './util.js';
 
 export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt' | 'none';
 
@@ -130,8 +130,10 @@ export class RemoteStsClient {
     try {
       const { body, headers } = await this.buildForm(req);
       res = await this.runtime.fetch(o.tokenEndpoint, { method: 'POST', headers, body: body.toString(), signal: sig, redirect: 'manual' });
-      text = await res.text();
+      // Streamed with a byte cap: a huge (or endless) body is an unusable response.
+      text = await readCapped(res, MAX_RESPONSE_BYTES);
     } catch (e) {
+      if (e instanceof BodyTooLargeError) return fail('ERR_EXCHANGE_MISCONFIGURED', `STS ${o.ref} sent an unusable response: body larger than ${MAX_RESPONSE_BYTES} bytes`);
       if (timeout.aborted) return fail('ERR_EXCHANGE_UNAVAILABLE', `STS ${o.ref} timed out after ${o.timeoutMs}ms`);
       if (signal?.aborted || isAbort(e)) return fail('ERR_DEADLINE', `STS ${o.ref} call aborted at the Check deadline`);
       const code = (e as { cause?: { code?: string } })?.cause?.code;

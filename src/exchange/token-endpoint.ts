@@ -112,10 +112,11 @@ export async function handleTokenRequest(
     actor = { sub: asub, iss: aiss };
     const ssub = typeof sp['sub'] === 'string' ? sp['sub'] : '';
     const siss = typeof sp['iss'] === 'string' ? sp['iss'] : '';
-    if (!(asub === ssub && aiss === siss)) {
-      const v = checkDelegation(te.delegation, { sub: asub, iss: aiss }, { sub: ssub, iss: siss }, sp, [...audiences, ...resources]);
-      if (!v.ok) return oauthError(400, 'invalid_grant', 'delegation is not allowed for this actor');
-    }
+    // Always checked, also when the actor is the subject (machine-to-machine): presenting
+    // one's own token as the actor token must not bypass DelegationPolicy and may_act.
+    // mint() adds no `act` link when actor and subject are the same party.
+    const v = checkDelegation(te.delegation, { sub: asub, iss: aiss }, { sub: ssub, iss: siss }, sp, [...audiences, ...resources]);
+    if (!v.ok) return oauthError(400, 'invalid_grant', 'delegation is not allowed for this actor');
   }
   const r = await b.sts.mint(
     {

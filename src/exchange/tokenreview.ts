@@ -16,7 +16,7 @@ import { sanitizeRemoteText } from '../observability/redact.js';
 import type { Identity } from '../pipeline/identity.js';
 import type { Runtime } from '../pipeline/runtime.js';
 import { FileTokenSource } from './file-token.js';
-import { isAbort, sha256 } from './util.js';
+import { BodyTooLargeError, isAbort, MAX_RESPONSE_BYTES, readCapped, sha256 } from './util.js';
 
 export const IN_CLUSTER_CA_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt';
 export const IN_CLUSTER_TOKEN_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/token';
@@ -152,6 +152,7 @@ export class TokenReviewClient {
     try {
       ans = await this.post(body, headers, timeoutMs);
     } catch (e) {
+      if (e instanceof BodyTooLargeError) return { ok: false, kind: 'unavailable', message: 'TokenReview API sent an unusable response (body too large)' };
       return { ok: false, kind: 'unavailable', message: isAbort(e) ? `TokenReview timed out after ${timeoutMs}ms` : 'TokenReview API unreachable' };
     }
     if (ans.status !== 201 && ans.status !== 200) {
@@ -201,28 +202,50 @@ export class TokenReviewClient {
     if (this.ca && this.url.startsWith('https:')) {
       // A private CA needs a TLS option fetch does not offer without undici's Agent.
       return new Promise<HttpAnswer>((resolve, reject) => {
+        let settled = false;
+        const finish = (fn: () => void) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(total);
+          fn();
+        };
+        const timeoutError = () => {
+          const e = new Error('timeout');
+          e.name = 'TimeoutError';
+          return e;
+        };
         const req = httpsRequest(this.url, { method: 'POST', headers: { ...headers, 'content-length': Buffer.byteLength(body) }, ca: this.ca, timeout: timeoutMs }, (res) => {
           const chunks: Buffer[] = [];
           let size = 0;
           res.on('data', (c: Buffer) => {
             size += c.length;
-            if (size > 1 << 20) req.destroy(new Error('response too large'));
+            if (size > MAX_RESPONSE_BYTES) req.destroy(new BodyTooLargeError(MAX_RESPONSE_BYTES));
             else chunks.push(c);
           });
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-          res.on('error', reject);
+          res.on('end', () => finish(() => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') })));
+          res.on('error', (e) => finish(() => reject(e)));
         });
+        // node's `timeout` is an idle timeout: a server trickling bytes would keep the request
+        // alive for ever. The total timer bounds the whole exchange (connect, send, read).
+        let timedOut = false;
+        const total = setTimeout(() => {
+          timedOut = true;
+          req.destroy(timeoutError());
+        }, timeoutMs);
+        total.unref?.();
         req.on('timeout', () => {
-          const e = new Error('timeout');
-          e.name = 'TimeoutError';
-          req.destroy(e);
+          timedOut = true;
+          req.destroy(timeoutError());
         });
-        req.on('error', reject);
+        req.on('error', (e) => finish(() => reject(e)));
+        // Backstop: a request destroyed after the response began may close without 'error'.
+        req.on('close', () => finish(() => reject(timedOut ? timeoutError() : new Error('connection closed'))));
         req.end(body);
       });
     }
     const res = await this.runtime.fetch(this.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(timeoutMs), redirect: 'manual' });
-    return { status: res.status, text: await res.text() };
+    // Streamed with a byte cap: a huge (or endless) body is an unusable response.
+    return { status: res.status, text: await readCapped(res, MAX_RESPONSE_BYTES) };
   }
 
   dispose(): void {

@@ -99,6 +99,24 @@ describe('built-in STS mint', () => {
     expect(p.sub).toBe('alice');
   });
 
+  it('actor == subject needs the same sub AND exactly the same issuer (no wildcard for a missing issuer)', async () => {
+    const { rt, b, jwks } = setup();
+    const actOf = async (actor: { sub: string; iss?: string }, claims: Record<string, unknown> = user) => {
+      const r = await b.sts.mint({ subjectClaims: claims, audiences: ['a'], resources: [], scopes: [], actor }, rt);
+      if (!r.ok) throw new Error('mint failed');
+      return (await jwtVerify(r.accessToken, jwks, { currentDate: new Date(NOW) })).payload.act;
+    };
+    // Same sub, no issuer on the actor: another party, so an act link.
+    expect(await actOf({ sub: 'alice' })).toEqual({ sub: 'alice' });
+    // Same sub, other issuer.
+    expect(await actOf({ sub: 'alice', iss: 'https://kubernetes.default.svc' })).toEqual({ sub: 'alice', iss: 'https://kubernetes.default.svc' });
+    // Subject without iss, actor with one.
+    const { iss: _iss, ...noIss } = user;
+    expect(await actOf({ sub: 'alice', iss: 'https://idp.example' }, noIss)).toEqual({ sub: 'alice', iss: 'https://idp.example' });
+    // Both without an issuer: the same party.
+    expect(await actOf({ sub: 'alice' }, noIss)).toBeUndefined();
+  });
+
   it('audience plus resources: aud is a list; requestedTokenType jwt sets typ JWT', async () => {
     const { rt, b, jwks } = setup();
     const r = await b.sts.mint(

@@ -131,6 +131,7 @@ describe('compile: selection (DESIGN.md §5)', () => {
     policy('ns', 'shop', '  target: {audience: ns}\n  sts: sts\n') +
     policy('sel', 'shop', '  selector: {matchLabels: {app: cart}}\n  target: {audience: sel}\n  sts: sts\n') +
     policy('be', 'shop', '  match: {backends: [payments]}\n  target: {audience: be}\n  sts: sts\n') +
+    policy('tr', 'shop', '  targetRefs: [{kind: Service, name: cart-svc}]\n  target: {audience: tr}\n  sts: sts\n') +
     policy('path', 'istio-system', '  match: {paths: ["/admin/*"], hosts: ["*.internal"]}\n  target: {audience: path}\n  sts: sts\n');
 
   const pick = (ext: Record<string, string>, path = '/mcp', host = 'mcp.example.com') => {
@@ -146,6 +147,16 @@ describe('compile: selection (DESIGN.md §5)', () => {
     expect(pick({ namespace: 'shop', 'label.app': 'web' })).toBe('shop/ns');
     expect(pick({ namespace: 'other' })).toBe('istio-system/root');
     expect(pick({ namespace: 'other' }, '/admin/x', 'A.Internal')).toBe('istio-system/path');
+    expect(pick({ namespace: 'shop', service: 'cart-svc', 'label.app': 'web' })).toBe('shop/tr');
+  });
+
+  it('selector / targetRefs policies apply only on a positive match: a request without labels or service is not captured', () => {
+    // Minting is a grant: a token for the selected workload's audience must not reach every
+    // backend of the namespace just because the request carries no workload labels.
+    expect(pick({ namespace: 'shop' })).toBe('shop/ns');
+    expect(pick({ namespace: 'shop', service: 'other-svc' })).toBe('shop/ns');
+    expect(pick({ namespace: 'shop', 'label.app': 'cart' })).toBe('shop/sel');
+    expect(pick({ namespace: 'shop', service: 'cart-svc' })).toBe('shop/tr');
   });
 
   it('ties are broken by namespace/name with a validate warning', () => {
@@ -154,6 +165,13 @@ describe('compile: selection (DESIGN.md §5)', () => {
     // disjoint backends: no warning
     const none = warnings(STS + policy('x', 'shop', '  match: {backends: [a]}\n  target: {audience: x}\n  sts: sts\n') + policy('y', 'shop', '  match: {backends: [b]}\n  target: {audience: y}\n  sts: sts\n'));
     expect(none.filter((x) => /same specificity/.test(x))).toEqual([]);
+    // targetRefs naming different services never both apply (strict scope): no warning ...
+    const tr = (name: string, ref: string) => policy(name, 'shop', `  targetRefs: [${ref}]\n  target: {audience: ${name}}\n  sts: sts\n`);
+    const svc = warnings(STS + tr('x', '{kind: Service, name: a}') + tr('y', '{kind: Service, name: b}'));
+    expect(svc.filter((x) => /same specificity/.test(x))).toEqual([]);
+    // ... but a gateway and a service can both be named by one request.
+    const mixed = warnings(STS + tr('x', '{kind: Gateway, name: gw}') + tr('y', '{kind: Service, name: b}'));
+    expect(mixed.some((x) => /shop\/x has the same specificity/.test(x)), mixed.join('\n')).toBe(true);
   });
 
   it('a header that is both a claim output and the exchange output is an error; forwardOriginalToken is overridden with a warning', async () => {

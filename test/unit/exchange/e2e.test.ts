@@ -12,10 +12,12 @@ import type { CompiledConfig } from '../../../src/config/compile.js';
 import { handleStsHttp } from '../../../src/http/sts.js';
 import { evaluate } from '../../../src/pipeline/pipeline.js';
 import { toCheckResponse } from '../../../src/respond/respond.js';
-import { checkRequest, fixture, json, makeIdp, sq, startLoopback, type Idp, type Loopback, type Recorded } from './helpers.js';
+import { exchange } from '../../../src/exchange/index.js';
+import { checkRequest, fixture, json, makeIdp, makeState, sq, startLoopback, userIdentity, type Idp, type Loopback, type Recorded } from './helpers.js';
 
 const STS_ISSUER = 'https://sts.obo-authz.test';
 let idp: Idp;
+let idp2: Idp;
 let agents: Idp;
 let remote: Loopback;
 let remoteSlow: Loopback;
@@ -76,6 +78,11 @@ spec:
   jwtRules:
     - issuer: ${idp.issuer}
       jwks: ${sq(idp.jwks)}
+    - issuer: ${idp2.issuer}
+      jwks: ${sq(idp2.jwks)}
+      fromHeaders: [{name: x-idp2-token}]
+      fromParams: [idp2_token]
+      fromCookies: [idp2]
 ---
 apiVersion: obo-authz.dev/v1alpha1
 kind: SecurityTokenService
@@ -92,6 +99,7 @@ spec:
         - {issuer: ${idp.issuer}, jwks: ${sq(idp.jwks)}}
       actorIssuers:
         - {issuer: ${agents.issuer}, jwks: ${sq(agents.jwks)}}
+        - {issuer: ${idp.issuer}, jwks: ${sq(idp.jwks)}}
       delegationPolicy: agents
 ---
 apiVersion: obo-authz.dev/v1alpha1
@@ -134,6 +142,53 @@ kind: DelegationPolicy
 metadata: {name: nobody, namespace: istio-system}
 spec:
   rules: []
+---
+apiVersion: obo-authz.dev/v1alpha1
+kind: DelegationPolicy
+metadata: {name: self, namespace: istio-system}
+spec:
+  rules:
+    - actors: [{issuer: ${idp.issuer}, subject: "batch-*"}]
+      subjects: ["batch-*"]
+---
+apiVersion: obo-authz.dev/v1alpha1
+kind: TokenExchangePolicy
+metadata: {name: m2m, namespace: istio-system}
+spec:
+  match: {backends: [m2m]}
+  mode: Delegation
+  target: {audience: mcp-m2m}
+  sts: builtin
+  actor:
+    header: x-actor-token
+    jwt: {issuer: ${idp.issuer}, jwks: ${sq(idp.jwks)}}
+  delegationPolicy: self
+---
+apiVersion: obo-authz.dev/v1alpha1
+kind: TokenExchangePolicy
+metadata: {name: self-agents, namespace: istio-system}
+spec:
+  match: {backends: [self-agents]}
+  mode: Delegation
+  target: {audience: "https://mcp.example.com"}
+  sts: builtin
+  actor:
+    header: x-actor-token
+    jwt: {issuer: ${idp.issuer}, jwks: ${sq(idp.jwks)}}
+  delegationPolicy: agents
+---
+apiVersion: obo-authz.dev/v1alpha1
+kind: TokenExchangePolicy
+metadata: {name: self-strict, namespace: istio-system}
+spec:
+  match: {backends: [self-strict]}
+  mode: Delegation
+  target: {audience: mcp-strict}
+  sts: builtin
+  actor:
+    header: x-actor-token
+    jwt: {issuer: ${idp.issuer}, jwks: ${sq(idp.jwks)}}
+  delegationPolicy: strict
 ---
 apiVersion: obo-authz.dev/v1alpha1
 kind: TokenExchangePolicy
@@ -233,6 +288,7 @@ spec:
 
 beforeAll(async () => {
   idp = await makeIdp('https://idp.example');
+  idp2 = await makeIdp('https://idp2.example', 'idp2-1');
   agents = await makeIdp('https://agents.example', 'agents-1');
   remote = await startLoopback(remoteHandler);
   remoteSlow = await startLoopback(() => undefined);
@@ -343,13 +399,87 @@ describe('token exchange end to end', () => {
     });
   });
 
-  it('actor == subject (machine-to-machine): no act claim', async () => {
+  it('same sub but another issuer is not the same party: DelegationPolicy checked, act added', async () => {
+    // An IdP user named like a service account, acting through that service account's token.
     const m2m = await userToken({ sub: 'system:serviceaccount:agents:batch' });
     const d = await evaluate(req('del', { authorization: `Bearer ${m2m}`, 'x-actor-token': saToken('batch') }), cfg, rt);
     expect(d.allow).toBe(true);
     const { payload } = await jwtVerify(upstreamToken(d), stsKeys());
     expect(payload.sub).toBe('system:serviceaccount:agents:batch');
+    expect(payload.act).toEqual({ sub: 'system:serviceaccount:agents:batch', iss: 'https://kubernetes.default.svc' });
+    // ... and a DelegationPolicy that does not list that actor refuses it.
+    const d2 = await evaluate(req('nobody', { authorization: `Bearer ${m2m}`, 'x-actor-token': saToken('batch') }), cfg, rt);
+    expect(d2).toMatchObject({ allow: false, reason: 'ERR_DELEGATION_DENIED', httpStatus: 403 });
+  });
+
+  it('actor == subject (machine-to-machine, same sub and issuer): no act claim, but only when the DelegationPolicy lists the workload as its own actor', async () => {
+    const batch = await userToken({ sub: 'batch-nightly' });
+    const d = await evaluate(req('m2m', { authorization: `Bearer ${batch}`, 'x-actor-token': batch }), cfg, rt);
+    expect(d.allow).toBe(true);
+    const { payload } = await jwtVerify(upstreamToken(d), stsKeys(), { audience: 'mcp-m2m' });
+    expect(payload.sub).toBe('batch-nightly');
     expect(payload.act).toBeUndefined();
+    expect([...d.upstream.remove]).toContain('x-actor-token');
+  });
+
+  it('a user sending their own token as the actor token does not bypass DelegationPolicy or may_act', async () => {
+    const user = await userToken();
+    // `agents` allows only service accounts and agent-* actors: alice is not an allowed actor.
+    const d = await evaluate(req('self-agents', { authorization: `Bearer ${user}`, 'x-actor-token': user }), cfg, rt);
+    expect(d).toMatchObject({ allow: false, reason: 'ERR_DELEGATION_DENIED', httpStatus: 403, body: 'Delegation is not allowed' });
+    expect(d.upstream.set.has('authorization')).toBe(false);
+    // `strict` (mayAct: Required) allows any actor named by may_act: no may_act -> denied.
+    const d2 = await evaluate(req('self-strict', { authorization: `Bearer ${user}`, 'x-actor-token': user }), cfg, rt);
+    expect(d2).toMatchObject({ allow: false, reason: 'ERR_DELEGATION_DENIED' });
+    const named = await userToken({ may_act: { sub: 'alice', iss: idp.issuer } });
+    const d3 = await evaluate(req('self-strict', { authorization: `Bearer ${named}`, 'x-actor-token': named }), cfg, rt);
+    expect(d3.allow).toBe(true);
+    expect((await jwtVerify(upstreamToken(d3), stsKeys())).payload.act).toBeUndefined();
+  });
+
+  it('a Kubernetes subject and a Kubernetes actor with the same username and issuer are one party; the delegation check still runs', async () => {
+    const sa = saToken('batch');
+    const subject = userIdentity(sa, { iss: 'https://kubernetes.default.svc', sub: 'system:serviceaccount:agents:batch' }, { kind: 'kubernetes' });
+    const s = makeState(rt, cfg, req('del', { 'x-actor-token': sa }), subject);
+    expect(await exchange(s, cfg.exchange)).toBeNull();
+    const { payload } = await jwtVerify(s.upstream.set.get('authorization')!.slice(7), stsKeys());
+    expect(payload.act).toBeUndefined();
+    expect(s.trace!.entries.map((e) => e.message)).toEqual(expect.arrayContaining([expect.stringMatching(/istio-system\/agents rule 0 allows the actor/), expect.stringMatching(/actor is the subject/)]));
+    const s2 = makeState(rt, cfg, req('nobody', { 'x-actor-token': sa }), subject);
+    expect(await exchange(s2, cfg.exchange)).toMatchObject({ reason: 'ERR_DELEGATION_DENIED' });
+  });
+
+  it('upstream gets no other user token: the locations of every applying jwtRule are stripped, not only the admitted one', async () => {
+    const user = await userToken();
+    const other = await idp2.sign({ sub: 'mallory' });
+    secrets.add(other);
+    const d = await evaluate(
+      req('imp', { authorization: `Bearer ${user}`, 'x-idp2-token': other, cookie: `theme=dark; idp2=${other}` }, { path: `/mcp?idp2_token=${other}&page=2` }),
+      cfg,
+      rt,
+    );
+    expect(d.allow).toBe(true);
+    expect(d.identity?.issuer).toBe(idp.issuer);
+    const resp = toCheckResponse(d, { reasonHeader: false });
+    const ok = resp.ok_response!;
+    expect(ok.headers_to_remove).toContain('x-idp2-token');
+    expect(ok.headers_to_remove).not.toContain('authorization');
+    expect(ok.query_parameters_to_remove).toContain('idp2_token');
+    const sent = ok.headers.map((h) => `${h.header.key}: ${h.header.value}`).join('\n');
+    expect(sent).not.toContain(other);
+    expect(sent).toContain('cookie: theme=dark');
+  });
+
+  it('a CORS preflight passes the exchange stage (authn let it through; nothing to exchange)', async () => {
+    const raw = req('imp', { origin: 'https://app.example', 'access-control-request-method': 'POST', ':method': 'OPTIONS' });
+    (raw.attributes!.request!.http as { method: string }).method = 'OPTIONS';
+    const d = await evaluate(raw, cfg, rt);
+    expect(d).toMatchObject({ allow: true });
+    expect(d.upstream.set.size).toBe(0);
+    // A plain OPTIONS (not a preflight) is still refused without a subject.
+    const plain = req('imp', { ':method': 'OPTIONS' });
+    (plain.attributes!.request!.http as { method: string }).method = 'OPTIONS';
+    expect(await evaluate(plain, cfg, rt)).toMatchObject({ allow: false, reason: 'ERR_SUBJECT_MISSING' });
   });
 
   it('delegation without an actor token -> 401 ERR_ACTOR_TOKEN_MISSING (never impersonation)', async () => {
@@ -580,6 +710,22 @@ describe('built-in STS over HTTP', () => {
     const r = await post({ ...base8693, actor_token: outsider, actor_token_type: 'urn:ietf:params:oauth:token-type:jwt' });
     expect(r.status).toBe(400);
     expect(await r.json()).toMatchObject({ error: 'invalid_grant' });
+  });
+
+  it('POST /oauth2/token: the subject token as its own actor token is still checked against the DelegationPolicy', async () => {
+    const user = await userToken();
+    const form = {
+      grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+      subject_token: user,
+      subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+      actor_token: user,
+      actor_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+      audience: 'mcp-a',
+    };
+    // alice is not an allowed actor under `agents`.
+    const r = await post(form);
+    expect(r.status).toBe(400);
+    expect(await r.json()).toMatchObject({ error: 'invalid_grant', error_description: 'delegation is not allowed for this actor' });
   });
 });
 

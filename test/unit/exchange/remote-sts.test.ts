@@ -197,4 +197,20 @@ spec:
     const r = await c.exchange(req);
     expect(r).toMatchObject({ ok: true, expiresAt: now + 30 });
   });
+  it('an oversize body (> 1 MiB) is an unusable response, read with a cap (not buffered whole)', async () => {
+    // A well-formed success padded past the cap must not be accepted.
+    behaviour = ok({ pad: 'x'.repeat(2 << 20) });
+    const { c } = client(BASIC, '    timeout: 5s');
+    expect(await c.exchange(req)).toMatchObject({ ok: false, reason: 'ERR_EXCHANGE_MISCONFIGURED', message: expect.stringContaining('body larger than') });
+    // An endless body: cut off at the cap, long before the STS timeout.
+    behaviour = (_r, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      const chunk = ' '.repeat(64 << 10);
+      const t = setInterval(() => res.write(chunk), 2);
+      res.on('close', () => clearInterval(t));
+    };
+    const t0 = Date.now();
+    expect(await c.exchange(req)).toMatchObject({ ok: false, reason: 'ERR_EXCHANGE_MISCONFIGURED' });
+    expect(Date.now() - t0).toBeLessThan(4000);
+  });
 });

@@ -123,4 +123,56 @@ describe('Kubernetes TokenReview client', () => {
       await new Promise<void>((r) => server.close(() => r()));
     }
   });
+  it('a private-CA API server that trickles bytes is cut off at the total timeout (node https timeout is only idle)', async () => {
+    let timer: NodeJS.Timeout | undefined;
+    const server = createHttpsServer({ key: readFileSync(fixture('apiserver-tls.key')), cert: readFileSync(fixture('apiserver-tls.crt')) }, (req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(201, { 'content-type': 'application/json' });
+        res.write('{"status":');
+        // One byte every 50 ms: never idle for the 300 ms timeout, never finished.
+        timer = setInterval(() => res.write(' '), 50);
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const rt = createTestRuntime();
+      const c = createTokenReviewClient(rt, { apiServer: url, caFile: fixture('apiserver-tls.crt'), audiences: ['obo-authz'], timeoutMs: 300 });
+      const t0 = Date.now();
+      const r = await Promise.race([c.review('good'), new Promise<'hung'>((res) => setTimeout(() => res('hung'), 3000))]);
+      expect(r).toMatchObject({ ok: false, kind: 'unavailable', message: 'TokenReview timed out after 300ms' });
+      expect(Date.now() - t0).toBeLessThan(2000);
+    } finally {
+      clearInterval(timer);
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+
+  it('an oversize response body (> 1 MiB) is an unusable answer, over plain HTTP and over a private CA', async () => {
+    const huge = (res: ServerResponse) => {
+      res.writeHead(201, { 'content-type': 'application/json' });
+      // Valid JSON that authenticates, padded past the cap: must not be accepted.
+      res.end(JSON.stringify({ status: { authenticated: true, user: { username: 'system:serviceaccount:x:y' }, audiences: ['obo-authz'] }, pad: 'x'.repeat(2 << 20) }));
+    };
+    behaviour = (_r, res) => huge(res);
+    const rt = createTestRuntime();
+    const plain = createTokenReviewClient(rt, { apiServer: srv.url, audiences: ['obo-authz'], timeoutMs: 5000 });
+    expect(await plain.review('good')).toMatchObject({ ok: false, kind: 'unavailable', message: 'TokenReview API sent an unusable response (body too large)' });
+
+    const server = createHttpsServer({ key: readFileSync(fixture('apiserver-tls.key')), cert: readFileSync(fixture('apiserver-tls.crt')) }, (req, res) => {
+      req.resume();
+      req.on('end', () => huge(res));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const tls = createTokenReviewClient(rt, { apiServer: url, caFile: fixture('apiserver-tls.crt'), audiences: ['obo-authz'], timeoutMs: 5000 });
+      expect(await tls.review('good')).toMatchObject({ ok: false, kind: 'unavailable', message: 'TokenReview API sent an unusable response (body too large)' });
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
 });
