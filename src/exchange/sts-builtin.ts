@@ -86,20 +86,27 @@ export class BuiltinSts {
     return this.active.alg;
   }
 
-  /** OpenID-style discovery document; URLs derive from the issuer (serve the HTTP port at the issuer URL). */
-  discovery(): Record<string, unknown> {
+  /**
+   * OpenID-style discovery document; URLs derive from the issuer (serve the HTTP port at the
+   * issuer URL). The token endpoint is advertised only when it is enabled, so clients never
+   * discover an endpoint that answers 404.
+   */
+  discovery(tokenEndpointEnabled = true): Record<string, unknown> {
     const base = this.issuer.replace(/\/+$/, '');
-    return {
+    const algs = [...new Set(this.opts.keys.map((k) => k.alg))];
+    const doc: Record<string, unknown> = {
       issuer: this.issuer,
       jwks_uri: `${base}/.well-known/jwks.json`,
-      token_endpoint: `${base}/oauth2/token`,
-      grant_types_supported: ['urn:ietf:params:oauth:grant-type:token-exchange'],
-      token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
-      id_token_signing_alg_values_supported: [...new Set(this.opts.keys.map((k) => k.alg))],
-      token_endpoint_auth_signing_alg_values_supported: [...new Set(this.opts.keys.map((k) => k.alg))],
+      id_token_signing_alg_values_supported: algs,
       response_types_supported: ['token'],
       subject_types_supported: ['public'],
     };
+    if (tokenEndpointEnabled) {
+      doc['token_endpoint'] = `${base}/oauth2/token`;
+      doc['grant_types_supported'] = ['urn:ietf:params:oauth:grant-type:token-exchange'];
+      doc['token_endpoint_auth_methods_supported'] = ['client_secret_basic', 'client_secret_post'];
+    }
+    return doc;
   }
 
   async mint(req: MintRequest, runtime: Runtime): Promise<IssuedToken | ExchangeFailure> {

@@ -47,7 +47,7 @@ export async function handleStsHttp(req: IncomingMessage, res: ServerResponse, c
     }
     const jwks = path === '/.well-known/jwks.json';
     metric.inc({ endpoint: jwks ? 'jwks' : 'discovery', outcome: 'success' });
-    send(res, 200, jwks ? b.sts.jwks : b.sts.discovery(), { 'cache-control': 'public, max-age=300' });
+    send(res, 200, jwks ? b.sts.jwks : b.sts.discovery(!!b.tokenEndpoint), { 'cache-control': 'public, max-age=300' });
     return true;
   }
   if (req.method !== 'POST') {

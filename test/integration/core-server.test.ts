@@ -141,6 +141,18 @@ describe('core server on the quick-start config', () => {
     expect((await fetch(`http://${t.server.httpAddress}/healthz`)).status).toBe(200);
   });
 
+  it('publishes the built-in STS keys and discovery; no token endpoint is advertised when it is disabled', async () => {
+    const disc = (await (await fetch(`http://${t.server.httpAddress}/.well-known/openid-configuration`)).json()) as Record<string, unknown>;
+    expect(disc['issuer']).toBe('http://localhost:9002');
+    expect(disc['jwks_uri']).toBe('http://localhost:9002/.well-known/jwks.json');
+    expect(disc['token_endpoint']).toBeUndefined();
+    const jwks = (await (await fetch(`http://${t.server.httpAddress}/.well-known/jwks.json`)).json()) as { keys: { kid: string; d?: string }[] };
+    expect(jwks.keys.map((k) => k.kid)).toEqual(['demo-sts-es256-1']);
+    expect(jwks.keys[0]!.d).toBeUndefined(); // never the private part
+    const token = await fetch(`http://${t.server.httpAddress}/oauth2/token`, { method: 'POST' });
+    expect(token.status).toBe(404);
+  });
+
   it('never writes a token into the logs', () => {
     const logs = t.runtime.logs.join('');
     for (const f of ['allowed.json', 'expired-token.json']) {
