@@ -18,10 +18,10 @@ import { offlineRuntime, type Io } from './validate.js';
 export const CHECK_REQUEST = 'envoy.service.auth.v3.CheckRequest';
 export const CHECK_RESPONSE = 'envoy.service.auth.v3.CheckResponse';
 
-export function readCheckRequest(file: string): RawCheckRequest {
+export function readCheckRequest(file: string, ignored: string[] = []): RawCheckRequest {
   const text = readFileSync(file, 'utf8');
   const value: unknown = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
-  return fromProto3Json(CHECK_REQUEST, value) as RawCheckRequest;
+  return fromProto3Json(CHECK_REQUEST, value, ignored) as RawCheckRequest;
 }
 
 export interface CheckArgs {
@@ -40,12 +40,14 @@ function describeMetadata(resp: CheckResponseObject): string {
 
 export async function runCheck(args: CheckArgs, io: Io): Promise<number> {
   let req: RawCheckRequest;
+  const ignored: string[] = [];
   try {
-    req = readCheckRequest(args.request);
+    req = readCheckRequest(args.request, ignored);
   } catch (e) {
     io.err(`${args.request}: cannot read CheckRequest: ${e instanceof Error ? e.message : String(e)}`);
     return 2;
   }
+  if (args.explain && ignored.length > 0) io.err(`note: fields obo-authz does not read were skipped: ${ignored.join(', ')}`);
   let resp: CheckResponseObject;
   if (args.server) {
     try {

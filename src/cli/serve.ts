@@ -74,24 +74,35 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const state = new ServingState();
 
   const applyConfig = (initial: boolean): boolean => {
-    const r = loadConfig(opts.configPaths, runtime);
-    for (const i of r.issues) if (i.severity === 'warning') log.warn({ issue: formatIssue(i) }, 'config warning');
-    if (!r.ok) {
+    try {
+      const r = loadConfig(opts.configPaths, runtime);
+      for (const i of r.issues) if (i.severity === 'warning') log.warn({ issue: formatIssue(i) }, 'config warning');
+      if (!r.ok) {
+        runtime.metrics.configReloads.inc({ result: 'failure' });
+        log.error(
+          { errors: r.issues.filter((i) => i.severity === 'error').map(formatIssue), keeping: state.config?.hash ?? null },
+          initial ? 'invalid config: not serving' : 'invalid config rejected: keeping the last good config',
+        );
+        return false;
+      }
+      const generation = runtime.shared.currentGeneration;
+      const prev: CompiledConfig | null = state.config;
+      state.config = r.config;
+      // Checks that started under the previous config may still use its resources (JWKS
+      // sources, watched key files): release them only after those Checks are bounded to end.
+      const releaseAfter = Math.max(1000, prev?.settings.defaultTimeoutMs ?? 0);
+      setTimeout(() => runtime.shared.sweepBefore(generation), releaseAfter).unref();
+      runtime.metrics.configReloads.inc({ result: 'success' });
+      if (prev) runtime.metrics.configInfo.remove({ hash: prev.hash });
+      runtime.metrics.configInfo.set({ hash: r.config.hash }, 1);
+      log.info({ hash: r.config.hash, files: r.config.files, counts: r.config.counts }, initial ? 'config loaded' : 'config reloaded');
+      return true;
+    } catch (e) {
+      // loadConfig never throws; this guards the logging/metrics around it. Keep serving.
       runtime.metrics.configReloads.inc({ result: 'failure' });
-      log.error(
-        { errors: r.issues.filter((i) => i.severity === 'error').map(formatIssue), keeping: state.config?.hash ?? null },
-        initial ? 'invalid config: not serving' : 'invalid config rejected: keeping the last good config',
-      );
+      log.error({ err: e instanceof Error ? e.name : 'unknown' }, 'config load failed unexpectedly: keeping the last good config');
       return false;
     }
-    runtime.shared.sweep();
-    const prev: CompiledConfig | null = state.config;
-    state.config = r.config;
-    runtime.metrics.configReloads.inc({ result: 'success' });
-    if (prev) runtime.metrics.configInfo.remove({ hash: prev.hash });
-    runtime.metrics.configInfo.set({ hash: r.config.hash }, 1);
-    log.info({ hash: r.config.hash, files: r.config.files, counts: r.config.counts }, initial ? 'config loaded' : 'config reloaded');
-    return true;
   };
   applyConfig(true);
 

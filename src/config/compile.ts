@@ -166,8 +166,36 @@ export function compileDocuments(
   return { ok: true, config, issues };
 }
 
-/** Load and compile config paths (files or folders). */
+/**
+ * Load and compile config paths (files or folders). Never throws: an unexpected failure
+ * (a bug, or the file system changing under us) becomes an error issue, so a reload can
+ * never take the server down and the last good config stays in force.
+ */
 export function loadConfig(paths: readonly string[], runtime: Runtime): CompileResult {
+  try {
+    return loadConfigUnsafe(paths, runtime);
+  } catch (e) {
+    runtime.shared.abortGeneration();
+    return {
+      ok: false,
+      issues: [
+        {
+          severity: 'error',
+          file: paths.join(','),
+          line: 1,
+          col: 1,
+          document: 0,
+          kind: '',
+          name: '',
+          field: '(file)',
+          message: `cannot load config: ${e instanceof Error ? `${e.name}: ${e.message.split('\n')[0]}` : String(e)}`,
+        },
+      ],
+    };
+  }
+}
+
+function loadConfigUnsafe(paths: readonly string[], runtime: Runtime): CompileResult {
   const loaded = loadConfigFiles(paths);
   if (loaded.files.length === 0 && loaded.issues.length === 0) {
     return {

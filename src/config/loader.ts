@@ -53,9 +53,15 @@ export function listConfigFiles(paths: readonly string[]): { files: string[]; is
       continue;
     }
     if (st.isDirectory()) {
-      const names = readdirSync(p)
-        .filter((n) => /\.ya?ml$/i.test(n) && !n.startsWith('.'))
-        .sort();
+      let entries: string[];
+      try {
+        entries = readdirSync(p);
+      } catch (e) {
+        // the folder vanished or became unreadable between stat and readdir (a reload race)
+        issues.push(fileIssue(p, `cannot list config folder: ${(e as NodeJS.ErrnoException).code ?? String(e)}`));
+        continue;
+      }
+      const names = entries.filter((n) => /\.ya?ml$/i.test(n) && !n.startsWith('.')).sort();
       for (const n of names) files.push(join(p, n));
     } else {
       files.push(p);
@@ -98,25 +104,47 @@ export function parseYamlText(text: string, file: string): { documents: LoadedDo
   }
   docs.forEach((doc: Document.Parsed, i: number) => {
     const index = i + 1;
+    // Name the document in messages even when it does not parse cleanly.
+    const scalarAt = (path: string[]): string => {
+      try {
+        const v = doc.getIn(path);
+        return typeof v === 'string' ? v : '';
+      } catch {
+        return '';
+      }
+    };
+    const docKind = scalarAt(['kind']);
+    const docName = scalarAt(['metadata', 'name']);
+    const syntaxIssue = (line: number, col: number, message: string): ConfigIssue => ({
+      severity: 'error',
+      file,
+      line,
+      col,
+      document: index,
+      kind: docKind,
+      name: docName,
+      field: '(syntax)',
+      message,
+    });
     if (doc.errors.length > 0) {
       for (const err of doc.errors) {
         const pos = err.linePos?.[0] ?? lc.linePos(err.pos[0]);
-        issues.push({
-          severity: 'error',
-          file,
-          line: pos.line,
-          col: pos.col,
-          document: index,
-          kind: '',
-          name: '',
-          field: '(syntax)',
-          message: `YAML syntax error: ${err.message.split('\n')[0]}`,
-        });
+        issues.push(syntaxIssue(pos.line, pos.col, `YAML syntax error: ${err.message.split('\n')[0]}`));
       }
       return;
     }
     if (doc.contents === null) return; // empty document (e.g. trailing ---)
-    const value = doc.toJS({ maxAliasCount: 100 }) as unknown;
+    let value: unknown;
+    try {
+      // The alias cap guards against "billion laughs" expansion; it is generous enough for
+      // policies that reuse anchors a lot.
+      value = doc.toJS({ maxAliasCount: 10_000 }) as unknown;
+    } catch (e) {
+      const r = doc.contents?.range;
+      const pos = r ? lc.linePos(r[0]) : { line: 1, col: 1 };
+      issues.push(syntaxIssue(pos.line, pos.col, `cannot expand document: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`));
+      return;
+    }
     const locate = (path: Path, atKey = false) => {
       if (atKey && path.length > 0) {
         const parent = path.length === 1 ? doc.contents : doc.getIn(path.slice(0, -1) as (string | number)[], true);

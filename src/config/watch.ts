@@ -13,7 +13,12 @@ export interface Watcher {
 }
 
 function signature(paths: readonly string[]): string {
-  const { files } = listConfigFiles(paths);
+  let files: string[];
+  try {
+    files = listConfigFiles(paths).files;
+  } catch {
+    return 'unlistable';
+  }
   return files
     .map((f) => {
       try {
@@ -38,7 +43,11 @@ export function watchConfig(paths: readonly string[], onChange: () => void, opts
       const sig = signature(paths);
       if (sig === last) return;
       last = sig;
-      onChange();
+      try {
+        onChange();
+      } catch {
+        // onChange (applyConfig) reports its own failures; never let a reload kill the process
+      }
     }, debounceMs);
     timer.unref();
   };

@@ -59,13 +59,17 @@ function fullName(t: protobuf.ReflectionObject): string {
   return t.fullName.replace(/^\./, '');
 }
 
-/** Normalize user JSON/YAML (proto3 JSON or snake_case) into the snake_case object shape of `typeName`. */
-export function fromProto3Json(typeName: string, input: unknown): Record<string, unknown> {
+/**
+ * Normalize user JSON/YAML (proto3 JSON or snake_case) into the snake_case object shape of
+ * `typeName`. Fields our protos do not declare are skipped, as the wire decoder skips them
+ * (Envoy sends more than obo-authz reads); their paths are reported in `ignored`.
+ */
+export function fromProto3Json(typeName: string, input: unknown, ignored: string[] = []): Record<string, unknown> {
   const type = protoRoot().lookupType(typeName);
-  return normalizeMessage(type, input, typeName) as Record<string, unknown>;
+  return normalizeMessage(type, input, typeName, ignored) as Record<string, unknown>;
 }
 
-function normalizeMessage(type: protobuf.Type, input: unknown, path: string): unknown {
+function normalizeMessage(type: protobuf.Type, input: unknown, path: string, ignored: string[] = []): unknown {
   const name = fullName(type);
   if (name === 'google.protobuf.Struct') return jsonToStruct(input);
   if (name === 'google.protobuf.Value') return jsonToValue(input);
@@ -81,15 +85,18 @@ function normalizeMessage(type: protobuf.Type, input: unknown, path: string): un
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(input as Record<string, unknown>)) {
     const f = fieldFor(type, k);
-    if (!f) throw new Error(`${path}: unknown field ${JSON.stringify(k)} in ${name}`);
+    if (!f) {
+      ignored.push(`${path}.${k}`);
+      continue;
+    }
     f.resolve();
-    out[f.name] = normalizeField(f, v, `${path}.${f.name}`);
+    out[f.name] = normalizeField(f, v, `${path}.${f.name}`, ignored);
   }
   return out;
 }
 
-function normalizeScalar(f: protobuf.Field, v: unknown, path: string): unknown {
-  if (f.resolvedType instanceof protobuf.Type) return normalizeMessage(f.resolvedType, v, path);
+function normalizeScalar(f: protobuf.Field, v: unknown, path: string, ignored: string[]): unknown {
+  if (f.resolvedType instanceof protobuf.Type) return normalizeMessage(f.resolvedType, v, path, ignored);
   if (f.resolvedType instanceof protobuf.Enum) {
     if (typeof v === 'string') {
       const n = f.resolvedType.values[v];
@@ -103,17 +110,17 @@ function normalizeScalar(f: protobuf.Field, v: unknown, path: string): unknown {
   return v;
 }
 
-function normalizeField(f: protobuf.Field, v: unknown, path: string): unknown {
+function normalizeField(f: protobuf.Field, v: unknown, path: string, ignored: string[]): unknown {
   if (f instanceof protobuf.MapField) {
     const out: Record<string, unknown> = {};
-    for (const [k, val] of Object.entries((v ?? {}) as Record<string, unknown>)) out[k] = normalizeScalar(f, val, `${path}[${k}]`);
+    for (const [k, val] of Object.entries((v ?? {}) as Record<string, unknown>)) out[k] = normalizeScalar(f, val, `${path}[${k}]`, ignored);
     return out;
   }
   if (f.repeated) {
     if (!Array.isArray(v)) throw new Error(`${path}: expected a list`);
-    return v.map((el, i) => normalizeScalar(f, el, `${path}[${i}]`));
+    return v.map((el, i) => normalizeScalar(f, el, `${path}[${i}]`, ignored));
   }
-  return normalizeScalar(f, v, path);
+  return normalizeScalar(f, v, path, ignored);
 }
 
 /** Canonical proto3 JSON of a snake_case object of `typeName` (as grpc-js produces or accepts). */

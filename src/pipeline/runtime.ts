@@ -57,10 +57,24 @@ export class SharedResources {
     this.created = new Set();
   }
 
+  /** The generation being (or last) compiled; pass it to sweepBefore once that config is in force. */
+  get currentGeneration(): number {
+    return this.generation;
+  }
+
   /** Dispose resources the newest config no longer uses (bounded: no growth across reloads). */
   sweep(): void {
+    this.sweepBefore(this.generation);
+  }
+
+  /**
+   * Dispose resources last used by a generation older than `generation` (the config now in
+   * force). Resources touched by a later, rejected compile are kept: the config in force may
+   * still use them.
+   */
+  sweepBefore(generation: number): void {
     for (const [k, v] of this.map) {
-      if (v.generation !== this.generation) {
+      if (v.generation < generation) {
         const d = v.value as { dispose?: () => void };
         if (typeof d?.dispose === 'function') d.dispose();
         this.map.delete(k);

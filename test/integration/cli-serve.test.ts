@@ -100,6 +100,19 @@ describe('obo-authz serve (real process)', () => {
     expect(denied.stderr).toContain('decision: DENY (ERR_RBAC_DENIED, HTTP 403)');
   });
 
+  it('check skips fields Envoy sends that obo-authz does not read, and says so with --explain', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'obo-req-'));
+    const req = JSON.parse(readFileSync('examples/quickstart/requests/no-token.json', 'utf8'));
+    req.attributes.metadataContext = { typedFilterMetadata: { 'envoy.filters.http.x': { '@type': 'type.googleapis.com/x' } } };
+    req.attributes.request.http.headers[':path'] = '/healthz';
+    req.attributes.request.http.path = '/healthz';
+    req.attributes.request.http.method = 'GET';
+    writeFileSync(join(dir, 'r.json'), JSON.stringify(req));
+    const r = spawnSync(process.execPath, [MAIN, 'check', '--config', 'examples/quickstart', '--request', join(dir, 'r.json'), '--explain'], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    expect(r.stderr).toContain('skipped: envoy.service.auth.v3.CheckRequest.attributes.metadata_context.typedFilterMetadata');
+  });
+
   it('check exits 2 on a usage error and on an unreadable request file', () => {
     expect(spawnSync(process.execPath, [MAIN, 'check', '--config', 'examples/quickstart'], { encoding: 'utf8' }).status).toBe(2);
     const r = spawnSync(process.execPath, [MAIN, 'check', '--config', 'examples/quickstart', '--request', 'nope.json'], { encoding: 'utf8' });

@@ -2,7 +2,7 @@
  * The core service end to end: the real gRPC server on a loopback port, called with a
  * real gRPC client, on the quick-start config.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -99,6 +99,11 @@ describe('core server on the quick-start config', () => {
     const hashBefore = t.server.state.config!.hash;
     writeFileSync(join(t.dir, '30-broken.yaml'), 'apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: x\n');
     await waitFor(async () => (await metricValue(t, 'obo_authz_config_reloads_total{result="failure"}')) > failuresBefore);
+    // an alias bomb is rejected like any invalid file (it once escaped as an exception)
+    const bomb = ['a0: &a0 [x, x, x, x, x, x, x, x, x, x]', ...Array.from({ length: 7 }, (_, i) => `a${i + 1}: &a${i + 1} [${Array(10).fill(`*a${i}`).join(', ')}]`)];
+    writeFileSync(join(t.dir, '31-bomb.yaml'), bomb.join('\n') + '\n');
+    await waitFor(async () => (await metricValue(t, 'obo_authz_config_reloads_total{result="failure"}')) > failuresBefore + 1);
+    rmSync(join(t.dir, '31-bomb.yaml'));
     expect(t.server.state.config!.hash).toBe(hashBefore);
     expect(await t.healthStatus('')).toBe(1);
     const still = await t.check(httpRequest({ method: 'POST', path: '/mcp' }));

@@ -85,6 +85,16 @@ const CASES: { name: string; yaml: string; expected: string }[] = [
     expected: 'f.yaml:8:18: document 2 (AuthorizationPolicy/p): metadata.name: duplicate AuthorizationPolicy default/p',
   },
   {
+    name: 'a syntax error still names the document (duplicate key)',
+    yaml: 'apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: dup\nspec:\n  action: ALLOW\n  action: DENY\n',
+    expected: 'f.yaml:7:3: document 1 (AuthorizationPolicy/dup): (syntax): YAML syntax error: Map keys must be unique',
+  },
+  {
+    name: 'an alias bomb is an error, not a crash',
+    yaml: ['a0: &a0 [x, x, x, x, x, x, x, x, x, x]', ...Array.from({ length: 7 }, (_, i) => `a${i + 1}: &a${i + 1} [${Array(10).fill(`*a${i}`).join(', ')}]`), 'kind: Settings', ''].join('\n'),
+    expected: 'f.yaml:1:1: document 1 (Settings/?): (syntax): cannot expand document:',
+  },
+  {
     name: 'a document that is not a mapping',
     yaml: '- just\n- a list\n',
     expected: 'f.yaml:1:1: document 1 (?/?): (document): a config document must be a mapping',
@@ -97,6 +107,21 @@ describe('config validation errors', () => {
     expect(r.ok).toBe(false);
     const lines = r.issues.filter((i) => i.severity === 'error').map(formatIssue);
     expect(lines.some((l) => l.startsWith(expected)), `got:\n${lines.join('\n')}`).toBe(true);
+  });
+
+  it('accepts a policy that reuses one anchor 120 times', () => {
+    const yaml = [
+      'apiVersion: security.istio.io/v1',
+      'kind: AuthorizationPolicy',
+      'metadata: {name: many}',
+      'spec:',
+      '  rules:',
+      '  - to: [{operation: {paths: &p ["/a", "/b"]}}]',
+      ...Array.from({ length: 120 }, () => '  - to: [{operation: {paths: *p}}]'),
+      '',
+    ].join('\n');
+    const r = compileYaml(yaml, createTestRuntime(), 'f.yaml');
+    expect(r.issues.filter((i) => i.severity === 'error').map(formatIssue)).toEqual([]);
   });
 
   it('has at least ten distinct error cases', () => {

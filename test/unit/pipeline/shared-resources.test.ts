@@ -24,6 +24,10 @@ describe('SharedResources across reloads', () => {
     expect(a.disposed + b.disposed).toBe(0);
     expect(s.size).toBe(2);
 
+    const inForce = s.currentGeneration - 1; // config 1's generation
+    s.sweepBefore(inForce); // a delayed release for config 1 must not touch what it uses
+    expect(a.disposed + b.disposed).toBe(0);
+
     s.beginGeneration(); // config 3 (accepted): uses b only
     expect(s.get('b', () => new Res())).toBe(b);
     s.sweep();
