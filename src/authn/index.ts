@@ -12,7 +12,7 @@ import type { Settings } from '../config/settings.js';
 import type { CheckState, Deny } from '../pipeline/state.js';
 import { runChain, type CredentialValidatorMember } from './chain.js';
 import { challengeFor, CREDENTIAL_BODIES, BEARER_LOCATION } from './credential-common.js';
-import { compileCredentialValidator, CredentialValidatorIndex, JWT_DEFAULT_ORDER, routeMatches, type CompiledValidator } from './credential-validator.js';
+import { compileCredentialValidator, CredentialValidatorIndex, JWT_DEFAULT_ORDER, normalizeHost, routeMatches, type CompiledValidator } from './credential-validator.js';
 import { DEFAULT_JWKS_TUNING, type JwksTuning } from './jwks-source.js';
 import {
   compileRequestAuthentication,
@@ -117,13 +117,16 @@ function chainFor(state: CheckState, cfg: AuthnConfig): Chain {
     return { members, sanitizers: members, requiredBy: null, jwtOnly: true };
   }
   const ctx = state.ctx;
+  // Normalized once (case, `:port`, trailing dot): `match` and `required` must hold for every
+  // spelling of a host that reaches the same virtual host (a miss would make it not required).
+  const host = normalizeHost(ctx.host);
   let requiredBy: CompiledValidator | null = null;
   let jwtOrder: number | undefined;
   const entries: { order: number; rank: number; member: CredentialValidatorMember; v?: CompiledValidator }[] = [];
   const sanitizers: CredentialValidatorMember[] = [];
   all.forEach((v, i) => {
-    const takesPart = !v.match || routeMatches(v.match, ctx);
-    if (!requiredBy && v.required && (v.required === true ? takesPart : routeMatches(v.required, ctx))) requiredBy = v;
+    const takesPart = !v.match || routeMatches(v.match, ctx, host);
+    if (!requiredBy && v.required && (v.required === true ? takesPart : routeMatches(v.required, ctx, host))) requiredBy = v;
     if (v.member) sanitizers.push(v.member);
     if (!takesPart) {
       if (v.member) state.trace?.add('authn', `${v.member.name}: match does not hold for this request: not in the chain (its headers are still sanitized)`);
@@ -153,8 +156,9 @@ function noValidatorAdmitted(state: CheckState, cfg: AuthnConfig, chain: Chain, 
   const challenges = new Set<string>();
   const all = cfg.validators.forWorkload(state.ctx.workload, workloadKey(state));
   const ctx = state.ctx;
+  const host = normalizeHost(ctx.host);
   for (const v of all) {
-    if (v.type === 'JWT' || (v.match && !routeMatches(v.match, ctx))) continue;
+    if (v.type === 'JWT' || (v.match && !routeMatches(v.match, ctx, host))) continue;
     for (const l of v.locations) challenges.add(challengeFor(state, l, false));
   }
   if (chain.members.some((m) => m instanceof JwtRulesMember) || challenges.size === 0) challenges.add(challengeFor(state, BEARER_LOCATION, false));

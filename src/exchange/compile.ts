@@ -560,12 +560,17 @@ function compileBuiltin(
     if (!te.subjectIssuers) k.v.error([...base, 'subjectIssuers'], 'required field is missing (which issuers\' subject tokens are accepted)');
     const clients: HttpClient[] = [];
     (te.clients ?? []).forEach((c, i) => {
+      // No default: an unrestricted client could mint tokens for every backend (and, with
+      // this STS's own issuer among subjectIssuers, re-exchange a token meant for one
+      // backend into another's audience). "*" must be spelled out.
+      if (!c.audiences) k.v.error([...base, 'clients', i, 'audiences'], 'required field is missing (the audience/resource globs this client may request tokens for; there is no default, so that a client cannot mint tokens for every backend — use ["*"] to allow any explicitly)');
+      else if (c.audiences.length === 0) k.v.error([...base, 'clients', i, 'audiences'], 'must list at least one audience/resource glob (with none the client can request nothing)');
       const s = secretFn(k, cc, [...base, 'clients', i], c.clientSecret, c.clientSecretFile);
       if (!s) {
         if (c.clientSecret === undefined && c.clientSecretFile === undefined) k.v.error([...base, 'clients', i], 'one of clientSecret or clientSecretFile is required');
         return;
       }
-      clients.push({ clientId: c.clientId!, secret: s, audiences: c.audiences ?? ['*'] });
+      clients.push({ clientId: c.clientId!, secret: s, audiences: c.audiences ?? [] });
     });
     const own = { issuer: sts.issuer, jwks: sts.jwks };
     const issuers = (specs: TrustedIssuerSpec[] | undefined, field: string): TrustedIssuer[] => {

@@ -45,26 +45,47 @@ function secretEquals(a: string, b: string): boolean {
   return timingSafeEqual(ha, hb);
 }
 
+/** Every 401 carries a challenge (RFC 9110 §15.5.2; RFC 6749 §5.2 for Basic). */
+const CHALLENGE = { 'www-authenticate': 'Basic realm="obo-authz"' };
+const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
+
+function invalidClient(): TokenEndpointAnswer {
+  return oauthError(401, 'invalid_client', 'client authentication failed', CHALLENGE);
+}
+
+/** Strict RFC 4648 §4 base64 then UTF-8; undefined for anything else (no lenient decoding). */
+function decodeBasic(token: string): string | undefined {
+  if (token.length === 0 || token.length % 4 !== 0 || !BASE64.test(token)) return undefined;
+  const buf = Buffer.from(token, 'base64');
+  if (buf.toString('base64') !== token) return undefined;
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(buf);
+  } catch {
+    return undefined;
+  }
+}
+
 function authenticateClient(clients: readonly HttpClient[], form: URLSearchParams, authorization: string | undefined): HttpClient | TokenEndpointAnswer {
   let id: string | undefined;
   let secret: string | undefined;
-  const basic = authorization && /^basic\s+/i.test(authorization) ? authorization.replace(/^basic\s+/i, '') : undefined;
+  const basic = authorization && /^basic(\s|$)/i.test(authorization) ? authorization.replace(/^basic\s*/i, '').trim() : undefined;
   if (basic !== undefined) {
     if (form.has('client_secret')) return oauthError(400, 'invalid_request', 'use only one client authentication method');
-    const dec = Buffer.from(basic, 'base64').toString('utf8');
-    const i = dec.indexOf(':');
-    if (i < 0) return oauthError(401, 'invalid_client', 'client authentication failed', { 'www-authenticate': 'Basic realm="obo-authz"' });
+    const dec = decodeBasic(basic);
+    const i = dec === undefined ? -1 : dec.indexOf(':');
+    if (dec === undefined || i < 0) return invalidClient();
     id = formDecode(dec.slice(0, i));
     secret = formDecode(dec.slice(i + 1));
+    // RFC 6749 §2.3: one method per request. A body client_id may only repeat the Basic id.
+    const bodyId = form.get('client_id');
+    if (bodyId !== null && bodyId !== id) return oauthError(400, 'invalid_request', 'client_id does not match the client authenticated by the Authorization header');
   } else {
     id = form.get('client_id') ?? undefined;
     secret = form.get('client_secret') ?? undefined;
   }
   const c = id !== undefined ? clients.find((x) => x.clientId === id) : undefined;
   const expected = c?.secret();
-  if (!c || secret === undefined || expected === undefined || !secretEquals(secret, expected)) {
-    return oauthError(401, 'invalid_client', 'client authentication failed', basic !== undefined ? { 'www-authenticate': 'Basic realm="obo-authz"' } : {});
-  }
+  if (!c || secret === undefined || expected === undefined || !secretEquals(secret, expected)) return invalidClient();
   return c;
 }
 

@@ -19,18 +19,36 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
   res.end(text);
 }
 
+/**
+ * Resolves with the body, or null as soon as it exceeds MAX_BODY: the rest is not waited
+ * for (a client could otherwise hold the request open with an endless body). Rejects on
+ * a stream error.
+ */
 function readBody(req: IncomingMessage): Promise<string | null> {
   return new Promise((resolve, reject) => {
+    req.on('error', reject);
+    if (Number(req.headers['content-length'] ?? 0) > MAX_BODY) {
+      req.resume();
+      resolve(null);
+      return;
+    }
     const chunks: Buffer[] = [];
     let size = 0;
-    let tooBig = false;
-    req.on('data', (c: Buffer) => {
+    const onData = (c: Buffer) => {
       size += c.length;
-      if (size > MAX_BODY) tooBig = true;
-      else chunks.push(c);
-    });
-    req.on('end', () => resolve(tooBig ? null : Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
+      if (size <= MAX_BODY) {
+        chunks.push(c);
+        return;
+      }
+      chunks.length = 0;
+      req.off('data', onData);
+      // Keep the stream flowing (data discarded) until the 413 is out; the caller then
+      // destroys the request.
+      req.resume();
+      resolve(null);
+    };
+    req.on('data', onData);
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
   });
 }
 
@@ -65,11 +83,17 @@ export async function handleStsHttp(req: IncomingMessage, res: ServerResponse, c
   try {
     text = await readBody(req);
   } catch {
+    // The request stream failed (client gone, parse error): nothing sensible to answer.
+    res.destroy();
     return true;
   }
   if (text === null) {
     metric.inc({ endpoint: 'token', outcome: 'invalid_request' });
-    send(res, 413, { error: 'invalid_request', error_description: 'request body too large' }, { 'cache-control': 'no-store' });
+    // The unread rest of the body makes the connection unusable: close it once the 413
+    // has been flushed rather than reading on.
+    res.once('finish', () => req.destroy());
+    res.once('close', () => req.destroy());
+    send(res, 413, { error: 'invalid_request', error_description: 'request body too large' }, { 'cache-control': 'no-store', connection: 'close' });
     return true;
   }
   const auth = req.headers['authorization'];

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateApiKey, hashApiKey } from '../../../src/authn/api-keys.js';
+import { normalizeHost } from '../../../src/authn/credential-validator.js';
 import type { CompiledConfig } from '../../../src/config/compile.js';
 import { formatIssue } from '../../../src/config/issues.js';
 import type { RawCheckRequest } from '../../../src/pipeline/context.js';
@@ -645,6 +646,91 @@ spec:
   it('--explain says the excluded validator only sanitized', async () => {
     const d = await run({ ns: 'm1', path: '/admin', sourcePrincipal: ATTACKER, headers: spoofed }, c);
     expect(explain(d)).toMatch(/EdgeHeaders m1\/gw: match does not hold/);
+  });
+});
+
+describe('match / required hosts are compared normalized: port, trailing dot, case (review finding: host bypass)', () => {
+  // Istio routes every one of these spellings to the mcp.example.com virtual host.
+  const spellings = ['mcp.example.com', 'mcp.example.com:443', 'MCP.example.com.', 'Mcp.Example.Com.:8443', 'mcp.example.com.:443'];
+  let c: CompiledConfig;
+  beforeAll(() => {
+    c = mustCompile(
+      [
+        `apiVersion: obo-authz.dev/v1alpha1
+kind: CredentialValidator
+metadata: {name: keys, namespace: h1}
+spec:
+  type: APIKey
+  required: {hosts: ["mcp.example.com"]}
+  apiKey: {file: keys.yaml}
+`,
+        // match by host: the validator takes part (and so `required: true` holds) for every spelling.
+        `apiVersion: obo-authz.dev/v1alpha1
+kind: CredentialValidator
+metadata: {name: keys, namespace: h2}
+spec:
+  type: APIKey
+  match: {hosts: ["*.EXAMPLE.com"]}
+  required: true
+  apiKey: {file: keys.yaml}
+`,
+        // Patterns are normalized too: a port / trailing dot in the pattern, and Istio's host:* idiom.
+        `apiVersion: obo-authz.dev/v1alpha1
+kind: CredentialValidator
+metadata: {name: keys, namespace: h3}
+spec:
+  type: APIKey
+  required: {hosts: ["mcp.example.com:*", "api.example.com.", "svc.example.com:8080", "::1", "[fe80::1]:*"]}
+  apiKey: {file: keys.yaml}
+`,
+      ].join('---\n'),
+      rt,
+      join(dir, 'hosts.yaml'),
+    );
+  });
+  for (const host of spellings) {
+    it(`required {hosts: [mcp.example.com]} holds for Host: ${host}`, async () => {
+      const d = await run({ ns: 'h1', host }, c);
+      expect(d.allow, explain(d)).toBe(false);
+      expect(d.reason).toBe('ERR_NO_VALIDATOR_ADMITTED');
+      expect((await run({ ns: 'h1', host, headers: bearer(S['key']!) }, c)).allow).toBe(true);
+    });
+    it(`match {hosts: ["*.EXAMPLE.com"]} holds for Host: ${host}`, async () => {
+      const d = await run({ ns: 'h2', host }, c);
+      expect(d.reason, explain(d)).toBe('ERR_NO_VALIDATOR_ADMITTED');
+    });
+  }
+  it('other hosts stay outside (no over-match)', async () => {
+    for (const host of ['mcp.example.com.evil', 'xmcp.example.com', 'mcp.example.co', 'mcp.example.com..']) {
+      const d = await run({ ns: 'h1', host }, c);
+      expect(d.allow, `${host}: ${explain(d)}`).toBe(true);
+    }
+    expect((await run({ ns: 'h2', host: 'example.org:443' }, c)).allow).toBe(true);
+  });
+  it('patterns with a port, a trailing dot or host:* mean the bare host; IPv6 literals with and without brackets', async () => {
+    for (const host of ['mcp.example.com', 'mcp.example.com:1', 'api.example.com', 'API.example.com:443', 'svc.example.com', 'svc.example.com:9090', '[::1]:8080', '[::1]', '::1', '[FE80::1]:443', 'fe80::1']) {
+      const d = await run({ ns: 'h3', host }, c);
+      expect(d.reason, `${host}: ${explain(d)}`).toBe('ERR_NO_VALIDATOR_ADMITTED');
+    }
+    for (const host of ['other.example.com', '[::2]:8080', 'fe80::1:1']) {
+      expect((await run({ ns: 'h3', host }, c)).allow, host).toBe(true);
+    }
+  });
+  it('normalizeHost', () => {
+    const cases: [string, string][] = [
+      ['MCP.Example.COM', 'mcp.example.com'],
+      ['mcp.example.com:443', 'mcp.example.com'],
+      ['mcp.example.com.', 'mcp.example.com'],
+      ['mcp.example.com.:443', 'mcp.example.com'],
+      ['mcp.example.com..', 'mcp.example.com.'],
+      ['[::1]:8080', '::1'],
+      ['[::1]', '::1'],
+      ['::1', '::1'],
+      ['[2001:DB8::1]:443', '2001:db8::1'],
+      ['10.0.0.1:80', '10.0.0.1'],
+      ['', ''],
+    ];
+    for (const [i, o] of cases) expect(normalizeHost(i), i).toBe(o);
   });
 });
 
