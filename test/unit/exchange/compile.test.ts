@@ -124,6 +124,40 @@ describe('compile: validation errors name the field', () => {
   });
 });
 
+describe('compile: token endpoint clients', () => {
+  const te = (client: string) => `apiVersion: obo-authz.dev/v1alpha1
+kind: SecurityTokenService
+metadata: {name: s}
+spec:
+  builtin:
+    issuer: https://sts.test
+    keys: [{kid: k1, file: ${fixture('sts-es256.pem')}, algorithm: ES256}]
+    tokenEndpoint:
+      clients:
+        - {clientId: other, clientSecret: x, audiences: [mcp-a]}
+        - ${client}
+      subjectIssuers: [{issuer: "https://sts.test"}]
+`;
+
+  it('audiences is required for every client (no "*" default: a client could mint for, and re-exchange into, any audience)', () => {
+    const errs = errors(te('{clientId: c, clientSecretFile: ' + fixture('client-secret.txt') + '}'));
+    const e = errs.find((x) => x.includes('spec.builtin.tokenEndpoint.clients[1].audiences'));
+    expect(e, errs.join('\n')).toMatch(/required field is missing/);
+    expect(e).toMatch(/no default/);
+    expect(errs.filter((x) => x.includes('clients[0]'))).toEqual([]);
+  });
+
+  it('an empty audiences list is an error; an explicit "*" is accepted', () => {
+    const errs = errors(te('{clientId: c, clientSecret: x, audiences: []}'));
+    expect(errs.some((x) => /spec\.builtin\.tokenEndpoint\.clients\[1\]\.audiences: must list at least one/.test(x)), errs.join('\n')).toBe(true);
+    const cfg = mustCompile(te('{clientId: c, clientSecret: x, audiences: ["*"]}'), createTestRuntime());
+    expect(cfg.exchange.builtinSts!.tokenEndpoint!.clients.map((c) => [c.clientId, c.audiences])).toEqual([
+      ['other', ['mcp-a']],
+      ['c', ['*']],
+    ]);
+  });
+});
+
 describe('compile: selection (DESIGN.md §5)', () => {
   const yaml =
     STS +

@@ -3,7 +3,7 @@
  * the built-in STS, a separate loopback RFC 8693 server and a loopback TokenReview API.
  */
 import { createServer, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo, type Socket } from 'node:net';
 import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mustCompile } from '../../helpers/config.js';
@@ -726,6 +726,133 @@ describe('built-in STS over HTTP', () => {
     const r = await post(form);
     expect(r.status).toBe(400);
     expect(await r.json()).toMatchObject({ error: 'invalid_grant', error_description: 'delegation is not allowed for this actor' });
+  });
+
+  const exchangeForm = async (): Promise<Record<string, string>> => ({
+    grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+    subject_token: await userToken(),
+    subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+    audience: 'mcp-a',
+  });
+  const postForm = (form: Record<string, string>, headers: Record<string, string> = {}) =>
+    fetch(`${base}/oauth2/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body: new URLSearchParams(form).toString() });
+
+  it('POST /oauth2/token: every 401 carries WWW-Authenticate, also for client_secret_post and no credentials', async () => {
+    const form = await exchangeForm();
+    for (const r of [
+      await postForm({ ...form, client_id: 'agent-gw', client_secret: 'wrong' }),
+      await postForm({ ...form, client_id: 'nobody', client_secret: 's3cr3t-client' }),
+      await postForm(form),
+      await postForm(form, { authorization: 'Bearer abc' }),
+      await postForm(form, { authorization: 'Basic' }),
+    ]) {
+      expect(r.status).toBe(401);
+      expect(r.headers.get('www-authenticate')).toBe('Basic realm="obo-authz"');
+      expect(r.headers.get('cache-control')).toBe('no-store');
+      expect(await r.json()).toMatchObject({ error: 'invalid_client' });
+    }
+    // client_secret_post itself still works.
+    const ok = await postForm({ ...form, client_id: 'agent-gw', client_secret: 's3cr3t-client' });
+    expect(ok.status).toBe(200);
+    secrets.add(String(((await ok.json()) as Record<string, unknown>)['access_token']));
+  });
+
+  it('POST /oauth2/token: Basic plus a different body client_id is invalid_request (one method per request); the same id is fine', async () => {
+    const form = await exchangeForm();
+    const r = await postForm({ ...form, client_id: 'other-client' }, { authorization: basic });
+    expect(r.status).toBe(400);
+    expect(await r.json()).toMatchObject({ error: 'invalid_request' });
+    const same = await postForm({ ...form, client_id: 'agent-gw' }, { authorization: basic });
+    expect(same.status).toBe(200);
+    secrets.add(String(((await same.json()) as Record<string, unknown>)['access_token']));
+  });
+
+  it('POST /oauth2/token: malformed base64 in Basic -> 401 invalid_client, even when a lenient decoder would recover the right credentials', async () => {
+    const form = await exchangeForm();
+    const good = Buffer.from('agent-gw:s3cr3t-client').toString('base64');
+    const bad = [
+      `${good.slice(0, 4)}*${good.slice(4)}`, // invalid character
+      `${good}garbage`, // data after the padding
+      good.replace(/=+$/, ''), // padding missing
+      `${good.slice(0, 8)} ${good.slice(8)}`, // embedded space
+      Buffer.from([0x61, 0x3a, 0xff, 0xfe]).toString('base64'), // not UTF-8
+      '!!!!',
+    ];
+    for (const b64 of bad) {
+      const r = await postForm(form, { authorization: `Basic ${b64}` });
+      expect(r.status, b64).toBe(401);
+      expect(r.headers.get('www-authenticate')).toBe('Basic realm="obo-authz"');
+      expect(await r.json()).toMatchObject({ error: 'invalid_client' });
+    }
+    const ok = await postForm(form, { authorization: `basic  ${good} ` });
+    expect(ok.status).toBe(200);
+    secrets.add(String(((await ok.json()) as Record<string, unknown>)['access_token']));
+  });
+
+  /** A raw HTTP/1.1 client: sends `head`, then `onConnect` may stream a body; resolves with what the server sent once it closed the connection. */
+  function rawExchange(port: number, head: string, onConnect: (s: Socket) => void, timeoutMs = 3000): Promise<{ response: string; closedByServer: boolean }> {
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      const s = connect(port, '127.0.0.1', () => {
+        s.write(head);
+        onConnect(s);
+      });
+      const timer = setTimeout(() => {
+        s.destroy();
+        reject(new Error(`no close within ${timeoutMs} ms; got: ${Buffer.concat(chunks).toString('latin1').slice(0, 200) || '(nothing)'}`));
+      }, timeoutMs);
+      s.on('data', (c: Buffer) => chunks.push(c));
+      s.on('error', () => undefined); // EPIPE / ECONNRESET while still writing the body
+      s.on('close', () => {
+        clearTimeout(timer);
+        resolve({ response: Buffer.concat(chunks).toString('latin1'), closedByServer: true });
+      });
+    });
+  }
+  const port = () => Number(new URL(base).port);
+  const tokenHead = (extra: string) => `POST /oauth2/token HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/x-www-form-urlencoded\r\nauthorization: ${basic}\r\n${extra}\r\n`;
+
+  it('POST /oauth2/token: an endless body is cut off at 64 KiB with 413 and connection: close, not read to the end', async () => {
+    let timer: NodeJS.Timeout | undefined;
+    const chunk = `${(64 * 1024).toString(16)}\r\n${'a'.repeat(64 * 1024)}\r\n`;
+    const r = await rawExchange(port(), tokenHead('transfer-encoding: chunked\r\n'), (s) => {
+      // Never sends the terminating chunk: before the fix the server read forever.
+      const pump = () => {
+        if (s.destroyed) return;
+        s.write(chunk);
+        timer = setTimeout(pump, 5);
+      };
+      pump();
+    }).finally(() => clearTimeout(timer));
+    expect(r.response).toMatch(/^HTTP\/1\.1 413 /);
+    expect(r.response.toLowerCase()).toContain('connection: close');
+    expect(r.response).toContain('"error":"invalid_request"');
+  });
+
+  it('POST /oauth2/token: a declared content-length over 64 KiB gets 413 without the body being sent', async () => {
+    const r = await rawExchange(port(), tokenHead(`content-length: ${64 * 1024 + 1}\r\n`), () => undefined);
+    expect(r.response).toMatch(/^HTTP\/1\.1 413 /);
+    expect(r.response.toLowerCase()).toContain('connection: close');
+  });
+
+  it('POST /oauth2/token: a request stream error destroys the response instead of leaving it open', async () => {
+    let settled: { handled: boolean; destroyed: boolean } | undefined;
+    const srv = createServer((rq, rs) => {
+      void handleStsHttp(rq, rs, cfg, rt).then((handled) => {
+        settled = { handled, destroyed: rs.destroyed };
+      });
+      // The socket stays up: only the request stream fails.
+      rq.once('data', () => rq.emit('error', new Error('injected stream error')));
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    try {
+      const r = await rawExchange((srv.address() as AddressInfo).port, tokenHead('content-length: 100\r\n'), (s) => s.write('grant_type='), 2000);
+      expect(r.response).toBe('');
+      expect(settled).toEqual({ handled: true, destroyed: true });
+    } finally {
+      srv.closeAllConnections();
+      await new Promise<void>((r) => srv.close(() => r()));
+    }
   });
 });
 
