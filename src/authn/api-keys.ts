@@ -52,6 +52,35 @@ const HASH = /^sha256:[0-9a-fA-F]{64}$/;
 const ENTRY_FIELDS = new Set(['name', 'hash', 'role', 'groups', 'scopes', 'expires', 'created', 'description']);
 const NO_CONTROL = /^[^\u0000-\u001f\u007f]*$/;
 
+/** RFC 3339 date-time (section 5.6) with a mandatory zone: `Z` or `±hh:mm`; `T`/`Z` in either case. */
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:([Zz])|([+-])(\d{2}):(\d{2}))$/;
+
+/**
+ * ms since the epoch of an RFC 3339 date-time, or undefined when `s` is not one: a time
+ * without a zone (Date.parse would read it as local time), a date alone, another format
+ * Date.parse happens to accept, or an impossible date (`2026-02-30`, hour 24, offset +24:00).
+ */
+export function parseRfc3339(s: string): number | undefined {
+  const m = RFC3339.exec(s);
+  if (!m) return undefined;
+  const [y, mo, d, h, mi, sec] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  if (mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || sec > 59) return undefined;
+  const t = new Date(0);
+  t.setUTCFullYear(y, mo - 1, d); // not Date.UTC: it maps years 0..99 to 1900..1999
+  t.setUTCHours(h, mi, sec, 0);
+  if (t.getUTCMonth() !== mo - 1 || t.getUTCDate() !== d) return undefined; // 2026-02-30 would roll over to March
+  const base = t.getTime();
+  const frac = m[7] ? Math.floor(Number(`0${m[7]}`) * 1000) : 0;
+  let offset = 0;
+  if (!m[8]) {
+    const oh = Number(m[10]);
+    const om = Number(m[11]);
+    if (oh > 23 || om > 59) return undefined;
+    offset = (m[9] === '-' ? -1 : 1) * (oh * 60 + om) * 60_000;
+  }
+  return base + frac - offset;
+}
+
 /** A new random key: `obo_` + 32 random bytes base64url (not JWT-shaped: no dots). */
 export function generateApiKey(): string {
   return `obo_${randomBytes(32).toString('base64url')}`;
@@ -95,8 +124,13 @@ function parseEntry(raw: unknown, where: string, defaultName?: string): { ok: tr
   let expiresAt: number | undefined;
   const exp = e['expires'];
   if (exp !== undefined && exp !== null) {
-    const ms = exp instanceof Date ? exp.getTime() : typeof exp === 'string' ? Date.parse(exp) : NaN;
-    if (!Number.isFinite(ms)) return { ok: false, error: `${where}.expires: expected an RFC 3339 time such as "2026-01-01T00:00:00Z"` };
+    const ms = typeof exp === 'string' ? parseRfc3339(exp) : undefined;
+    if (ms === undefined) {
+      return {
+        ok: false,
+        error: `${where}.expires: expected an RFC 3339 date-time with "Z" or a UTC offset, such as "2026-01-01T00:00:00Z" or "2026-01-01T01:00:00+01:00"${exp instanceof Date ? ' (a quoted string: an unquoted YAML 1.1 timestamp may have no zone)' : ''}`,
+      };
+    }
     expiresAt = ms;
   }
   return {

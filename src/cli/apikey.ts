@@ -3,22 +3,26 @@
  *
  * Generates a random key, prints it once on stdout (only the key, so
  * `KEY=$(obo-authz apikey create ...)` works) and writes its hash entry: appended to the
- * `keys:` list of PATH (created with mode 0600 if missing; comments are kept), or written
- * as PATH/<name>.yaml when PATH is a folder (one file per key, as a Secret mounts them).
+ * `keys:` list of PATH (created with mode 0600 if missing; comments are kept; an existing
+ * file keeps its mode, owner and group, and a symlink stays a symlink), or written as
+ * PATH/<name>.yaml when PATH is a folder (one file per key, as a Secret mounts them).
  * Without --file the entry is printed on stderr to paste into a key file. The key itself
  * is never written anywhere.
  */
-import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, existsSync, fchmodSync, fchownSync, fsyncSync, openSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { isMap, isSeq, parseDocument, stringify, YAMLSeq } from 'yaml';
-import { generateApiKey, hashApiKey, KEY_NAME, parseApiKeyFiles } from '../authn/api-keys.js';
+import { generateApiKey, hashApiKey, KEY_NAME, parseApiKeyFiles, parseRfc3339 } from '../authn/api-keys.js';
 import { parseDuration } from '../config/schema.js';
 
 export interface ApiKeyIo {
   out(s: string): void;
   err(s: string): void;
 }
+
+/** 9999-12-31T23:59:59Z: the last time with a four-digit RFC 3339 year. */
+const MAX_EXPIRES_MS = Date.UTC(9999, 11, 31, 23, 59, 59);
 
 export const APIKEY_USAGE =
   '  obo-authz apikey create --name NAME [--role ROLE] [--groups G1,G2] [--scopes S1,S2] [--expires 30d] [--file PATH]';
@@ -29,10 +33,66 @@ function list(v: string | undefined): string[] | undefined {
   return l.length ? l : undefined;
 }
 
+/**
+ * The temporary file next to `path`: a dotfile (`.<name>.tmp-<pid>`), so a copy left by a
+ * crash is skipped by the key-folder reader (secret-file.ts readSource skips dotfiles)
+ * and never read as a key entry.
+ */
+function tempPathFor(path: string): string {
+  return join(dirname(path), `.${basename(path)}.tmp-${process.pid}`);
+}
+
+/** fchown; false when not permitted (EPERM / EINVAL), other errors are thrown. */
+function tryChown(fd: number, uid: number, gid: number): boolean {
+  try {
+    fchownSync(fd, uid, gid);
+    return true;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EPERM' || code === 'EINVAL') return false;
+    throw e;
+  }
+}
+
+/**
+ * Replace `path` atomically (write a temporary file, fsync, rename). An existing file is
+ * written through a symlink (the link stays, its target is replaced) and keeps its mode and,
+ * where the process may (root), its owner and group; a new file is created with mode 0600.
+ */
 function writeAtomic(path: string, text: string): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, text, { mode: 0o600 });
-  renameSync(tmp, path);
+  let target = path;
+  let mode = 0o600;
+  let owner: { uid: number; gid: number } | undefined;
+  if (existsSync(path)) {
+    target = realpathSync(path);
+    const st = statSync(target);
+    mode = st.mode & 0o7777;
+    owner = { uid: st.uid, gid: st.gid };
+  }
+  const tmp = tempPathFor(target);
+  rmSync(tmp, { force: true });
+  const fd = openSync(tmp, 'wx', 0o600);
+  let closed = false;
+  let renamed = false;
+  try {
+    if (owner && (owner.uid !== process.getuid?.() || owner.gid !== process.getgid?.())) {
+      // Root keeps owner and group; otherwise at least the group when we are a member of it.
+      // Where neither is allowed the file gets our uid/gid, as with any editor.
+      if (!tryChown(fd, owner.uid, owner.gid) && owner.gid !== process.getgid?.()) tryChown(fd, -1, owner.gid);
+    }
+    // After fchown (which may clear set-id bits) and regardless of the umask.
+    fchmodSync(fd, mode);
+    const buf = Buffer.from(text, 'utf8');
+    for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off, buf.length - off);
+    fsyncSync(fd);
+    closeSync(fd);
+    closed = true;
+    renameSync(tmp, target);
+    renamed = true;
+  } finally {
+    if (!closed) closeSync(fd);
+    if (!renamed) rmSync(tmp, { force: true });
+  }
 }
 
 /** Run `apikey <sub> ...`; returns the exit status (0 ok, 2 usage or file error). */
@@ -68,7 +128,11 @@ export function runApiKey(argv: string[], io: ApiKeyIo, now: () => number = Date
   if (values.expires) {
     const ms = parseDuration(values.expires);
     if (ms === undefined || ms <= 0) return fail(`invalid --expires ${JSON.stringify(values.expires)} (a duration such as 30d, 12h)`);
-    entry['expires'] = new Date(now() + ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+    const at = now() + ms;
+    const expires = Number.isFinite(at) && at <= MAX_EXPIRES_MS ? new Date(at).toISOString().replace(/\.\d{3}Z$/, 'Z') : '';
+    // What the key-file reader accepts (RFC 3339 with Z); a date past year 9999 has no such form.
+    if (parseRfc3339(expires) === undefined) return fail(`invalid --expires ${JSON.stringify(values.expires)} (too far in the future)`);
+    entry['expires'] = expires;
   }
   entry['created'] = new Date(now()).toISOString().replace(/\.\d{3}Z$/, 'Z');
   const key = generateApiKey();

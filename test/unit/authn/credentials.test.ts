@@ -161,6 +161,9 @@ beforeAll(async () => {
   secret('trValid', trToken({ iss: K8S_TR_ISSUER, sub: 'system:serviceaccount:ci:deployer', exp: NOW_S + 600, jti: 'a' }));
   secret('trRevoked', trToken({ iss: K8S_TR_ISSUER, sub: 'system:serviceaccount:ci:deployer', exp: NOW_S + 600, jti: 'b' }));
   secret('trOtherIssuer', trToken({ iss: 'https://elsewhere.example.com', sub: 'x', exp: NOW_S + 600 }));
+  secret('trExpired', trToken({ iss: K8S_TR_ISSUER, sub: 'system:serviceaccount:ci:deployer', exp: NOW_S - 600, jti: 'c' }));
+  // What kube-apiserver answers for an expired token: not authenticated, the reason only as text.
+  reviews.set(S['trExpired']!, { authenticated: false, error: '[invalid bearer token, service account token has expired]' });
   reviews.set(S['trValid']!, {
     authenticated: true,
     user: { username: 'system:serviceaccount:ci:deployer', uid: 'uid-1', groups: ['system:serviceaccounts', 'system:serviceaccounts:ci'] },
@@ -374,6 +377,19 @@ describe('KubernetesServiceAccount validator (TokenReview)', () => {
     expect(d.allow).toBe(false);
     expect(d.reason).toBe('ERR_INVALID_CREDENTIAL');
     expect(d.httpStatus).toBe(401);
+  });
+  it('an expired token is ERR_INVALID_CREDENTIAL, not ERR_CREDENTIAL_EXPIRED (TokenReview does not say why), as the docs say', async () => {
+    const d = await run({ ns: 'tr', headers: bearer(S['trExpired']!) });
+    expect(d.allow).toBe(false);
+    expect(d.httpStatus).toBe(401);
+    expect(d.reason).toBe('ERR_INVALID_CREDENTIAL');
+    // docs/configuration/credentials.md must not promise ERR_CREDENTIAL_EXPIRED for TokenReview (review finding 4).
+    const doc = readFileSync(new URL('../../../docs/configuration/credentials.md', import.meta.url), 'utf8');
+    const section = doc.slice(doc.indexOf('### `type: KubernetesServiceAccount`'), doc.indexOf('### `type: EdgeHeaders`'));
+    const expiredLines = section.split('\n').filter((l) => l.includes('ERR_CREDENTIAL_EXPIRED'));
+    expect(expiredLines.length).toBeGreaterThan(0);
+    for (const l of expiredLines) expect(l).toMatch(/JWKS mode/);
+    expect(section).toMatch(/TokenReview mode[^.]*expired token is `ERR_INVALID_CREDENTIAL`/);
   });
   it('a token of another issuer is not sent to the API server', async () => {
     const before = reviewed.length;
@@ -789,7 +805,7 @@ describe('config validation', () => {
     expect(errs(r)).toMatch(/key name "a" is used twice/);
     expect(errs(r)).not.toContain(h.slice(7));
     writeFileSync(join(d, 'k.yaml'), `keys:\n- {name: a, hash: ${h}, expires: soon}\n`);
-    expect(errs(base('  type: APIKey\n  apiKey: {file: k.yaml}\n', join(d, 'c.yaml')))).toMatch(/keys\[0\]\.expires: expected an RFC 3339 time/);
+    expect(errs(base('  type: APIKey\n  apiKey: {file: k.yaml}\n', join(d, 'c.yaml')))).toMatch(/keys\[0\]\.expires: expected an RFC 3339 date-time/);
     writeFileSync(join(d, 'k.yaml'), `keys:\n- {name: a, hash: ${h}}\n`);
     expect(base('  type: APIKey\n  apiKey: {file: k.yaml}\n', join(d, 'c.yaml')).ok).toBe(true);
     rmSync(d, { recursive: true, force: true });
