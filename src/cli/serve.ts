@@ -54,6 +54,9 @@ export function createRuntime(level?: string): Runtime {
     now: () => Date.now(),
     fetch: (input, init) => fetch(input, init),
     logger: createLogger({ level }),
+    // Decision lines: buffered asynchronous writes to stdout (flushed on shutdown), no
+    // path redaction (entries carry identifiers only). One line per Check must stay cheap.
+    decisionLogger: createLogger({ level: 'info', redact: false, destination: pino.destination({ dest: 1, sync: false, minLength: 4096 }) }),
     metrics: new Metrics({ collectDefault: true }),
     shared: new SharedResources(),
   };
@@ -116,7 +119,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
 
   // gRPC listener
   const decisionLogger = opts.decisionLogPath
-    ? createLogger({ level: 'info', destination: pino.destination({ dest: opts.decisionLogPath, mkdir: true, sync: false }) })
+    ? createLogger({ level: 'info', redact: false, destination: pino.destination({ dest: opts.decisionLogPath, mkdir: true, sync: false, minLength: 4096 }) })
     : undefined;
   const grpcServer = createGrpcServer(state, runtime, { decisionLogger });
   const g = splitHostPort(opts.grpcAddress ?? '0.0.0.0:9001');
@@ -159,7 +162,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     await new Promise<void>((resolve) => http.close(() => resolve()));
     http.closeAllConnections?.();
     runtime.shared.disposeAll();
-    decisionLogger?.flush();
+    // Buffered decision lines must reach their file/stdout before the process exits.
+    const flush = (l: typeof decisionLogger) =>
+      l ? new Promise<void>((resolve) => l.flush(() => resolve())) : Promise.resolve();
+    await Promise.all([flush(decisionLogger), flush(runtime.decisionLogger)]);
   };
 
   return {

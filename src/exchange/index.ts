@@ -211,7 +211,11 @@ async function callSts(p: CompiledPolicy, subject: Identity, actor: Identity | n
   return r.ok ? { ok: true, accessToken: r.accessToken, expiresAt: r.expiresAt } : r;
 }
 
-export async function exchange(state: CheckState, cfg: ExchangeConfig): Promise<Deny | null> {
+/**
+ * Phase 4. Synchronous (no promise, no allocation) when no policy applies, which is the
+ * common case on routes without an exchange; asynchronous only when an exchange runs.
+ */
+export function exchange(state: CheckState, cfg: ExchangeConfig): Deny | null | Promise<Deny | null> {
   if (cfg.policies.length === 0) return null;
   // Authentication lets CORS preflights through (Envoy's bypass_cors_preflight); they carry
   // no credentials, so there is nothing to exchange and nothing to deny.
@@ -224,6 +228,10 @@ export async function exchange(state: CheckState, cfg: ExchangeConfig): Promise<
     state.trace?.add('exchange', 'no TokenExchangePolicy applies');
     return null;
   }
+  return runExchange(state, cfg, p);
+}
+
+async function runExchange(state: CheckState, cfg: ExchangeConfig, p: CompiledPolicy): Promise<Deny | null> {
   const rt = state.runtime;
   const m = metrics(rt);
   const denyWith = (f: ExchangeFailure | { reason: ExchangeReason; message: string }): Deny => {

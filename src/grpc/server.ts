@@ -84,7 +84,7 @@ export interface GrpcServerOptions {
 
 export function createGrpcServer(state: ServingState, runtime: Runtime, opts: GrpcServerOptions = {}): grpc.Server {
   const protos = loadProtos();
-  const decisionLog = new DecisionLog(opts.decisionLogger ?? runtime.logger);
+  const decisionLog = new DecisionLog(opts.decisionLogger ?? runtime.decisionLogger ?? runtime.logger);
   const m = runtime.metrics;
   const server = new grpc.Server({
     'grpc.max_concurrent_streams': opts.maxConcurrentStreams ?? 1000,

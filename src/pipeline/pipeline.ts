@@ -40,18 +40,25 @@ function isPromise<T>(v: T | Promise<T>): v is Promise<T> {
   return typeof (v as { then?: unknown })?.then === 'function';
 }
 
-async function runStages(state: CheckState, cfg: CompiledConfig): Promise<Deny | null> {
+/**
+ * Phases 2-4. Synchronous as long as every stage answers synchronously (the common case:
+ * a cached token, no exchange), so the hot path allocates no promise, timer or abort
+ * controller; it turns asynchronous at the first stage that returns a promise.
+ */
+function runStages(state: CheckState, cfg: CompiledConfig): Deny | null | Promise<Deny | null> {
   // phase 2: authenticate (jwtRules and the credential chain) -> state.identity
-  let r = authenticate(state, cfg.authn);
-  let d = isPromise(r) ? await r : r;
-  if (d) return d;
+  const a = authenticate(state, cfg.authn);
+  if (isPromise(a)) return a.then((d) => (d ? d : afterAuthn(state, cfg)));
+  if (a) return a;
+  return afterAuthn(state, cfg);
+}
+
+function afterAuthn(state: CheckState, cfg: CompiledConfig): Deny | null | Promise<Deny | null> {
   // phase 3: authorize (AuthorizationPolicy DENY -> ALLOW, AUDIT logged)
-  d = authorize(state, cfg.authz);
+  const d = authorize(state, cfg.authz);
   if (d) return d;
   // phase 4: exchange (RFC 8693 on-behalf-of) -> upstream Authorization
-  r = exchange(state, cfg.exchange);
-  d = isPromise(r) ? await r : r;
-  return d;
+  return exchange(state, cfg.exchange);
 }
 
 function toDecision(state: CheckState, d: Deny | null, requestId: string): Decision {
@@ -135,11 +142,14 @@ export async function evaluate(
     return internalDecision('ERR_DEADLINE', 'deadline already passed on arrival', requestId, trace);
   }
 
-  const abort = new AbortController();
+  // The abort controller is made only when a stage asks for the signal (a remote call).
+  let abort: AbortController | undefined;
   const state: CheckState = {
     ctx,
     runtime,
-    signal: abort.signal,
+    get signal() {
+      return (abort ??= new AbortController()).signal;
+    },
     trace,
     identity: null,
     identities: [],
@@ -149,22 +159,31 @@ export async function evaluate(
   };
   trace?.add('context', `workload namespace=${ctx.workload.namespace} labels=${JSON.stringify(ctx.workload.labels)}${ctx.workload.hasLabels ? '' : ' (none: selector policies apply)'}`);
 
+  const failed = (e: unknown): Decision => {
+    runtime.logger.error({ requestId, err: sanitizeRemoteText(e instanceof Error ? `${e.name}: ${e.message}` : String(e)) }, 'internal error in pipeline');
+    trace?.add('respond', 'internal error: denied (fail closed)');
+    return internalDecision('ERR_INTERNAL', 'internal error in pipeline', requestId, trace);
+  };
+
+  let r: Deny | null | Promise<Deny | null>;
+  try {
+    r = runStages(state, cfg);
+  } catch (e) {
+    return failed(e);
+  }
+  if (!isPromise(r)) return toDecision(state, r, requestId);
+
+  // A stage went asynchronous (a JWKS fetch, a TokenReview, an STS call): race it against
+  // the deadline so Envoy always gets our explicit answer first.
   let timer: NodeJS.Timeout | undefined;
   try {
-    const work = runStages(state, cfg).then(
-      (d) => toDecision(state, d, requestId),
-      (e: unknown) => {
-        runtime.logger.error({ requestId, err: sanitizeRemoteText(e instanceof Error ? `${e.name}: ${e.message}` : String(e)) }, 'internal error in pipeline');
-        trace?.add('respond', 'internal error: denied (fail closed)');
-        return internalDecision('ERR_INTERNAL', 'internal error in pipeline', requestId, trace);
-      },
-    );
+    const work = r.then((d) => toDecision(state, d, requestId), failed);
     const timeout = new Promise<Decision>((resolve) => {
       timer = setTimeout(() => {
-        abort.abort(new Error('check deadline'));
+        (abort ??= new AbortController()).abort(new Error('check deadline'));
         trace?.add('respond', 'deadline reached before a decision: 503');
         resolve(internalDecision('ERR_DEADLINE', 'deadline reached before a decision', requestId, trace));
-      }, Math.max(0, answerBy - now));
+      }, Math.max(0, answerBy - runtime.now()));
       timer.unref?.();
     });
     return await Promise.race([work, timeout]);

@@ -13,6 +13,8 @@ export interface Runtime {
   now(): number;
   readonly fetch: FetchLike;
   readonly logger: Logger;
+  /** Where decision lines go; defaults to `logger`. */
+  readonly decisionLogger?: Logger;
   readonly metrics: Metrics;
   readonly shared: SharedResources;
 }
