@@ -86,6 +86,20 @@ export function createGrpcServer(state: ServingState, runtime: Runtime, opts: Gr
   const protos = loadProtos();
   const decisionLog = new DecisionLog(opts.decisionLogger ?? runtime.decisionLogger ?? runtime.logger);
   const m = runtime.metrics;
+  // Label children resolved once per (decision, reason): both come from closed sets, and
+  // resolving labels on every Check (hashing the label object) is measurable per-Check cost.
+  const checkChildren = new Map<string, { inc(): void }>();
+  const checkCounter = (decision: string, reason: string) => {
+    const k = `${decision}|${reason}`;
+    let c = checkChildren.get(k);
+    if (!c) {
+      c = m.checks.labels(decision, reason);
+      checkChildren.set(k, c);
+    }
+    return c;
+  };
+  const durationAllow = m.checkDuration.labels('allow');
+  const durationDeny = m.checkDuration.labels('deny');
   const server = new grpc.Server({
     'grpc.max_concurrent_streams': opts.maxConcurrentStreams ?? 1000,
     'grpc.keepalive_permit_without_calls': 1,
@@ -102,8 +116,8 @@ export function createGrpcServer(state: ServingState, runtime: Runtime, opts: Gr
           const resp = toCheckResponse(d, { reasonHeader: cfg?.settings.reasonHeader ?? false });
           const seconds = Number(process.hrtime.bigint() - start) / 1e9;
           const decision = resp.status.code === 0 ? 'allow' : 'deny';
-          m.checks.inc({ decision, reason: d.allow && resp.status.code !== 0 ? 'ERR_BAD_REQUEST' : d.reason });
-          m.checkDuration.observe({ decision }, seconds);
+          checkCounter(decision, d.allow && resp.status.code !== 0 ? 'ERR_BAD_REQUEST' : d.reason).inc();
+          (decision === 'allow' ? durationAllow : durationDeny).observe(seconds);
           if (cfg) decisionLog.record(cfg.settings, d, seconds * 1000);
           callback(null, resp);
         })
