@@ -55,7 +55,6 @@ function isPromise<T>(v: T | Promise<T>): v is Promise<T> {
   return typeof (v as { then?: unknown })?.then === 'function';
 }
 
-/** Run the members in order (see the module comment for the rules). */
 function count(state: CheckState, m: CredentialValidatorMember, result: 'admit' | 'reject' | 'unrecognized' | 'abstain'): void {
   if (!m.metricLabel) return;
   state.runtime.metrics
@@ -63,27 +62,60 @@ function count(state: CheckState, m: CredentialValidatorMember, result: 'admit' 
     .inc({ validator: m.metricLabel, result });
 }
 
-export async function runChain(state: CheckState, members: readonly CredentialValidatorMember[], opts: ChainOptions = {}): Promise<Deny | null> {
+const SOFT = Symbol('soft reject');
+
+/** One member's result: the chain's answer (a Deny or null), SOFT, or undefined (go on). */
+function settle(state: CheckState, m: CredentialValidatorMember, r: ValidatorResult): Deny | null | typeof SOFT | undefined {
+  count(state, m, r.kind === 'reject' ? (r.soft ? 'unrecognized' : 'reject') : r.kind === 'admit' && r.identities.length > 0 ? 'admit' : 'abstain');
+  if (r.kind === 'reject') {
+    if (!r.soft) return r.deny;
+    state.trace?.add('authn', `${m.name}: credential not recognized; trying the next validator`);
+    return SOFT;
+  }
+  if (r.kind === 'admit' && r.identities.length > 0) {
+    const ids = r.identities;
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]!;
+      state.identities.push(id);
+      if (!state.identity) state.identity = id;
+    }
+    state.trace?.add('authn', `${m.name}: admitted ${ids[0]!.principal}`);
+    return null;
+  }
+  return undefined;
+}
+
+/**
+ * Run the members in order (see the module comment for the rules). Synchronous as long as
+ * every member answers synchronously (a cached token); a promise from the first member
+ * that does not.
+ */
+export function runChain(state: CheckState, members: readonly CredentialValidatorMember[], opts: ChainOptions = {}): Deny | null | Promise<Deny | null> {
   if (!opts.sanitized) for (const m of members) m.sanitize?.(state);
-  let soft: Deny | null = null;
-  for (const m of members) {
+  return runFrom(state, members, opts, 0, null);
+}
+
+function runFrom(state: CheckState, members: readonly CredentialValidatorMember[], opts: ChainOptions, start: number, soft0: Deny | null): Deny | null | Promise<Deny | null> {
+  let soft = soft0;
+  for (let i = start; i < members.length; i++) {
+    const m = members[i]!;
     const r0 = m.validate(state);
-    const r = isPromise(r0) ? await r0 : r0;
-    count(state, m, r.kind === 'reject' ? (r.soft ? 'unrecognized' : 'reject') : r.kind === 'admit' && r.identities.length > 0 ? 'admit' : 'abstain');
-    if (r.kind === 'reject') {
-      if (!r.soft) return r.deny;
-      state.trace?.add('authn', `${m.name}: credential not recognized; trying the next validator`);
-      soft ??= r.deny;
+    if (isPromise(r0)) {
+      const before = soft;
+      return r0.then((r) => {
+        const o = settle(state, m, r);
+        if (o === undefined) return runFrom(state, members, opts, i + 1, before);
+        if (o === SOFT) return runFrom(state, members, opts, i + 1, before ?? (r as Extract<ValidatorResult, { kind: 'reject' }>).deny);
+        return o;
+      });
+    }
+    const o = settle(state, m, r0);
+    if (o === undefined) continue;
+    if (o === SOFT) {
+      soft ??= (r0 as Extract<ValidatorResult, { kind: 'reject' }>).deny;
       continue;
     }
-    if (r.kind === 'admit' && r.identities.length > 0) {
-      for (const id of r.identities) {
-        state.identities.push(id);
-        if (!state.identity) state.identity = id;
-      }
-      state.trace?.add('authn', `${m.name}: admitted ${r.identities[0]!.principal}`);
-      return null;
-    }
+    return o;
   }
   if (soft) return soft;
   return opts.onNoAdmit ? opts.onNoAdmit(state) : null;

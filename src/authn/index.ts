@@ -10,7 +10,7 @@ import type { CompileContext } from '../config/compile.js';
 import type { KindDocument } from '../config/kinds.js';
 import type { Settings } from '../config/settings.js';
 import type { CheckState, Deny } from '../pipeline/state.js';
-import { runChain, type CredentialValidatorMember } from './chain.js';
+import { runChain, type ChainOptions, type CredentialValidatorMember } from './chain.js';
 import { challengeFor, CREDENTIAL_BODIES, BEARER_LOCATION } from './credential-common.js';
 import { compileCredentialValidator, CredentialValidatorIndex, JWT_DEFAULT_ORDER, normalizeHost, routeMatches, type CompiledValidator } from './credential-validator.js';
 import { DEFAULT_JWKS_TUNING, type JwksTuning } from './jwks-source.js';
@@ -86,7 +86,7 @@ function workloadKey(state: CheckState): string {
 }
 
 interface Chain {
-  readonly members: CredentialValidatorMember[];
+  readonly members: readonly CredentialValidatorMember[];
   /**
    * Every member that applies to the workload by scope, whether or not its `match` holds
    * for this request (and the jwtRules member): all of them sanitize before anything else.
@@ -96,6 +96,11 @@ interface Chain {
   readonly requiredBy: CompiledValidator | null;
   readonly jwtOnly: boolean;
 }
+
+const NO_CHAIN: Chain = Object.freeze({ members: Object.freeze([]), sanitizers: Object.freeze([]), requiredBy: null, jwtOnly: true });
+/** Chains of workloads to which only jwtRules apply, by rules array (see chainFor). */
+const jwtOnlyChains = new WeakMap<readonly CompiledJwtRule[], Map<number, Chain>>();
+const SANITIZED: ChainOptions = Object.freeze({ sanitized: true });
 
 /**
  * The chain for this request: the jwtRules of the applying RequestAuthentications at
@@ -113,8 +118,18 @@ function chainFor(state: CheckState, cfg: AuthnConfig): Chain {
   const rules: readonly CompiledJwtRule[] = cfg.requestAuthentications.rulesFor(w);
   const all = cfg.validators.count > 0 ? cfg.validators.forWorkload(w, workloadKey(state)) : [];
   if (all.length === 0) {
-    const members = rules.length ? [new JwtRulesMember(rules, { jwksUnavailableStatus: cfg.jwksUnavailableStatus })] : [];
-    return { members, sanitizers: members, requiredBy: null, jwtOnly: true };
+    if (rules.length === 0) return NO_CHAIN;
+    // Only the jwtRules: the chain depends on the rules (one frozen array per workload, per
+    // config) and the deny status alone, so it is built once.
+    let byStatus = jwtOnlyChains.get(rules);
+    if (!byStatus) jwtOnlyChains.set(rules, (byStatus = new Map()));
+    let chain = byStatus.get(cfg.jwksUnavailableStatus);
+    if (!chain) {
+      const members = Object.freeze([new JwtRulesMember(rules, { jwksUnavailableStatus: cfg.jwksUnavailableStatus })]);
+      chain = Object.freeze({ members, sanitizers: members, requiredBy: null, jwtOnly: true });
+      byStatus.set(cfg.jwksUnavailableStatus, chain);
+    }
+    return chain;
   }
   const ctx = state.ctx;
   // Normalized once (case, `:port`, trailing dot): `match` and `required` must hold for every
@@ -189,20 +204,19 @@ export function authenticate(state: CheckState, cfg: AuthnConfig): Deny | null |
     state.trace.add('authn', `credential chain: ${chain.members.map((m) => m.name).join(' -> ') || '(empty)'}${chain.requiredBy ? ` (required by ${chain.requiredBy.ref})` : ''}`);
   }
   const requiredBy = chain.requiredBy;
+  if (!requiredBy) return runChain(state, chain.members, SANITIZED);
   return runChain(state, chain.members, {
     sanitized: true,
-    onNoAdmit: requiredBy
-      ? (s) => {
-          // Envoy's jwt_authn lets CORS preflights through whatever is required.
-          if (isCorsPreflight(s)) {
-            s.trace?.add('authn', 'CORS preflight: authentication requirement skipped');
-            return null;
-          }
-          const d = noValidatorAdmitted(s, cfg, chain, requiredBy);
-          s.trace?.add('authn', `denied 401: ${d.message}`);
-          return d;
-        }
-      : undefined,
+    onNoAdmit: (s) => {
+      // Envoy's jwt_authn lets CORS preflights through whatever is required.
+      if (isCorsPreflight(s)) {
+        s.trace?.add('authn', 'CORS preflight: authentication requirement skipped');
+        return null;
+      }
+      const d = noValidatorAdmitted(s, cfg, chain, requiredBy);
+      s.trace?.add('authn', `denied 401: ${d.message}`);
+      return d;
+    },
   });
 }
 

@@ -17,14 +17,14 @@ import { bool, duration, list, obj, str, type Schema } from '../config/schema.js
 import { parseScope, scopeApplies, type CompiledScope } from '../config/scope.js';
 import type { Workload } from '../pipeline/context.js';
 import type { Identity } from '../pipeline/identity.js';
-import { deny, type CheckState, type Deny } from '../pipeline/state.js';
+import { deny, type CheckState, type Deny, type Trace } from '../pipeline/state.js';
 import { LRUCache } from 'lru-cache';
 import { ABSTAIN, type CredentialValidatorMember, type ValidatorResult } from './chain.js';
 import { claimHeaderValue, DEFAULT_SPACE_DELIMITED, getClaim, splitSpaceDelimited } from './claims.js';
 import { DEFAULT_JWKS_TIMEOUT_MS, type JwksTuning } from './jwks-source.js';
 import { JWT_STATUS, parseJwt, reasonForStatus, type JwtStatus, type ParsedJwt } from './jwt-format.js';
 import { createKeySource } from './jwt-validator.js';
-import { JwtVerifier, sharedVerifiedCache, type VerifyOutcome } from './verifier.js';
+import { JwtVerifier, sharedVerifiedCache, type VerifiedEntry, type VerifyOutcome } from './verifier.js';
 
 interface RawHeaderLocation {
   name?: string;
@@ -95,6 +95,8 @@ export interface CompiledJwtRule {
   readonly index: number;
   /** `ns/name jwtRules[i]` (Identity.admittedBy, --explain). */
   readonly id: string;
+  /** Unique in the process (compiled rules are immutable): tags what is memoized per rule. */
+  readonly serial: number;
   readonly issuer: string;
   readonly locations: readonly TokenLocation[];
   readonly forwardOriginalToken: boolean;
@@ -128,6 +130,8 @@ function validJwksUri(u: string): string | null {
   if (!url.hostname) return 'jwksUri must have a host';
   return null;
 }
+
+let ruleSerial = 0;
 
 /** Compile one RequestAuthentication; reports issues on `k.v`; undefined when invalid. */
 export function compileRequestAuthentication(
@@ -216,6 +220,7 @@ export function compileRequestAuthentication(
         ref: k.ref,
         index: i,
         id: `${k.ref} jwtRules[${i}]`,
+        serial: ++ruleSerial,
         issuer,
         locations: locations.length > 0 ? Object.freeze(locations) : DEFAULT_LOCATIONS,
         forwardOriginalToken: r.forwardOriginalToken ?? false,
@@ -274,34 +279,19 @@ export class RequestAuthenticationIndex {
 }
 
 function workloadKey(w: Workload): string {
-  const labels = Object.keys(w.labels)
-    .sort()
-    .map((k) => `${k}=${w.labels[k]}`)
-    .join('\u0001');
+  const names = Object.keys(w.labels);
+  let labels = '';
+  if (names.length > 0) {
+    if (names.length > 1) names.sort();
+    for (let i = 0; i < names.length; i++) labels += `${i > 0 ? '\u0001' : ''}${names[i]!}=${w.labels[names[i]!]}`;
+  }
   return `${w.namespace}\u0000${w.hasLabels ? 1 : 0}\u0000${labels}\u0000${w.gateway}\u0000${w.service}`;
 }
 
-const JWT_CHARS = /[A-Za-z0-9_.\-]/;
-
-/**
- * Envoy JwtHeaderLocation: with a prefix, the value must contain it; the token is the run
- * of base64url characters and dots after it (so `Bearer <jwt>, ...` and quoted forms work).
- * Without a prefix the whole value is the token.
- */
-function extractFromHeader(value: string, prefix: string): string[] {
-  if (!prefix) return [value];
-  const out: string[] = [];
-  // Envoy sees repeated headers as separate values; here they arrive joined by ','.
-  for (const part of value.split(',')) {
-    const pos = part.indexOf(prefix);
-    if (pos < 0) continue;
-    let start = pos + prefix.length;
-    while (start < part.length && !JWT_CHARS.test(part[start]!)) start++;
-    let end = start;
-    while (end < part.length && JWT_CHARS.test(part[end]!)) end++;
-    out.push(start >= part.length ? part : part.slice(start, end));
-  }
-  return out;
+/** A base64url character or a dot: what a JWT is made of (Envoy's token run after a prefix). */
+function isJwtChar(c: number): boolean {
+  // 0-9, A-Z, a-z, '_', '.', '-'
+  return (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95 || c === 46 || c === 45;
 }
 
 interface FoundToken {
@@ -309,24 +299,58 @@ interface FoundToken {
   readonly location: TokenLocation;
 }
 
+/**
+ * Envoy JwtHeaderLocation: with a prefix, the value must contain it; the token is the run
+ * of base64url characters and dots after it (so `Bearer <jwt>, ...` and quoted forms work).
+ * Without a prefix the whole value is the token. Appends to `out`; `nonJwt`: skip values
+ * that are not JWT-shaped (see extractTokens).
+ */
+function extractFromHeader(value: string, l: TokenLocation, nonJwt: boolean, out: FoundToken[]): void {
+  const prefix = l.prefix;
+  if (!prefix) {
+    if (!nonJwt || isJwtShaped(value)) out.push({ token: value, location: l });
+    return;
+  }
+  // Envoy sees repeated headers as separate values; here they arrive joined by ','. Each
+  // comma-separated part is looked at on its own (a prefix never spans a comma).
+  const len = value.length;
+  let partStart = 0;
+  for (;;) {
+    let partEnd = value.indexOf(',', partStart);
+    if (partEnd < 0) partEnd = len;
+    const pos = value.indexOf(prefix, partStart);
+    if (pos >= 0 && pos + prefix.length <= partEnd) {
+      let start = pos + prefix.length;
+      while (start < partEnd && !isJwtChar(value.charCodeAt(start))) start++;
+      let end = start;
+      while (end < partEnd && isJwtChar(value.charCodeAt(end))) end++;
+      const t = start >= partEnd ? value.slice(partStart, partEnd) : value.slice(start, end);
+      // DESIGN.md §6: with API-key / shared-token validators reading this header, a value
+      // that is not JWT-shaped belongs to them, not to the jwtRules.
+      if (!nonJwt || isJwtShaped(t)) out.push({ token: t, location: l });
+    }
+    if (partEnd >= len) return;
+    partStart = partEnd + 1;
+  }
+}
+
+const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
 /** Three base64url segments (DESIGN.md §6): what a JWT looks like before any parsing. */
 export function isJwtShaped(t: string): boolean {
-  return /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(t);
+  return JWT_SHAPE.test(t);
 }
 
 function extractTokens(state: CheckState, rule: CompiledJwtRule, nonJwtElsewhere?: ReadonlySet<string>): FoundToken[] {
   const ctx = state.ctx;
   const out: FoundToken[] = [];
-  for (const l of rule.locations) {
+  const locations = rule.locations;
+  for (let i = 0; i < locations.length; i++) {
+    const l = locations[i]!;
     if (l.kind === 'header') {
       const v = ctx.header(l.name);
       if (v === undefined) continue;
-      for (const t of extractFromHeader(v, l.prefix)) {
-        // DESIGN.md §6: with API-key / shared-token validators reading this header, a value
-        // that is not JWT-shaped belongs to them, not to the jwtRules.
-        if (nonJwtElsewhere?.has(l.name) && !isJwtShaped(t)) continue;
-        out.push({ token: t, location: l });
-      }
+      extractFromHeader(v, l, nonJwtElsewhere !== undefined && nonJwtElsewhere.has(l.name), out);
     } else if (l.kind === 'param') {
       const v = ctx.queryParams.get(l.name);
       if (v && v.length > 0) out.push({ token: v[0]!, location: l });
@@ -400,6 +424,62 @@ function buildIdentity(rule: CompiledJwtRule, jwt: ParsedJwt, found: FoundToken)
   });
 }
 
+/**
+ * What admitting a verified, cached token derives from it for one rule and one token
+ * location, kept in the verified-token cache entry (VerifiedEntry.memo) so a repeated token
+ * reuses its frozen Identity and header values. It depends only on the token (the entry's
+ * key), the rule (`serial`: compiled rules are immutable, a reload compiles new ones) and
+ * the location label the Identity names.
+ */
+class AdmitMemo {
+  constructor(
+    readonly serial: number,
+    readonly label: string,
+    readonly identity: Identity,
+    /** outputPayloadToHeader, then outputClaimToHeaders in order: name, value, name, value, ... */
+    readonly headers: readonly string[],
+    /** The ValidatorResult when this token is the only one the rule found. */
+    readonly single: ValidatorResult,
+  ) {}
+}
+
+/** Envoy's payload and claim headers for a verified token (rule order; absent claims skipped). */
+function outputHeaders(rule: CompiledJwtRule, jwt: ParsedJwt): string[] {
+  const h: string[] = [];
+  if (rule.outputPayloadToHeader) h.push(rule.outputPayloadToHeader, jwt.payloadB64);
+  for (const c of rule.outputClaimToHeaders) {
+    const v = claimHeaderValue(getClaim(jwt.payload, c.path));
+    if (v !== undefined) h.push(c.header, v);
+  }
+  return h;
+}
+
+function memoFor(rule: CompiledJwtRule, found: FoundToken, entry: VerifiedEntry): AdmitMemo {
+  const m = entry.memo;
+  if (m instanceof AdmitMemo && m.serial === rule.serial && m.label === found.location.label) return m;
+  const identity = buildIdentity(rule, entry.jwt, found);
+  const memo = new AdmitMemo(
+    rule.serial,
+    found.location.label,
+    identity,
+    Object.freeze(outputHeaders(rule, entry.jwt)),
+    Object.freeze({ kind: 'admit' as const, identities: Object.freeze([identity]) }),
+  );
+  entry.memo = memo;
+  return memo;
+}
+
+interface Verified {
+  readonly found: FoundToken;
+  readonly jwt: ParsedJwt;
+  /** Set when the token came from the verified-token cache (its memo is then used). */
+  readonly entry?: VerifiedEntry;
+}
+
+function traceVerified(trace: Trace, rule: CompiledJwtRule, found: FoundToken, keyId: string, alg: string, cached: boolean): void {
+  trace.add('authn', `${rule.id}: token at ${found.location.label} verified with key ${keyId} (${alg}) from ${rule.verifier.source.description}${cached ? ' [cached]' : ''}`);
+}
+
 /** Remove one cookie from a Cookie header value; '' when none is left. */
 export function removeCookie(header: string, name: string): string {
   return header
@@ -422,13 +502,22 @@ export class JwtRulesMember implements CredentialValidatorMember {
    * whether or not a token is present (a client must not be able to forge them).
    */
   sanitize(state: CheckState): void {
-    for (const r of this.rules) {
+    const rules = this.rules;
+    for (let i = 0; i < rules.length; i++) {
+      const r = rules[i]!;
       if (r.outputPayloadToHeader) state.upstream.removeHeader(r.outputPayloadToHeader);
-      for (const c of r.outputClaimToHeaders) state.upstream.removeHeader(c.header);
+      const out = r.outputClaimToHeaders;
+      for (let j = 0; j < out.length; j++) state.upstream.removeHeader(out[j]!.header);
     }
   }
 
-  async validate(state: CheckState): Promise<ValidatorResult> {
+  /**
+   * Synchronous as long as every token found is a verified-token cache hit (the common case:
+   * a repeated token): the cache is probed with the raw token, before any parsing, and the
+   * Identity and header values kept in the entry are reused. The first token that is not a
+   * valid hit continues in validateSlow(), in the same order with the same outcome.
+   */
+  validate(state: CheckState): ValidatorResult | Promise<ValidatorResult> {
     const rules = this.rules;
     const trace = state.trace;
     this.sanitize(state);
@@ -438,6 +527,52 @@ export class JwtRulesMember implements CredentialValidatorMember {
     }
     trace?.add('authn', `jwtRules in force: ${rules.map((r) => `${r.id} (issuer ${JSON.stringify(r.issuer)})`).join(', ')}`);
 
+    for (let ri = 0; ri < rules.length; ri++) {
+      const rule = rules[ri]!;
+      const tokens = extractTokens(state, rule, this.opts.nonJwtHeaders);
+      if (tokens.length === 0) {
+        trace?.add('authn', `${rule.id}: no token at ${rule.locations.map((l) => l.label).join(', ')}`);
+        continue; // JwtMissed never overrides anything
+      }
+      if (tokens.length === 1) {
+        const found = tokens[0]!;
+        const hit = rule.verifier.probe(found.token);
+        if (hit === undefined || typeof hit === 'string') return this.validateSlow(state, ri, tokens, [], hit);
+        if (trace) traceVerified(trace, rule, found, hit.keyId, hit.jwt.alg, true);
+        return this.admitOne(state, rule, found, hit);
+      }
+      const verified: Verified[] = [];
+      for (let ti = 0; ti < tokens.length; ti++) {
+        const found = tokens[ti]!;
+        const hit = rule.verifier.probe(found.token);
+        if (hit === undefined || typeof hit === 'string') return this.validateSlow(state, ri, tokens, verified, hit);
+        verified.push({ found, jwt: hit.jwt, entry: hit });
+        if (trace) traceVerified(trace, rule, found, hit.keyId, hit.jwt.alg, true);
+      }
+      return this.admit(state, rule, verified);
+    }
+    trace?.add('authn', 'no JWT presented: request continues without identity (allow_missing)');
+    return ABSTAIN;
+  }
+
+  /**
+   * The rules from `startRule` on, whose tokens `startTokens` were extracted already and the
+   * first `startVerified.length` of them verified (cache hits); the next one was probed with
+   * the result `startProbe` (undefined: a miss; a JwtStatus: cached but out of its time).
+   *
+   * Per rule (Envoy ProviderVerifier) every token must verify; across rules (AnyVerifier)
+   * the first rule that passes wins, else the last real error, else JwtUnknownIssuer, else
+   * JwtMissed (allowed).
+   */
+  private async validateSlow(
+    state: CheckState,
+    startRule: number,
+    startTokens: readonly FoundToken[],
+    startVerified: Verified[],
+    startProbe: JwtStatus | undefined,
+  ): Promise<ValidatorResult> {
+    const rules = this.rules;
+    const trace = state.trace;
     const parsed = new Map<string, ParsedJwt | { status: JwtStatus }>();
     const parseOnce = (t: string) => {
       let p = parsed.get(t);
@@ -450,20 +585,33 @@ export class JwtRulesMember implements CredentialValidatorMember {
     let final: JwtStatus = 'JwtMissed';
     let finalRule: CompiledJwtRule | undefined;
     let finalDetail = '';
-    for (const rule of rules) {
-      const tokens = extractTokens(state, rule, this.opts.nonJwtHeaders);
+    for (let ri = startRule; ri < rules.length; ri++) {
+      const rule = rules[ri]!;
+      const resuming = ri === startRule;
+      const tokens = resuming ? startTokens : extractTokens(state, rule, this.opts.nonJwtHeaders);
       if (tokens.length === 0) {
         trace?.add('authn', `${rule.id}: no token at ${rule.locations.map((l) => l.label).join(', ')}`);
         continue; // JwtMissed never overrides anything
       }
       let failed: { status: JwtStatus; detail: string } | null = null;
-      const verified: { found: FoundToken; outcome: Extract<VerifyOutcome, { ok: true }> }[] = [];
-      for (const found of tokens) {
-        // Issuer first, without touching the verifier (cheap, no metrics noise).
-        const p = parseOnce(found.token);
+      const verified: Verified[] = resuming ? startVerified : [];
+      const probedAt = resuming ? verified.length : -1;
+      for (let ti = verified.length; ti < tokens.length; ti++) {
+        const found = tokens[ti]!;
+        const probe = ti === probedAt ? startProbe : rule.verifier.probe(found.token);
         let outcome: VerifyOutcome;
-        if (!('status' in p) && rule.issuer !== '' && p.iss !== rule.issuer) outcome = { ok: false, status: 'JwtUnknownIssuer', jwt: p };
-        else outcome = await rule.verifier.verify(found.token, state.signal, rule.issuer === '' ? undefined : p);
+        if (probe === undefined) {
+          // Issuer first, without touching the verifier (cheap, no metrics noise).
+          const p = parseOnce(found.token);
+          if (!('status' in p) && rule.issuer !== '' && p.iss !== rule.issuer) outcome = { ok: false, status: 'JwtUnknownIssuer', jwt: p };
+          else outcome = await rule.verifier.verify(found.token, state.signal, rule.issuer === '' ? undefined : p, true);
+        } else if (typeof probe === 'string') {
+          outcome = { ok: false, status: probe };
+        } else {
+          verified.push({ found, jwt: probe.jwt, entry: probe });
+          if (trace) traceVerified(trace, rule, found, probe.keyId, probe.jwt.alg, true);
+          continue;
+        }
         if (!outcome.ok) {
           failed = { status: outcome.status, detail: outcome.detail ?? '' };
           trace?.add(
@@ -474,11 +622,8 @@ export class JwtRulesMember implements CredentialValidatorMember {
           );
           break; // Envoy: all tokens at a provider's locations must pass
         }
-        verified.push({ found, outcome });
-        trace?.add(
-          'authn',
-          `${rule.id}: token at ${found.location.label} verified with key ${outcome.keyId} (${outcome.jwt.alg}) from ${rule.verifier.source.description}${outcome.cached ? ' [cached]' : ''}`,
-        );
+        verified.push({ found, jwt: outcome.jwt });
+        if (trace) traceVerified(trace, rule, found, outcome.keyId, outcome.jwt.alg, outcome.cached);
       }
       if (!failed) return this.admit(state, rule, verified);
       // Envoy AnyVerifier aggregation: prefer real errors over unknown issuer over missing.
@@ -501,39 +646,56 @@ export class JwtRulesMember implements CredentialValidatorMember {
     return { kind: 'reject', deny: d };
   }
 
-  private admit(
-    state: CheckState,
-    rule: CompiledJwtRule,
-    verified: readonly { found: FoundToken; outcome: Extract<VerifyOutcome, { ok: true }> }[],
-  ): ValidatorResult {
+  /** admit() for one cached token: the memo's Identity, header values and result. */
+  private admitOne(state: CheckState, rule: CompiledJwtRule, found: FoundToken, entry: VerifiedEntry): ValidatorResult {
+    const m = memoFor(rule, found, entry);
+    const up = state.upstream;
+    const l = found.location;
+    if (!rule.forwardOriginalToken && l.kind === 'header') up.removeHeader(l.name);
+    else if (!rule.forwardOriginalToken && l.kind === 'param') up.removeQuery.add(l.name);
+    const h = m.headers;
+    for (let i = 0; i < h.length; i += 2) up.setHeader(h[i]!, h[i + 1]!);
+    if (!rule.forwardOriginalToken && l.kind === 'cookie') removeCookies(state, [l.name]);
+    return m.single;
+  }
+
+  private admit(state: CheckState, rule: CompiledJwtRule, verified: readonly Verified[]): ValidatorResult {
     const identities: Identity[] = [];
     const up = state.upstream;
     const cookiesToRemove: string[] = [];
-    for (const { found, outcome } of verified) {
-      const jwt = outcome.jwt;
-      identities.push(buildIdentity(rule, jwt, found));
+    for (const { found, jwt, entry } of verified) {
+      let identity: Identity;
+      let headers: readonly string[];
+      if (entry) {
+        const m = memoFor(rule, found, entry);
+        identity = m.identity;
+        headers = m.headers;
+      } else {
+        identity = buildIdentity(rule, jwt, found);
+        headers = outputHeaders(rule, jwt);
+      }
+      identities.push(identity);
       if (!rule.forwardOriginalToken) {
         const l = found.location;
         if (l.kind === 'header') up.removeHeader(l.name);
         else if (l.kind === 'param') up.removeQuery.add(l.name);
         else cookiesToRemove.push(l.name);
       }
-      if (rule.outputPayloadToHeader) up.setHeader(rule.outputPayloadToHeader, jwt.payloadB64);
-      for (const c of rule.outputClaimToHeaders) {
-        const v = claimHeaderValue(getClaim(jwt.payload, c.path));
-        if (v !== undefined) up.setHeader(c.header, v);
-      }
+      for (let i = 0; i < headers.length; i += 2) up.setHeader(headers[i]!, headers[i + 1]!);
     }
-    if (cookiesToRemove.length > 0) {
-      // Envoy leaves cookie tokens in place; we drop just that cookie (other cookies stay).
-      let cookie = up.set.get('cookie') ?? state.ctx.header('cookie') ?? '';
-      for (const n of cookiesToRemove) cookie = removeCookie(cookie, n);
-      if (cookie) up.setHeader('cookie', cookie);
-      else {
-        up.set.delete('cookie');
-        up.removeHeader('cookie');
-      }
-    }
+    if (cookiesToRemove.length > 0) removeCookies(state, cookiesToRemove);
     return { kind: 'admit', identities };
+  }
+}
+
+/** Envoy leaves cookie tokens in place; we drop just those cookies (other cookies stay). */
+function removeCookies(state: CheckState, names: readonly string[]): void {
+  const up = state.upstream;
+  let cookie = up.set.get('cookie') ?? state.ctx.header('cookie') ?? '';
+  for (const n of names) cookie = removeCookie(cookie, n);
+  if (cookie) up.setHeader('cookie', cookie);
+  else {
+    up.set.delete('cookie');
+    up.removeHeader('cookie');
   }
 }

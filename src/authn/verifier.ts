@@ -6,8 +6,14 @@
  * the result (issuer, audiences, key source and key-set content, the token itself), with
  * entry lifetime never past the token's `exp`; time constraints are re-checked on every
  * hit, so a repeated token costs a map lookup instead of a signature check.
+ *
+ * `probe()` is that lookup alone, for a raw token that has not been parsed: callers
+ * (request-authentication.ts) try it first and parse only on a miss. An entry also carries
+ * a memo slot where the caller keeps what it derives from a verified token (the frozen
+ * Identity, the upstream header values); the memo never takes part in verification.
  */
 import { LRUCache } from 'lru-cache';
+import type { Counter } from 'prom-client';
 import type { Runtime } from '../pipeline/runtime.js';
 import {
   audiencesAllowed,
@@ -27,10 +33,22 @@ export type VerifyOutcome =
   | { ok: true; jwt: ParsedJwt; keyId: string; cached: boolean }
   | { ok: false; status: JwtStatus; jwt?: ParsedJwt; detail?: string };
 
-interface CacheEntry {
+/** A verified-token cache entry. */
+export interface VerifiedEntry {
   readonly jwt: ParsedJwt;
   readonly keyId: string;
+  /** The token's time constraints (seconds since epoch, 0 = absent), re-checked on every hit. */
+  readonly nbf: number;
+  readonly exp: number;
+  /**
+   * What the last caller that admitted this token derived from it (request-authentication.ts
+   * keeps its Identity and header values here, tagged with the rule they were built for).
+   * Owned by that caller; verification never reads it.
+   */
+  memo: unknown;
 }
+
+type CacheEntry = VerifiedEntry;
 
 export interface VerifiedCacheOptions {
   /** Bound on entries (memory stays flat however many distinct tokens arrive). */
@@ -76,7 +94,14 @@ export class JwtVerifier {
   private readonly timeoutMs: number;
   private readonly cache: VerifiedCache | undefined;
   private readonly cachePrefix: string;
-  private readonly verifications;
+  private readonly verifications: Counter<'issuer' | 'result'>;
+  private readonly cachedCount: { inc: (value?: number) => void };
+  /**
+   * The key set this verifier saw last, and `cachePrefix + its hash + '\n'`: probe() looks
+   * a token up under it without asking the source first (the source is asked on a hit).
+   */
+  private lastKeys: KeySet | null = null;
+  private lastKeyBase = '';
 
   constructor(private readonly runtime: Runtime, opts: JwtVerifierOptions) {
     this.issuer = opts.issuer;
@@ -87,6 +112,50 @@ export class JwtVerifier {
     this.cache = opts.cache;
     this.cachePrefix = `${JSON.stringify([opts.issuer, [...(this.allowed ?? [])].sort(), opts.source.id])}\n`;
     this.verifications = runtime.metrics.counter('jwt_verifications_total', 'JWT verifications by issuer and result.', ['issuer', 'result'] as const);
+    // Bound labels (no series is created until the first inc).
+    this.cachedCount = this.verifications.labels({ issuer: this.issuer, result: 'cached' });
+  }
+
+  private remember(keys: KeySet): void {
+    if (keys === this.lastKeys) return;
+    if (!this.lastKeys || this.lastKeys.hash !== keys.hash) this.lastKeyBase = `${this.cachePrefix}${keys.hash}\n`;
+    this.lastKeys = keys;
+  }
+
+  /**
+   * The verified-token cache alone, before any parsing: the entry when `token` was verified
+   * by a verifier like this one (same issuer, audiences, key source) with the key set in
+   * force and is still valid in time (counted `cached`); its JwtStatus when it is cached but
+   * expired or not yet valid (counted like verify()); undefined on a miss (nothing counted:
+   * call verify(), with `probed` set when nothing was awaited in between).
+   *
+   * An entry exists only for a token that passed this verifier's issuer check, so a hit
+   * needs no `iss` from the caller. The source is asked for its keys only on a hit, as
+   * verify() would (peek() may start a due refresh).
+   */
+  probe(token: string): VerifiedEntry | JwtStatus | undefined {
+    const cache = this.cache;
+    const last = this.lastKeys;
+    if (!cache || !last) return undefined;
+    let hit = cache.get(this.lastKeyBase + token);
+    if (!hit) return undefined;
+    const current = this.source.peek();
+    if (current !== last) {
+      // Keys dropped (too stale): verify() decides, as it would without a probe.
+      if (!current) return undefined;
+      this.remember(current);
+      if (current.hash !== last.hash) {
+        hit = cache.get(this.lastKeyBase + token);
+        if (!hit) return undefined;
+      }
+    }
+    const t = checkTime(hit.nbf, hit.exp, this.runtime.now());
+    if (t) {
+      this.count(resultLabel(t));
+      return t;
+    }
+    this.cachedCount.inc();
+    return hit;
   }
 
   private count(result: VerifyResultLabel): void {
@@ -98,16 +167,22 @@ export class JwtVerifier {
     return { ok: false, status, jwt, detail };
   }
 
-  /** Verify a raw token (or one parsed already, when several rules look at it). Never throws. */
-  async verify(token: string, signal?: AbortSignal, parsed?: ParsedJwt | { status: JwtStatus }): Promise<VerifyOutcome> {
+  /**
+   * Verify a raw token (or one parsed already, when several rules look at it). Never throws.
+   * `probed`: the caller has just missed in probe() for this token, synchronously before
+   * this call; the cache is then not looked up again unless the key set has changed since.
+   */
+  async verify(token: string, signal?: AbortSignal, parsed?: ParsedJwt | { status: JwtStatus }, probed = false): Promise<VerifyOutcome> {
     const nowMs = this.runtime.now();
     const current = this.source.peek();
     if (current && this.cache) {
-      const hit = this.cache.get(`${this.cachePrefix}${current.hash}\n${token}`);
+      const probedSame = probed && this.lastKeys !== null && this.lastKeys.hash === current.hash;
+      this.remember(current);
+      const hit = probedSame ? undefined : this.cache.get(this.lastKeyBase + token);
       if (hit) {
-        const t = checkTime(hit.jwt.nbf, hit.jwt.exp, nowMs);
+        const t = checkTime(hit.nbf, hit.exp, nowMs);
         if (t) return this.fail(t, hit.jwt);
-        this.count('cached');
+        this.cachedCount.inc();
         return { ok: true, jwt: hit.jwt, keyId: hit.keyId, cached: true };
       }
     }
@@ -138,8 +213,9 @@ export class JwtVerifier {
     if (this.cache) {
       // Entry lifetime ends at exp + skew (after that the token is expired anyway).
       const ttl = jwt.exp ? Math.min(this.cache.ttl, (jwt.exp + CLOCK_SKEW_S) * 1000 - nowMs) : this.cache.ttl;
-      if (ttl > 0) this.cache.set(`${this.cachePrefix}${keys.hash}\n${token}`, { jwt, keyId: sig.keyId! }, { ttl });
+      if (ttl > 0) this.cache.set(`${this.cachePrefix}${keys.hash}\n${token}`, { jwt, keyId: sig.keyId!, nbf: jwt.nbf, exp: jwt.exp, memo: undefined }, { ttl });
     }
+    this.remember(keys);
     return { ok: true, jwt, keyId: sig.keyId!, cached: false };
   }
 }
