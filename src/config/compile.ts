@@ -176,45 +176,21 @@ export function loadConfig(paths: readonly string[], runtime: Runtime): CompileR
     return loadConfigUnsafe(paths, runtime);
   } catch (e) {
     runtime.shared.abortGeneration();
-    return {
-      ok: false,
-      issues: [
-        {
-          severity: 'error',
-          file: paths.join(','),
-          line: 1,
-          col: 1,
-          document: 0,
-          kind: '',
-          name: '',
-          field: '(file)',
-          message: `cannot load config: ${e instanceof Error ? `${e.name}: ${e.message.split('\n')[0]}` : String(e)}`,
-        },
-      ],
-    };
+    return pathsFailure(paths, `cannot load config: ${e instanceof Error ? `${e.name}: ${e.message.split('\n')[0]}` : String(e)}`);
   }
+}
+
+/** A failure about the config paths as a whole (no document to point at). */
+function pathsFailure(paths: readonly string[], message: string): CompileResult {
+  return {
+    ok: false,
+    issues: [{ severity: 'error', file: paths.join(','), line: 1, col: 1, document: 0, kind: '', name: '', field: '(file)', message }],
+  };
 }
 
 function loadConfigUnsafe(paths: readonly string[], runtime: Runtime): CompileResult {
   const loaded = loadConfigFiles(paths);
-  if (loaded.files.length === 0 && loaded.issues.length === 0) {
-    return {
-      ok: false,
-      issues: [
-        {
-          severity: 'error',
-          file: paths.join(','),
-          line: 1,
-          col: 1,
-          document: 0,
-          kind: '',
-          name: '',
-          field: '(file)',
-          message: 'no *.yaml or *.yml files found',
-        },
-      ],
-    };
-  }
+  if (loaded.files.length === 0 && loaded.issues.length === 0) return pathsFailure(paths, 'no *.yaml or *.yml files found');
   return compileDocuments(loaded.documents, runtime, loaded.files, loaded.issues);
 }
 
