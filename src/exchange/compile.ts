@@ -20,7 +20,7 @@ import { loadKey, type LoadedKey, type SigningAlg } from './keys.js';
 import { BuiltinSts } from './sts-builtin.js';
 import { RemoteStsClient, type ClientAuthMethod } from './sts-remote.js';
 import { createTokenReviewClient, inClusterDefaults, type TokenReviewClient } from './tokenreview.js';
-import { istioMatch, sha256, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT } from './util.js';
+import { exchangeKeyPrefix, istioMatch, sha256, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT } from './util.js';
 import { makeTrustedIssuer, verifyWithIssuers, type TrustedIssuer, type TrustedIssuerSpec } from './verify.js';
 
 // ---------------------------------------------------------------- raw spec shapes
@@ -329,8 +329,21 @@ export interface CompiledPolicy {
     readonly forwardActorToken: boolean;
     readonly actorHeader: string;
     readonly removeHeaders: readonly string[];
+    /**
+     * Precomputed (DESIGN.md §5): the headers always removed when the actor token is not
+     * forwarded — the actor headers (`actorHeader`, `x-actor-token`, the actor source
+     * header), then `removeHeaders` — deduplicated in that order, never the output header.
+     */
+    readonly strip: readonly string[];
+    /** With `forwardActorToken`: the actor headers other than `actorHeader` (removed before it is set). */
+    readonly stripForwarding: readonly string[];
   };
   readonly cache: ExchangeCache | null;
+  /**
+   * The per-policy constant part of the exchange cache key (STS identity, mode, targets,
+   * scopes, token types), computed once at compile time; see exchangeCacheKey().
+   */
+  readonly keyPrefix: string;
 }
 
 // ---------------------------------------------------------------- helpers
@@ -815,6 +828,14 @@ function compilePolicy(
 
   if (v.hasErrors || !sts) return undefined;
   if (mode === 'Delegation' && (!actor || !delegation)) return undefined;
+  const scopes = s.target!.scopes ?? [];
+  const requestedTokenType = s.target!.requestedTokenType;
+  const subjectTokenType = s.subjectTokenType ?? TOKEN_TYPE_ACCESS_TOKEN;
+  const effActor = mode === 'Delegation' ? actor : null;
+  // Upstream header lists that do not depend on the request (applyUpstream in index.ts).
+  const actorHeaders = [...new Set([actorHeader, 'x-actor-token', ...(effActor?.source.header ? [effActor.source.header] : [])])];
+  const strip = [...new Set([...actorHeaders, ...removeHeaders])].filter((h) => h !== header);
+  const stripForwarding = actorHeaders.filter((h) => h !== actorHeader && h !== header);
   return Object.freeze({
     ref: k.ref,
     scope,
@@ -824,13 +845,14 @@ function compilePolicy(
     sts,
     audiences,
     resources,
-    scopes: s.target!.scopes ?? [],
-    requestedTokenType: s.target!.requestedTokenType,
-    subjectTokenType: s.subjectTokenType ?? TOKEN_TYPE_ACCESS_TOKEN,
-    actor: mode === 'Delegation' ? actor : null,
+    scopes,
+    requestedTokenType,
+    subjectTokenType,
+    actor: effActor,
     delegation: mode === 'Delegation' ? delegation : null,
-    upstream: { header, prefix, forwardActorToken: u.forwardActorToken === true, actorHeader, removeHeaders },
+    upstream: { header, prefix, forwardActorToken: u.forwardActorToken === true, actorHeader, removeHeaders, strip, stripForwarding },
     cache,
+    keyPrefix: exchangeKeyPrefix(sts.id, mode, audiences, resources, scopes, requestedTokenType, subjectTokenType),
   });
 }
 

@@ -26,7 +26,8 @@ import { readActorToken } from './actor.js';
 import { compileExchangeDocs, matchApplies, type CompiledBuiltinSts, type CompiledPolicy, type CompiledSts } from './compile.js';
 import { checkDelegation } from './delegation.js';
 import { EXCHANGE_BODIES, fail, outcomeOf, type ExchangeFailure, type ExchangeReason } from './errors.js';
-import { sha256 } from './util.js';
+import type { CachedToken, CacheLookup } from './cache.js';
+import { exchangeCacheKey } from './util.js';
 
 export type { CompiledBuiltinSts, CompiledPolicy, CompiledSts } from './compile.js';
 export { BuiltinSts } from './sts-builtin.js';
@@ -149,7 +150,17 @@ function toDeny(state: CheckState, p: CompiledPolicy, f: ExchangeFailure | { rea
   return deny(f.reason, f.message, { body: EXCHANGE_BODIES[f.reason] ?? '', headers, policy: p.ref });
 }
 
-function metrics(rt: Runtime) {
+type ExchangeMetrics = ReturnType<typeof makeMetrics>;
+const METRICS = new WeakMap<Runtime['metrics'], ExchangeMetrics>();
+
+/** The stage's metrics, looked up once per metrics registry (not on every Check). */
+function metricsOf(rt: Runtime): ExchangeMetrics {
+  let m = METRICS.get(rt.metrics);
+  if (!m) METRICS.set(rt.metrics, (m = makeMetrics(rt)));
+  return m;
+}
+
+function makeMetrics(rt: Runtime) {
   const m = rt.metrics;
   return {
     exchanges: m.counter('token_exchanges_total', 'STS exchanges by STS (namespace/name) and outcome.', ['sts', 'outcome'] as const),
@@ -213,7 +224,11 @@ async function callSts(p: CompiledPolicy, subject: Identity, actor: Identity | n
 
 /**
  * Phase 4. Synchronous (no promise, no allocation) when no policy applies, which is the
- * common case on routes without an exchange; asynchronous only when an exchange runs.
+ * common case on routes without an exchange, and on an exchange cache hit in Impersonation
+ * mode (no actor token to validate): the key is computed and the cache probed here, and a
+ * valid cached token is applied at once. Asynchronous otherwise: a miss (STS call), a
+ * cached refusal (denied exactly as before), a missing subject, and Delegation mode (the
+ * actor token is validated on every Check).
  */
 export function exchange(state: CheckState, cfg: ExchangeConfig): Deny | null | Promise<Deny | null> {
   if (cfg.policies.length === 0) return null;
@@ -228,20 +243,72 @@ export function exchange(state: CheckState, cfg: ExchangeConfig): Deny | null | 
     state.trace?.add('exchange', 'no TokenExchangePolicy applies');
     return null;
   }
-  return runExchange(state, cfg, p);
+  const subject = state.identity;
+  const cache = p.cache;
+  if (p.mode === 'Impersonation' && cache && subject && subject.token) {
+    const key = cacheKey(p, subject, null);
+    const hit = cache.lookup(key);
+    if (hit.kind === 'hit') {
+      const value = upstreamValue(p, hit.token);
+      // An unusable cached value takes the ordinary path (which denies it, as before).
+      if (value !== undefined) {
+        enter(state, p);
+        metricsOf(state.runtime).cache.inc({ policy: p.ref, result: 'hit' });
+        state.attribution.exchangeCache = 'hit';
+        return finish(state, p, cfg, subject, null, value);
+      }
+    }
+    return runExchange(state, cfg, p, { key, hit });
+  }
+  return runExchange(state, cfg, p, null);
 }
 
-async function runExchange(state: CheckState, cfg: ExchangeConfig, p: CompiledPolicy): Promise<Deny | null> {
-  const rt = state.runtime;
-  const m = metrics(rt);
-  const denyWith = (f: ExchangeFailure | { reason: ExchangeReason; message: string }): Deny => {
-    m.denials.inc({ policy: p.ref, reason: f.reason });
-    return toDeny(state, p, f);
-  };
+/** prefix + cached token, validated once per cache entry and prefix (not on every hit). */
+const VALUES = new WeakMap<CachedToken, { readonly prefix: string; readonly value: string | undefined }>();
+
+function upstreamValue(p: CompiledPolicy, t: CachedToken): string | undefined {
+  const prefix = p.upstream.prefix;
+  const memo = VALUES.get(t);
+  if (memo && memo.prefix === prefix) return memo.value;
+  const value = prefix + t.accessToken;
+  const ok = isValidHeaderValue(value) ? value : undefined;
+  VALUES.set(t, { prefix, value: ok });
+  return ok;
+}
+
+/** Attribution and trace of an applying policy (both paths). */
+function enter(state: CheckState, p: CompiledPolicy): void {
   state.attribution.exchangePolicy = p.ref;
   const audience = p.audiences[0] ?? p.resources[0];
   if (audience !== undefined) state.attribution.audience = audience;
   state.trace?.add('exchange', `${p.ref} applies (mode ${p.mode}, STS ${p.sts.ref})`);
+}
+
+/** Cache key: a hash of everything that affects the result (DESIGN.md §5). */
+function cacheKey(p: CompiledPolicy, subject: Identity, actor: Identity | null): string {
+  return exchangeCacheKey(p.keyPrefix, subject.token!, subject.kind === 'jwt' ? '' : subject.principal, actor ? actor.principal : '');
+}
+
+function finish(state: CheckState, p: CompiledPolicy, cfg: ExchangeConfig, subject: Identity, actor: Identity | null, value: string): null {
+  applyUpstream(state, p, cfg, subject, actor, value);
+  state.trace?.add('exchange', `exchanged token set in ${p.upstream.header}${state.attribution.exchangeCache ? ` (cache ${state.attribution.exchangeCache})` : ''}`);
+  return null;
+}
+
+/** A key computed and a cache probed synchronously by exchange(), not served there. */
+interface Probed {
+  readonly key: string;
+  readonly hit: CacheLookup;
+}
+
+async function runExchange(state: CheckState, cfg: ExchangeConfig, p: CompiledPolicy, probed: Probed | null): Promise<Deny | null> {
+  const rt = state.runtime;
+  const m = metricsOf(rt);
+  const denyWith = (f: ExchangeFailure | { reason: ExchangeReason; message: string }): Deny => {
+    m.denials.inc({ policy: p.ref, reason: f.reason });
+    return toDeny(state, p, f);
+  };
+  enter(state, p);
 
   const subject = state.identity;
   if (!subject || !subject.token) {
@@ -275,23 +342,12 @@ async function runExchange(state: CheckState, cfg: ExchangeConfig, p: CompiledPo
     if (actorIsSubject) state.trace?.add('exchange', 'actor is the subject (same sub and issuer): no act claim');
   }
 
-  // Cache key: a hash of everything that affects the result (DESIGN.md §5).
-  const key = sha256(
-    p.sts.id,
-    p.mode,
-    subject.token,
-    subject.kind === 'jwt' ? '' : subject.principal,
-    actor ? actor.principal : '',
-    JSON.stringify(p.audiences),
-    JSON.stringify(p.resources),
-    JSON.stringify(p.scopes),
-    p.requestedTokenType ?? '',
-    p.subjectTokenType,
-  );
+  // Impersonation: exchange() already computed the key and probed the cache.
+  const key = probed ? probed.key : cacheKey(p, subject, actor);
   let token: string | undefined;
   const cache = p.cache;
   if (cache) {
-    const hit = cache.lookup(key);
+    const hit = probed ? probed.hit : cache.lookup(key);
     if (hit.kind === 'hit') {
       m.cache.inc({ policy: p.ref, result: 'hit' });
       state.attribution.exchangeCache = 'hit';
@@ -337,9 +393,7 @@ async function runExchange(state: CheckState, cfg: ExchangeConfig, p: CompiledPo
 
   const value = p.upstream.prefix + token;
   if (!isValidHeaderValue(value)) return denyWith(fail('ERR_EXCHANGE_MISCONFIGURED', 'exchanged token is not a valid header value'));
-  applyUpstream(state, p, cfg, subject, actor, value);
-  state.trace?.add('exchange', `exchanged token set in ${p.upstream.header}${state.attribution.exchangeCache ? ` (cache ${state.attribution.exchangeCache})` : ''}`);
-  return null;
+  return finish(state, p, cfg, subject, actor, value);
 }
 
 /**
@@ -375,7 +429,8 @@ function applyUpstream(state: CheckState, p: CompiledPolicy, cfg: ExchangeConfig
         const h = l.name.toLowerCase();
         if (ctx.header(h) !== undefined || up.set.has(h)) headers.add(h);
       } else if (l.kind === 'param') {
-        if (ctx.queryParams.has(l.name)) params.add(l.name);
+        // No query string, no parameter (and no parse of it).
+        if (ctx.query !== '' && ctx.queryParams.has(l.name)) params.add(l.name);
       } else if (ctx.cookie(l.name) !== undefined) {
         cookies.add(l.name);
       }
@@ -394,16 +449,15 @@ function applyUpstream(state: CheckState, p: CompiledPolicy, cfg: ExchangeConfig
       remove('cookie');
     }
   }
-  const actorHeaders = new Set([p.upstream.actorHeader, 'x-actor-token']);
-  if (p.actor?.source.header) actorHeaders.add(p.actor.source.header);
+  // The actor headers and removeHeaders are precomputed per policy (compile.ts).
   if (p.upstream.forwardActorToken && actor?.token) {
     // Opt-in, contrary to MCP's "no token passthrough": for backends that exchange themselves.
-    for (const h of actorHeaders) if (h !== p.upstream.actorHeader) remove(h);
+    for (const h of p.upstream.stripForwarding) remove(h);
     if (isValidHeaderValue(actor.token)) up.setHeader(p.upstream.actorHeader, actor.token);
+    for (const h of p.upstream.removeHeaders) remove(h);
   } else {
-    for (const h of actorHeaders) remove(h);
+    for (const h of p.upstream.strip) remove(h);
   }
-  for (const h of p.upstream.removeHeaders) remove(h);
   up.setHeader(out, value);
 }
 

@@ -1,5 +1,5 @@
 /** Small helpers shared by the exchange modules. */
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 
 export const GRANT_TYPE_TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 export const TOKEN_TYPE_ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
@@ -10,6 +10,34 @@ export function sha256(...parts: readonly string[]): string {
   const h = createHash('sha256');
   for (const p of parts) h.update(p).update('\0');
   return h.digest('base64url');
+}
+
+/**
+ * The constant part of an exchange cache key (DESIGN.md §5: the key covers everything that
+ * affects the result), computed once per TokenExchangePolicy at compile time. JSON keeps
+ * the fields unambiguous and never contains a raw NUL, so the NUL that ends it delimits it.
+ */
+export function exchangeKeyPrefix(
+  stsId: string,
+  mode: string,
+  audiences: readonly string[],
+  resources: readonly string[],
+  scopes: readonly string[],
+  requestedTokenType: string | undefined,
+  subjectTokenType: string,
+): string {
+  return `${JSON.stringify(['obo-authz/exchange-key/v2', stsId, mode, audiences, resources, scopes, requestedTokenType ?? null, subjectTokenType])}\0`;
+}
+
+/**
+ * Exchange cache key: SHA-256 (base64url) over the policy's constant prefix and the
+ * per-request parts (subject token, subject principal when the subject is not a JWT, actor
+ * principal). The variable parts are length-prefixed, so the encoding is injective, and
+ * hashed in one shot over one string (crypto.hash: no Hash object, no intermediate array,
+ * no call per field).
+ */
+export function exchangeCacheKey(prefix: string, subjectToken: string, subjectPrincipal: string, actorPrincipal: string): string {
+  return hash('sha256', `${prefix}${subjectToken.length}:${subjectPrincipal.length}:${actorPrincipal.length}\0${subjectToken}${subjectPrincipal}${actorPrincipal}`, 'base64url');
 }
 
 /**
