@@ -1,18 +1,34 @@
 /**
  * JWK Sets: parse, validate, select the keys for a token and check its signature with
- * `jose`. Key selection reproduces jwt_verify_lib `verifyJwtWithoutTimeChecking`: a key
- * is a candidate when its `kid` equals the token's (or either side has none), its `alg`
- * (when set) equals the token's, and its type fits the algorithm; no candidate gives
- * "Jwks doesn't have key to match kid or alg from Jwt", candidates that all fail give
- * "Jwt verification fails". Key-type confusion (an RSA key used for HS256, an EC key
- * for RS256, ...) therefore never reaches a signature check.
+ * node:crypto, synchronously. Key selection reproduces jwt_verify_lib
+ * `verifyJwtWithoutTimeChecking`: a key is a candidate when its `kid` equals the token's (or
+ * either side has none), its `alg` (when set) equals the token's, and its type fits the
+ * algorithm; no candidate gives "Jwks doesn't have key to match kid or alg from Jwt",
+ * candidates that all fail give "Jwt verification fails". Key-type confusion (an RSA key
+ * used for HS256, an EC key for RS256, ...) therefore never reaches a signature check.
+ *
+ * Every key is imported once, when the key set is parsed, into a `KeyObject` (public key,
+ * or secret key for inline `oct`); a request then costs one synchronous `crypto.verify` (or
+ * HMAC + `timingSafeEqual`). The checks `jose.compactVerify` made on top of the signature
+ * are kept: RSA keys under 2048 bits never verify, the protected header must be valid UTF-8,
+ * and a `crit` header must be a non-empty list naming only `b64`, present as a boolean.
  */
-import { createHash, createPublicKey } from 'node:crypto';
-import { compactVerify, importJWK, type JWK } from 'jose';
+import {
+  constants,
+  createHash,
+  createHmac,
+  createPublicKey,
+  createSecretKey,
+  timingSafeEqual,
+  verify as cryptoVerify,
+  type JsonWebKey,
+  type KeyObject,
+  type VerifyKeyObjectInput,
+} from 'node:crypto';
+import { isUtf8 } from 'node:buffer';
+import type { JWK } from 'jose';
 import type { JwtStatus, ParsedJwt } from './jwt-format.js';
 import { decodeBase64Url } from './jwt-format.js';
-
-type ImportedKey = Awaited<ReturnType<typeof importJWK>>;
 
 export interface VerifyKey {
   readonly kid: string | undefined;
@@ -21,8 +37,13 @@ export interface VerifyKey {
   readonly crv: string | undefined;
   /** Public (or, for oct, symmetric) JWK with private members stripped. */
   readonly jwk: JWK;
-  /** Imported CryptoKey per algorithm (RSA keys are algorithm-bound in WebCrypto). */
-  readonly imported: Map<string, Promise<ImportedKey | null>>;
+  /** The key material, imported once when the key set is parsed (secret key for oct). */
+  readonly keyObject: KeyObject;
+  /** RSA modulus length in bits (0 for other key types). */
+  readonly rsaBits: number;
+  /** `crypto.verify` key inputs, prepared once: PSS padding (RSA), IEEE P1363 signatures (EC). */
+  readonly pssInput: VerifyKeyObjectInput | undefined;
+  readonly p1363Input: VerifyKeyObjectInput | undefined;
 }
 
 export interface KeySet {
@@ -121,46 +142,118 @@ function parseKey(k: unknown, opts: ParseJwksOptions): VerifyKey | string {
     default:
       return '[kty] is not supported in [keys]';
   }
-  if (kty !== 'oct') {
-    try {
-      // Validate the public key material now (synchronously), so a broken key is
-      // reported at load / fetch time rather than as a failed request later.
-      createPublicKey({ key: jwk as import('node:crypto').JsonWebKey, format: 'jwk' });
-    } catch {
-      return `invalid ${kty} public key material`;
-    }
+  let keyObject: KeyObject;
+  try {
+    // Import (and so validate) the key material now, once: a broken key is reported at
+    // load / fetch time rather than as a failed request later, and no request imports.
+    keyObject = kty === 'oct' ? createSecretKey(decodeBase64Url(raw['k'] as string)!) : createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' });
+  } catch {
+    return `invalid ${kty} ${kty === 'oct' ? 'secret' : 'public'} key material`;
   }
+  // The import must give the key type the JWK claims (createPublicKey derives it from kty/crv).
+  const expectedType = kty === 'RSA' ? 'rsa' : kty === 'EC' ? 'ec' : kty === 'OKP' ? 'ed25519' : undefined;
+  if (expectedType !== undefined && keyObject.asymmetricKeyType !== expectedType) return `invalid ${kty} public key material`;
+  if (kty === 'EC' && NIST_CURVES[keyObject.asymmetricKeyDetails?.namedCurve ?? ''] !== crv) return `invalid ${kty} public key material`;
+  const rsaBits = kty === 'RSA' ? (keyObject.asymmetricKeyDetails?.modulusLength ?? 0) : 0;
   return {
     kid: kid as string | undefined,
     kty: kty as VerifyKey['kty'],
     alg: alg as string | undefined,
     crv,
     jwk: jwk as JWK,
-    imported: new Map(),
+    keyObject,
+    rsaBits,
+    pssInput:
+      kty === 'RSA' ? { key: keyObject, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST } : undefined,
+    p1363Input: kty === 'EC' ? { key: keyObject, dsaEncoding: 'ieee-p1363' } : undefined,
   };
 }
 
-function keyFitsAlg(k: VerifyKey, alg: string): boolean {
+/** OpenSSL curve names of the JOSE curves. */
+const NIST_CURVES: Record<string, string> = { prime256v1: 'P-256', secp384r1: 'P-384', secp521r1: 'P-521' };
+
+/** How each supported JWS algorithm is verified (the only algorithms a key can fit). */
+interface AlgSpec {
+  readonly kind: 'rsa' | 'pss' | 'ec' | 'eddsa' | 'hmac';
+  /** Digest for crypto.verify / createHmac; null for EdDSA (the curve fixes it). */
+  readonly hash: string | null;
+  /** ES*: the IEEE P1363 signature length (r || s) for the curve. */
+  readonly sigLen: number;
+}
+
+const ALGS: ReadonlyMap<string, AlgSpec> = new Map<string, AlgSpec>([
+  ['RS256', { kind: 'rsa', hash: 'sha256', sigLen: 0 }],
+  ['RS384', { kind: 'rsa', hash: 'sha384', sigLen: 0 }],
+  ['RS512', { kind: 'rsa', hash: 'sha512', sigLen: 0 }],
+  ['PS256', { kind: 'pss', hash: 'sha256', sigLen: 0 }],
+  ['PS384', { kind: 'pss', hash: 'sha384', sigLen: 0 }],
+  ['PS512', { kind: 'pss', hash: 'sha512', sigLen: 0 }],
+  ['ES256', { kind: 'ec', hash: 'sha256', sigLen: 64 }],
+  ['ES384', { kind: 'ec', hash: 'sha384', sigLen: 96 }],
+  ['ES512', { kind: 'ec', hash: 'sha512', sigLen: 132 }],
+  ['EdDSA', { kind: 'eddsa', hash: null, sigLen: 0 }],
+  ['HS256', { kind: 'hmac', hash: 'sha256', sigLen: 0 }],
+  ['HS384', { kind: 'hmac', hash: 'sha384', sigLen: 0 }],
+  ['HS512', { kind: 'hmac', hash: 'sha512', sigLen: 0 }],
+]);
+
+/** jose refuses RS* / PS* with an RSA modulus under 2048 bits; so do we. */
+const MIN_RSA_BITS = 2048;
+
+function keyFitsAlg(k: VerifyKey, alg: string, spec: AlgSpec): boolean {
   if (k.alg !== undefined && k.alg !== alg) return false;
   switch (k.kty) {
     case 'RSA':
-      return alg.startsWith('RS') || alg.startsWith('PS');
+      return spec.kind === 'rsa' || spec.kind === 'pss';
     case 'EC':
-      return EC_CRV[alg] === k.crv;
+      return spec.kind === 'ec' && EC_CRV[alg] === k.crv;
     case 'OKP':
-      return alg === 'EdDSA' && k.crv === 'Ed25519';
+      return spec.kind === 'eddsa' && k.crv === 'Ed25519';
     case 'oct':
-      return alg.startsWith('HS');
+      return spec.kind === 'hmac';
   }
 }
 
-function importFor(k: VerifyKey, alg: string): Promise<ImportedKey | null> {
-  let p = k.imported.get(alg);
-  if (!p) {
-    p = importJWK({ ...k.jwk, alg }, alg).catch(() => null);
-    k.imported.set(alg, p);
+/**
+ * The checks `jose.compactVerify` made on the protected header besides `alg` (which
+ * parseJwt checked): the header decodes as strict UTF-8 and a `crit` member is a non-empty
+ * array of non-empty strings naming only `b64` (the one extension jose understands), which
+ * must then be present as a boolean. With `b64: false` the signing input is still the
+ * token's first two segments as sent, so the signature check below covers it unchanged.
+ */
+function headerAcceptable(jwt: ParsedJwt, headerB64: string): boolean {
+  if (!isUtf8(Buffer.from(headerB64, 'base64url'))) return false;
+  const h = jwt.header;
+  const crit = h['crit'];
+  if (crit === undefined) return true;
+  if (!Array.isArray(crit) || crit.length === 0) return false;
+  for (const c of crit) {
+    if (typeof c !== 'string' || c.length === 0) return false;
+    if (c !== 'b64') return false;
   }
-  return p;
+  return Object.hasOwn(h, 'b64') && typeof h['b64'] === 'boolean';
+}
+
+/** One candidate key against the signing input; never throws. */
+function checkWith(k: VerifyKey, spec: AlgSpec, data: Buffer, sig: Uint8Array): boolean {
+  try {
+    switch (spec.kind) {
+      case 'rsa':
+        return k.rsaBits >= MIN_RSA_BITS && cryptoVerify(spec.hash, data, k.keyObject, sig);
+      case 'pss':
+        return k.rsaBits >= MIN_RSA_BITS && cryptoVerify(spec.hash, data, k.pssInput!, sig);
+      case 'ec':
+        return sig.length === spec.sigLen && cryptoVerify(spec.hash, data, k.p1363Input!, sig);
+      case 'eddsa':
+        return cryptoVerify(null, data, k.keyObject, sig);
+      case 'hmac': {
+        const mac = createHmac(spec.hash!, k.keyObject).update(data).digest();
+        return mac.length === sig.length && timingSafeEqual(mac, sig);
+      }
+    }
+  } catch {
+    return false;
+  }
 }
 
 export interface SignatureResult {
@@ -169,23 +262,31 @@ export interface SignatureResult {
   readonly keyId?: string;
 }
 
-/** Verify the token's signature against a key set (time and audience already checked). */
-export async function verifySignature(jwt: ParsedJwt, ks: KeySet): Promise<SignatureResult> {
+/**
+ * Verify the token's signature against a key set (time and audience already checked).
+ * Synchronous: the keys were imported when the set was parsed.
+ */
+export function verifySignature(jwt: ParsedJwt, ks: KeySet): SignatureResult {
+  // parseJwt admits only SUPPORTED_ALGS (never `none`); refuse anything else here as well.
+  const spec = ALGS.get(jwt.alg);
+  if (!spec) return { status: 'JwtHeaderNotImplementedAlg' };
   let matched = false;
+  let data: Buffer | undefined;
   for (let i = 0; i < ks.keys.length; i++) {
     const k = ks.keys[i]!;
     if (jwt.kid !== undefined && jwt.kid !== '' && k.kid !== undefined && k.kid !== '' && k.kid !== jwt.kid) continue;
-    if (!keyFitsAlg(k, jwt.alg)) continue;
+    if (!keyFitsAlg(k, jwt.alg, spec)) continue;
     matched = true;
     if (jwt.alg === 'EdDSA' && jwt.signature.length !== 64) return { status: 'JwtEd25519SignatureWrongLength' };
-    const key = await importFor(k, jwt.alg);
-    if (!key) continue;
-    try {
-      await compactVerify(jwt.token, key, { algorithms: [jwt.alg] });
-      return { status: null, keyId: k.kid ?? `#${i}` };
-    } catch {
-      // try the next candidate (a JWKS may hold several keys without kid)
+    if (data === undefined) {
+      const token = jwt.token;
+      const end = token.lastIndexOf('.');
+      if (end < 0 || !headerAcceptable(jwt, token.slice(0, token.indexOf('.')))) return { status: 'JwtVerificationFail' };
+      // The signing input is ASCII (parseJwt checked the base64url alphabet).
+      data = Buffer.from(token.slice(0, end), 'latin1');
     }
+    if (checkWith(k, spec, data, jwt.signature)) return { status: null, keyId: k.kid ?? `#${i}` };
+    // else try the next candidate (a JWKS may hold several keys without kid)
   }
   return { status: matched ? 'JwtVerificationFail' : 'JwksKidAlgMismatch' };
 }

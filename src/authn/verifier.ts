@@ -199,13 +199,15 @@ export class JwtVerifier {
 
     let keys: KeySet | null = current ?? (await this.source.get(signal, this.timeoutMs));
     if (!keys) return this.fail('JwksFetchFail', jwt, `no keys from ${this.source.description}`);
-    let sig = await verifySignature(jwt, keys);
+    // Synchronous (keys imported when the set was parsed): with keys in hand and a known kid,
+    // nothing below awaits, so the returned promise is already settled.
+    let sig = verifySignature(jwt, keys);
     if (sig.status === 'JwksKidAlgMismatch' && jwt.kid !== undefined && !keys.kids.has(jwt.kid)) {
       // Unknown kid: the IdP may have rotated. Refetch now (single-flight, rate-limited).
       const fresh = await this.source.refreshForUnknownKid(signal, this.timeoutMs);
       if (fresh && fresh !== keys) {
         keys = fresh;
-        sig = await verifySignature(jwt, keys);
+        sig = verifySignature(jwt, keys);
       }
     }
     if (sig.status) return this.fail(sig.status, jwt, sig.status === 'JwksKidAlgMismatch' ? `kid ${JSON.stringify(jwt.kid ?? null)} alg ${jwt.alg}` : undefined);
