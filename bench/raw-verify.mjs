@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // Raw signature-verification rate for the same tokens and key type as scenario 2, in its
 // own process pinned to the server's core (so it is comparable with the server's rate):
-//   crypto.verify  : synchronous node:crypto, key object prepared once (the floor);
-//   jose           : jose.compactVerify with an imported key, 32 in flight (what the
-//                    server's verifier calls; WebCrypto in Node runs on the libuv pool).
+//   crypto.verify  : synchronous node:crypto, key object prepared once (the floor, and what
+//                    the server's verifier calls since KeyObjects are prepared at key load);
+//   jose           : jose.compactVerify with an imported key, 32 in flight (the server's
+//                    former path, kept for comparison; WebCrypto runs on the libuv pool).
 //   node bench/raw-verify.mjs SPEC.json  -> one JSON line
 import { createPublicKey, verify } from 'node:crypto';
 import { readFileSync } from 'node:fs';
