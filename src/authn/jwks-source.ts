@@ -17,7 +17,7 @@
  *   each waiting for a timeout; other issuers are never blocked.
  * Timers are unref'd and cleared by dispose(); the clock and network are the runtime's.
  */
-import type { Runtime } from '../pipeline/runtime.js';
+import { BodyTooLargeError, readCapped, type Runtime } from '../pipeline/runtime.js';
 import { sanitizeRemoteText } from '../observability/redact.js';
 import { parseJwks, type KeySet } from './keys.js';
 
@@ -294,12 +294,13 @@ export class RemoteKeySource implements KeySource {
     }
     let text: string;
     try {
-      text = await res.text();
+      // Streamed with a byte cap: an oversized document is never buffered whole.
+      text = await readCapped(res, this.tuning.maxDocumentBytes);
     } catch (e) {
+      if (e instanceof BodyTooLargeError) throw new FetchError('invalid', `document larger than ${this.tuning.maxDocumentBytes} bytes`);
       const name = (e as { name?: string })?.name;
       throw new FetchError(name === 'TimeoutError' || name === 'AbortError' ? 'timeout' : 'network_error', 'body read failed');
     }
-    if (text.length > this.tuning.maxDocumentBytes) throw new FetchError('invalid', `document larger than ${this.tuning.maxDocumentBytes} bytes`);
     let body: unknown;
     try {
       body = JSON.parse(text);

@@ -10,7 +10,8 @@ import { decodeJwt, SignJWT } from 'jose';
 import { sanitizeRemoteText } from '../observability/redact.js';
 import type { Runtime } from '../pipeline/runtime.js';
 import { fail, OAUTH_ERRORS, type ExchangeFailure } from './errors.js';
-import { BodyTooLargeError, GRANT_TYPE_TOKEN_EXCHANGE, isAbort, isJwtShaped, MAX_RESPONSE_BYTES, readCapped } from './util.js';
+import { BodyTooLargeError, MAX_RESPONSE_BYTES, readCapped } from '../pipeline/runtime.js';
+import { GRANT_TYPE_TOKEN_EXCHANGE, isAbort, isJwtShaped } from './util.js';
 
 export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt' | 'none';
 

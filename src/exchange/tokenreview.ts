@@ -16,7 +16,8 @@ import { sanitizeRemoteText } from '../observability/redact.js';
 import type { Identity } from '../pipeline/identity.js';
 import type { Runtime } from '../pipeline/runtime.js';
 import { FileTokenSource } from './file-token.js';
-import { BodyTooLargeError, isAbort, MAX_RESPONSE_BYTES, readCapped, sha256 } from './util.js';
+import { BodyTooLargeError, MAX_RESPONSE_BYTES, readCapped } from '../pipeline/runtime.js';
+import { isAbort, sha256 } from './util.js';
 
 export const IN_CLUSTER_CA_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt';
 export const IN_CLUSTER_TOKEN_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/token';

@@ -35,6 +35,23 @@ function metric(name: string): Promise<string> {
 }
 
 describe('remote JWKS', () => {
+  it('refuses a JWKS document over maxDocumentBytes (streamed, not buffered whole) and keeps no keys from it', async () => {
+    rt = createTestRuntime({ now: NOW_S * 1000 });
+    const k = await makeKey('ES256', 'big');
+    const idp = await startIdp({ ...jwks(k), padding: 'x'.repeat(5000) });
+    servers.push(idp);
+    const tuning = { ...DEFAULT_JWKS_TUNING, maxDocumentBytes: 2000 };
+    const big = new RemoteKeySource(rt, { kind: 'uri', uri: `${idp.url}/jwks` }, 'https://idp', 1000, tuning);
+    expect(await big.get(undefined, 1000)).toBeNull();
+    big.dispose();
+    expect(await metric('jwks_fetches_total')).toMatch(/outcome="invalid"\} 1/);
+    // the same document under the cap is accepted
+    idp.jwks = jwks(k);
+    const small = new RemoteKeySource(rt, { kind: 'uri', uri: `${idp.url}/jwks` }, 'https://idp', 1000, tuning);
+    expect((await small.get(undefined, 1000))?.keys.length).toBe(1);
+    small.dispose();
+  });
+
   it('picks up a key rotation through an unknown-kid refetch with no failed request', async () => {
     rt = createTestRuntime({ now: NOW_S * 1000 });
     const k1 = await makeKey('RS256', 'k1');
