@@ -9,7 +9,7 @@
 import type { CompileContext } from '../config/compile.js';
 import type { KindDocument } from '../config/kinds.js';
 import { any, bool, duration, list, num, obj, record, str, type Schema } from '../config/schema.js';
-import { parseScope, scopeApplies, type CompiledScope } from '../config/scope.js';
+import { parseScope, scopeApplies, splitByNamespace, type CompiledScope } from '../config/scope.js';
 import type { RequestContext, Workload } from '../pipeline/context.js';
 import { createTokenReviewClient, inClusterDefaults, type TokenReviewClient } from '../exchange/tokenreview.js';
 import { LRUCache } from 'lru-cache';
@@ -498,18 +498,9 @@ export class CredentialValidatorIndex {
 
   constructor(validators: readonly CompiledValidator[], rootNamespace: string) {
     const sorted = [...validators].sort((a, b) => (a.ref < b.ref ? -1 : a.ref > b.ref ? 1 : 0));
-    const root: CompiledValidator[] = [];
-    const byNs = new Map<string, CompiledValidator[]>();
-    for (const v of sorted) {
-      if (v.scope.namespace === rootNamespace) root.push(v);
-      else {
-        const l = byNs.get(v.scope.namespace);
-        if (l) l.push(v);
-        else byNs.set(v.scope.namespace, [v]);
-      }
-    }
+    const { root, byNamespace } = splitByNamespace(sorted, rootNamespace);
     this.root = root;
-    this.byNamespace = byNs;
+    this.byNamespace = byNamespace;
     this.count = validators.length;
   }
 

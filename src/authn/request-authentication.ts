@@ -14,7 +14,7 @@
 import type { CompileContext } from '../config/compile.js';
 import type { KindDocument } from '../config/kinds.js';
 import { bool, duration, list, obj, str, type Schema } from '../config/schema.js';
-import { parseScope, scopeApplies, type CompiledScope } from '../config/scope.js';
+import { parseScope, scopeApplies, splitByNamespace, type CompiledScope } from '../config/scope.js';
 import type { Workload } from '../pipeline/context.js';
 import type { Identity } from '../pipeline/identity.js';
 import { deny, type CheckState, type Deny, type Trace } from '../pipeline/state.js';
@@ -245,18 +245,9 @@ export class RequestAuthenticationIndex {
   readonly policyCount: number;
 
   constructor(policies: readonly CompiledRequestAuthentication[], rootNamespace: string) {
-    const root: CompiledRequestAuthentication[] = [];
-    const byNs = new Map<string, CompiledRequestAuthentication[]>();
-    for (const p of policies) {
-      if (p.scope.namespace === rootNamespace) root.push(p);
-      else {
-        const l = byNs.get(p.scope.namespace);
-        if (l) l.push(p);
-        else byNs.set(p.scope.namespace, [p]);
-      }
-    }
+    const { root, byNamespace } = splitByNamespace(policies, rootNamespace);
     this.root = root;
-    this.byNamespace = byNs;
+    this.byNamespace = byNamespace;
     this.policyCount = policies.length;
   }
 

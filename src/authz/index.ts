@@ -8,6 +8,7 @@
  */
 import type { CompileContext } from '../config/compile.js';
 import type { KindDocument } from '../config/kinds.js';
+import { splitByNamespace } from '../config/scope.js';
 import type { CheckState, Deny } from '../pipeline/state.js';
 import { compilePolicy, type CompiledPolicy } from './compile.js';
 import { evaluatePolicies, type PolicyBucket, type PolicyIndex } from './evaluate.js';
@@ -45,19 +46,14 @@ export function compileAuthz(policies: readonly KindDocument[], cc: CompileConte
   // Deterministic order (and so deterministic attribution): by namespace/name.
   compiled.sort((a, b) => (a.ref < b.ref ? -1 : a.ref > b.ref ? 1 : 0));
   const rootNamespace = cc.settings.rootNamespace;
-  const byNs = new Map<string, CompiledPolicy[]>();
-  for (const p of compiled) {
-    const l = byNs.get(p.namespace);
-    if (l) l.push(p);
-    else byNs.set(p.namespace, [p]);
-  }
+  const split = splitByNamespace(compiled, rootNamespace);
   const byNamespace = new Map<string, PolicyBucket>();
-  for (const [ns, l] of byNs) if (ns !== rootNamespace) byNamespace.set(ns, bucket(l));
+  for (const [ns, l] of split.byNamespace) byNamespace.set(ns, bucket(l));
   return Object.freeze({
     count: compiled.length,
     policies: Object.freeze(compiled),
     rootNamespace,
-    root: bucket(byNs.get(rootNamespace) ?? []),
+    root: bucket(split.root),
     byNamespace,
   });
 }

@@ -133,6 +133,29 @@ export function scopeAppliesStrict(s: CompiledScope, w: Workload): boolean {
   return true;
 }
 
+/**
+ * Split scoped documents into the root namespace's (they apply to every workload) and the
+ * others by namespace, keeping their order: the index every stage uses so a request only
+ * reads its own namespace and the root.
+ */
+export function splitByNamespace<T extends { readonly scope: CompiledScope }>(
+  items: readonly T[],
+  rootNamespace: string,
+): { root: T[]; byNamespace: Map<string, T[]> } {
+  const root: T[] = [];
+  const byNamespace = new Map<string, T[]>();
+  for (const it of items) {
+    const ns = it.scope.namespace;
+    if (ns === rootNamespace) root.push(it);
+    else {
+      const l = byNamespace.get(ns);
+      if (l) l.push(it);
+      else byNamespace.set(ns, [it]);
+    }
+  }
+  return { root, byNamespace };
+}
+
 /** Specificity for choosing among several matching policies: workload-targeted 2, namespace 1, root 0. */
 export function scopeSpecificity(s: CompiledScope): number {
   if (s.matchLabels || s.targetRefs) return 2;
