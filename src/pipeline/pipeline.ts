@@ -114,6 +114,13 @@ function internalDecision(reason: ReasonCode, message: string, requestId: string
   };
 }
 
+/** An exception anywhere in the stages: logged (sanitized) and answered with a 500 deny. */
+function failClosed(e: unknown, runtime: Runtime, requestId: string, trace: Trace | null): Decision {
+  runtime.logger.error({ requestId, err: sanitizeRemoteText(e instanceof Error ? `${e.name}: ${e.message}` : String(e)) }, 'internal error in pipeline');
+  trace?.add('respond', 'internal error: denied (fail closed)');
+  return internalDecision('ERR_INTERNAL', 'internal error in pipeline', requestId, trace);
+}
+
 /** Evaluate one CheckRequest against a compiled config. Never throws, never allows on error. */
 export async function evaluate(
   raw: RawCheckRequest,
@@ -159,17 +166,11 @@ export async function evaluate(
   };
   trace?.add('context', `workload namespace=${ctx.workload.namespace} labels=${JSON.stringify(ctx.workload.labels)}${ctx.workload.hasLabels ? '' : ' (none: selector policies apply)'}`);
 
-  const failed = (e: unknown): Decision => {
-    runtime.logger.error({ requestId, err: sanitizeRemoteText(e instanceof Error ? `${e.name}: ${e.message}` : String(e)) }, 'internal error in pipeline');
-    trace?.add('respond', 'internal error: denied (fail closed)');
-    return internalDecision('ERR_INTERNAL', 'internal error in pipeline', requestId, trace);
-  };
-
   let r: Deny | null | Promise<Deny | null>;
   try {
     r = runStages(state, cfg);
   } catch (e) {
-    return failed(e);
+    return failClosed(e, runtime, requestId, trace);
   }
   if (!isPromise(r)) return toDecision(state, r, requestId);
 
@@ -177,7 +178,10 @@ export async function evaluate(
   // the deadline so Envoy always gets our explicit answer first.
   let timer: NodeJS.Timeout | undefined;
   try {
-    const work = r.then((d) => toDecision(state, d, requestId), failed);
+    const work = r.then(
+      (d) => toDecision(state, d, requestId),
+      (e: unknown) => failClosed(e, runtime, requestId, trace),
+    );
     const timeout = new Promise<Decision>((resolve) => {
       timer = setTimeout(() => {
         (abort ??= new AbortController()).abort(new Error('check deadline'));
