@@ -11,7 +11,7 @@ import { createRuntime } from '../dist/src/cli/serve.js';
 import { loadConfig } from '../dist/src/config/compile.js';
 import { protoRoot } from '../dist/src/grpc/proto.js';
 import { DecisionLog } from '../dist/src/observability/decision-log.js';
-import { evaluate } from '../dist/src/pipeline/pipeline.js';
+import { evaluateCheck } from '../dist/src/pipeline/pipeline.js';
 import { toCheckResponse } from '../dist/src/respond/respond.js';
 
 const { values } = parseArgs({ options: { config: { type: 'string', multiple: true }, port: { type: 'string', default: '0' } } });
@@ -27,8 +27,10 @@ const Req = root.lookupType('envoy.service.auth.v3.CheckRequest');
 const Resp = root.lookupType('envoy.service.auth.v3.CheckResponse');
 // the same conversion options as proto-loader's in src/grpc/proto.ts
 const TO_OBJECT = { longs: String, enums: Number, defaults: false, oneofs: true };
-const decisionLog = new DecisionLog(runtime.logger);
+const decisionLog = new DecisionLog(runtime.decisionSink);
 const m = runtime.metrics;
+const allowChild = m.checkDuration.labels('allow');
+const denyChild = m.checkDuration.labels('deny');
 
 /** grpc-timeout header -> absolute deadline (ms since epoch). */
 function deadlineOf(h) {
@@ -49,7 +51,7 @@ server.on('stream', (stream, headers) => {
   const chunks = [];
   stream.on('data', (c) => chunks.push(c));
   stream.on('end', () => {
-    const start = process.hrtime.bigint();
+    const start = performance.now();
     const body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
     let req;
     try {
@@ -58,15 +60,13 @@ server.on('stream', (stream, headers) => {
       stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '13' }, { endStream: true });
       return;
     }
-    m.inflight.inc();
-    evaluate(req, cfg, runtime, { deadline }).then((d) => {
+    const finish = (d) => {
       const resp = toCheckResponse(d, { reasonHeader: cfg.settings.reasonHeader ?? false });
-      const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+      const ms = performance.now() - start;
       const decision = resp.status.code === 0 ? 'allow' : 'deny';
+      (decision === 'allow' ? allowChild : denyChild).observe(ms / 1000);
       m.checks.inc({ decision, reason: d.reason });
-      m.checkDuration.observe({ decision }, seconds);
-      decisionLog.record(cfg.settings, d, seconds * 1000);
-      m.inflight.dec();
+      decisionLog.record(cfg.settings, d, ms);
       const bytes = Resp.encode(Resp.fromObject(resp)).finish();
       const out = Buffer.allocUnsafe(5 + bytes.length);
       out[0] = 0;
@@ -76,7 +76,10 @@ server.on('stream', (stream, headers) => {
       stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
       stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
       stream.end(out);
-    });
+    };
+    const r = evaluateCheck(req, cfg, runtime, { deadline });
+    if (r instanceof Promise) r.then(finish);
+    else finish(r);
   });
 });
 server.listen(Number(values.port), '127.0.0.1', () => {

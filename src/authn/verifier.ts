@@ -13,7 +13,7 @@
  * Identity, the upstream header values); the memo never takes part in verification.
  */
 import { LRUCache } from 'lru-cache';
-import type { Counter } from 'prom-client';
+import type { HotCounter } from '../observability/hot-metrics.js';
 import type { Runtime } from '../pipeline/runtime.js';
 import {
   audiencesAllowed,
@@ -94,7 +94,7 @@ export class JwtVerifier {
   private readonly timeoutMs: number;
   private readonly cache: VerifiedCache | undefined;
   private readonly cachePrefix: string;
-  private readonly verifications: Counter<'issuer' | 'result'>;
+  private readonly verifications: HotCounter<'issuer' | 'result'>;
   private readonly cachedCount: { inc: (value?: number) => void };
   /**
    * The key set this verifier saw last, and `cachePrefix + its hash + '\n'`: probe() looks

@@ -170,10 +170,10 @@ export class HeaderField extends BaseField {
     super(label, negate, values);
   }
   test(r: RequestView): boolean {
-    return this.set.test(r.ctx.headers.get(this.name));
+    return this.set.test(r.ctx.header(this.name));
   }
   actual(r: RequestView): string {
-    const v = r.ctx.headers.get(this.name);
+    const v = r.ctx.header(this.name);
     if (v !== undefined && isSecretHeader(this.name)) return '(present, value redacted)';
     return q(v);
   }
@@ -188,7 +188,7 @@ export class InlineHeaderField extends BaseField {
     super(label, negate, values);
   }
   test(r: RequestView): boolean {
-    const v = r.ctx.headers.get(this.name);
+    const v = r.ctx.header(this.name);
     if (v === undefined) return false;
     if (this.set.hasPresent) return true;
     let start = 0;
@@ -201,7 +201,7 @@ export class InlineHeaderField extends BaseField {
     }
   }
   actual(r: RequestView): string {
-    const v = r.ctx.headers.get(this.name);
+    const v = r.ctx.header(this.name);
     if (v !== undefined && isSecretHeader(this.name)) return '(present, value redacted)';
     return q(v);
   }

@@ -11,7 +11,7 @@ import { watchConfig, type Watcher } from '../config/watch.js';
 import { createGrpcServer, ServingState } from '../grpc/server.js';
 import { createAdminServer, type RouteHandler } from '../http/admin.js';
 import { handleStsHttp } from '../http/sts.js';
-import { pino } from 'pino';
+import { LineWriter } from '../observability/decision-log.js';
 import { createLogger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
 import { SharedResources, type Runtime } from '../pipeline/runtime.js';
@@ -50,16 +50,22 @@ export interface RunningServer {
 }
 
 export function createRuntime(level?: string): Runtime {
+  const metrics = new Metrics({ collectDefault: true });
   return {
     now: () => Date.now(),
     fetch: (input, init) => fetch(input, init),
     logger: createLogger({ level }),
-    // Decision lines: buffered asynchronous writes to stdout (flushed on shutdown), no
-    // path redaction (entries carry identifiers only). One line per Check must stay cheap.
-    decisionLogger: createLogger({ level: 'info', redact: false, destination: pino.destination({ dest: 1, sync: false, minLength: 4096 }) }),
-    metrics: new Metrics({ collectDefault: true }),
+    // Decision lines: batched asynchronous writes to stdout (flushed on shutdown). One line
+    // per Check must stay cheap (see observability/decision-log.ts).
+    decisionSink: decisionWriter(1, metrics),
+    metrics,
     shared: new SharedResources(),
   };
+}
+
+function decisionWriter(target: number | string, metrics: Metrics): LineWriter {
+  const dropped = metrics.counter('decision_log_dropped_total', 'Decision log lines dropped because the output could not keep up or failed.', []);
+  return new LineWriter(target, { onDrop: () => dropped.inc() });
 }
 
 function splitHostPort(addr: string): { host: string; port: number } {
@@ -118,10 +124,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     : undefined;
 
   // gRPC listener
-  const decisionLogger = opts.decisionLogPath
-    ? createLogger({ level: 'info', redact: false, destination: pino.destination({ dest: opts.decisionLogPath, mkdir: true, sync: false, minLength: 4096 }) })
-    : undefined;
-  const grpcServer = createGrpcServer(state, runtime, { decisionLogger });
+  const decisionSink = opts.decisionLogPath ? decisionWriter(opts.decisionLogPath, runtime.metrics) : undefined;
+  const grpcServer = createGrpcServer(state, runtime, { decisionSink });
   const g = splitHostPort(opts.grpcAddress ?? '0.0.0.0:9001');
   const creds = tls
     ? grpc.ServerCredentials.createSsl(tls.ca ?? null, [{ private_key: tls.key, cert_chain: tls.cert }], !!tls.ca)
@@ -163,9 +167,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     http.closeAllConnections?.();
     runtime.shared.disposeAll();
     // Buffered decision lines must reach their file/stdout before the process exits.
-    const flush = (l: typeof decisionLogger) =>
-      l ? new Promise<void>((resolve) => l.flush(() => resolve())) : Promise.resolve();
-    await Promise.all([flush(decisionLogger), flush(runtime.decisionLogger)]);
+    await Promise.all([decisionSink?.close(), runtime.decisionSink?.flush?.()]);
   };
 
   return {

@@ -4,11 +4,11 @@
  * is an explicit CheckResponse (Envoy would otherwise apply failure_mode_allow).
  */
 import * as grpc from '@grpc/grpc-js';
-import type { Logger } from 'pino';
 import type { CompiledConfig } from '../config/compile.js';
-import { DecisionLog } from '../observability/decision-log.js';
+import { DecisionLog, type DecisionSink } from '../observability/decision-log.js';
 import type { RawCheckRequest } from '../pipeline/context.js';
-import { evaluate } from '../pipeline/pipeline.js';
+import type { Decision } from '../pipeline/decision.js';
+import { evaluateCheck } from '../pipeline/pipeline.js';
 import type { Runtime } from '../pipeline/runtime.js';
 import { toCheckResponse, type CheckResponseObject } from '../respond/respond.js';
 import { loadProtos } from './proto.js';
@@ -78,23 +78,24 @@ function deadlineOf(call: grpc.ServerUnaryCall<unknown, unknown>): number | unde
 
 export interface GrpcServerOptions {
   readonly maxConcurrentStreams?: number;
-  /** Where decision lines go (default: the main logger, i.e. stdout). */
-  readonly decisionLogger?: Logger;
+  /** Where decision lines go (default: runtime.decisionSink, else the main logger). */
+  readonly decisionSink?: DecisionSink;
 }
 
 export function createGrpcServer(state: ServingState, runtime: Runtime, opts: GrpcServerOptions = {}): grpc.Server {
   const protos = loadProtos();
-  const decisionLog = new DecisionLog(opts.decisionLogger ?? runtime.decisionLogger ?? runtime.logger);
+  const decisionLog = new DecisionLog(opts.decisionSink ?? runtime.decisionSink ?? runtime.logger);
   const m = runtime.metrics;
+  m.trackInflight(() => state.inflight);
   // Label children resolved once per (decision, reason): both come from closed sets, and
   // resolving labels on every Check (hashing the label object) is measurable per-Check cost.
-  const checkChildren = new Map<string, { inc(): void }>();
-  const checkCounter = (decision: string, reason: string) => {
-    const k = `${decision}|${reason}`;
-    let c = checkChildren.get(k);
+  const checkChildren = { allow: new Map<string, { inc(): void }>(), deny: new Map<string, { inc(): void }>() };
+  const checkCounter = (decision: 'allow' | 'deny', reason: string) => {
+    const byReason = checkChildren[decision];
+    let c = byReason.get(reason);
     if (!c) {
       c = m.checks.labels(decision, reason);
-      checkChildren.set(k, c);
+      byReason.set(reason, c);
     }
     return c;
   };
@@ -105,36 +106,60 @@ export function createGrpcServer(state: ServingState, runtime: Runtime, opts: Gr
     'grpc.keepalive_permit_without_calls': 1,
   });
 
+  const reasonHeader = (cfg: CompiledConfig | null) => cfg?.settings.reasonHeader ?? false;
+
+  /** Decision -> response, metrics, decision log; then the answer. */
+  const answer = (d: Decision, cfg: CompiledConfig | null, start: number, callback: grpc.sendUnaryData<CheckResponseObject>): void => {
+    let resp: CheckResponseObject;
+    try {
+      resp = toCheckResponse(d, { reasonHeader: reasonHeader(cfg) });
+      const ms = performance.now() - start;
+      const allowed = resp.status.code === 0;
+      checkCounter(allowed ? 'allow' : 'deny', d.allow && !allowed ? 'ERR_BAD_REQUEST' : d.reason).inc();
+      (allowed ? durationAllow : durationDeny).observe(ms / 1000);
+      if (cfg) decisionLog.record(cfg.settings, d, ms);
+    } catch (e) {
+      // Nothing above should throw; if it does, the Check is still answered, with a deny.
+      resp = internalError(e);
+    }
+    state.leave();
+    callback(null, resp);
+  };
+
+  const internalError = (e: unknown): CheckResponseObject => {
+    runtime.logger.error({ err: e instanceof Error ? e.name : 'unknown' }, 'check failed unexpectedly');
+    checkCounter('deny', 'ERR_INTERNAL').inc();
+    return {
+      status: { code: 13, message: 'ERR_INTERNAL' },
+      denied_response: { status: { code: 500 }, headers: [], body: 'ext_authz: internal error' },
+      dynamic_metadata: { fields: { reason: { stringValue: 'ERR_INTERNAL' } } },
+    };
+  };
+
   server.addService(protos.authorization, {
     Check(call: grpc.ServerUnaryCall<RawCheckRequest, CheckResponseObject>, callback: grpc.sendUnaryData<CheckResponseObject>) {
-      const start = process.hrtime.bigint();
+      const start = performance.now();
       state.enter();
-      m.inflight.inc();
       const cfg = state.config;
-      evaluate(call.request, cfg, runtime, { deadline: deadlineOf(call) })
-        .then((d) => {
-          const resp = toCheckResponse(d, { reasonHeader: cfg?.settings.reasonHeader ?? false });
-          const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-          const decision = resp.status.code === 0 ? 'allow' : 'deny';
-          checkCounter(decision, d.allow && resp.status.code !== 0 ? 'ERR_BAD_REQUEST' : d.reason).inc();
-          (decision === 'allow' ? durationAllow : durationDeny).observe(seconds);
-          if (cfg) decisionLog.record(cfg.settings, d, seconds * 1000);
-          callback(null, resp);
-        })
-        .catch((e: unknown) => {
-          // evaluate() never rejects; this is a last line of defence that still denies.
-          runtime.logger.error({ err: e instanceof Error ? e.name : 'unknown' }, 'check failed unexpectedly');
-          m.checks.inc({ decision: 'deny', reason: 'ERR_INTERNAL' });
-          callback(null, {
-            status: { code: 13, message: 'ERR_INTERNAL' },
-            denied_response: { status: { code: 500 }, headers: [], body: 'ext_authz: internal error' },
-            dynamic_metadata: { fields: { reason: { stringValue: 'ERR_INTERNAL' } } },
-          });
-        })
-        .finally(() => {
-          m.inflight.dec();
-          state.leave();
-        });
+      let r: Decision | Promise<Decision>;
+      try {
+        r = evaluateCheck(call.request, cfg, runtime, { deadline: deadlineOf(call) });
+      } catch (e) {
+        // evaluateCheck() never throws; this is a last line of defence that still denies.
+        state.leave();
+        callback(null, internalError(e));
+        return;
+      }
+      // A cached-token Check is answered in this tick; one that went asynchronous later.
+      if (!(r instanceof Promise)) answer(r, cfg, start, callback);
+      else
+        r.then(
+          (d) => answer(d, cfg, start, callback),
+          (e: unknown) => {
+            state.leave();
+            callback(null, internalError(e));
+          },
+        );
     },
   });
 

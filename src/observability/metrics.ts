@@ -5,34 +5,32 @@
  * request data.
  */
 import client from 'prom-client';
+import { HotCounter, HotHistogram } from './hot-metrics.js';
 
 const PREFIX = 'obo_authz_';
 
 export class Metrics {
   readonly registry: client.Registry;
-  readonly checks: client.Counter<'decision' | 'reason'>;
-  readonly checkDuration: client.Histogram<'decision'>;
+  readonly checks: HotCounter<'decision' | 'reason'>;
+  readonly checkDuration: HotHistogram<'decision'>;
   readonly configReloads: client.Counter<'result'>;
   readonly configInfo: client.Gauge<'hash'>;
   readonly inflight: client.Gauge;
-  private readonly extra = new Map<string, client.Metric>();
+  private readonly extra = new Map<string, unknown>();
+  private inflightSource: (() => number) | null = null;
 
   constructor(opts: { collectDefault?: boolean } = {}) {
     this.registry = new client.Registry();
     if (opts.collectDefault) client.collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
-    this.checks = new client.Counter({
-      name: `${PREFIX}checks_total`,
-      help: 'Check decisions by decision (allow|deny) and reason code.',
-      labelNames: ['decision', 'reason'],
-      registers: [this.registry],
-    });
-    this.checkDuration = new client.Histogram({
-      name: `${PREFIX}check_duration_seconds`,
-      help: 'Time to answer one Check, by decision.',
-      labelNames: ['decision'],
-      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
-      registers: [this.registry],
-    });
+    // Updated on every Check: the cheap kind (hot-metrics.ts).
+    this.checks = new HotCounter(`${PREFIX}checks_total`, 'Check decisions by decision (allow|deny) and reason code.', ['decision', 'reason'], [this.registry]);
+    this.checkDuration = new HotHistogram(
+      `${PREFIX}check_duration_seconds`,
+      'Time to answer one Check, by decision.',
+      ['decision'],
+      [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      [this.registry],
+    );
     this.configReloads = new client.Counter({
       name: `${PREFIX}config_reloads_total`,
       help: 'Config loads by result (success|failure).',
@@ -45,36 +43,36 @@ export class Metrics {
       labelNames: ['hash'],
       registers: [this.registry],
     });
+    // Read at scrape time (trackInflight), not updated twice per Check.
+    const self = this;
     this.inflight = new client.Gauge({
       name: `${PREFIX}checks_in_flight`,
       help: 'Checks being evaluated.',
       registers: [this.registry],
+      collect() {
+        if (self.inflightSource) this.set(self.inflightSource());
+      },
     });
   }
 
-  counter<L extends string>(name: string, help: string, labelNames: readonly L[]): client.Counter<L> {
-    return this.getOrCreate(name, () => new client.Counter({ name: PREFIX + name, help, labelNames, registers: [this.registry] }));
+  /** checks_in_flight reports `count()` when scraped. */
+  trackInflight(count: () => number): void {
+    this.inflightSource = count;
+  }
+
+  counter<L extends string>(name: string, help: string, labelNames: readonly L[]): HotCounter<L> {
+    return this.getOrCreate(name, () => new HotCounter<L>(PREFIX + name, help, labelNames, [this.registry]));
   }
 
   gauge<L extends string>(name: string, help: string, labelNames: readonly L[]): client.Gauge<L> {
     return this.getOrCreate(name, () => new client.Gauge({ name: PREFIX + name, help, labelNames, registers: [this.registry] }));
   }
 
-  histogram<L extends string>(name: string, help: string, labelNames: readonly L[], buckets?: number[]): client.Histogram<L> {
-    return this.getOrCreate(
-      name,
-      () =>
-        new client.Histogram({
-          name: PREFIX + name,
-          help,
-          labelNames,
-          buckets: buckets ?? [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
-          registers: [this.registry],
-        }),
-    );
+  histogram<L extends string>(name: string, help: string, labelNames: readonly L[], buckets?: number[]): HotHistogram<L> {
+    return this.getOrCreate(name, () => new HotHistogram<L>(PREFIX + name, help, labelNames, buckets ?? [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], [this.registry]));
   }
 
-  private getOrCreate<M extends client.Metric>(name: string, create: () => M): M {
+  private getOrCreate<M>(name: string, create: () => M): M {
     const hit = this.extra.get(name);
     if (hit) return hit as M;
     const m = create();

@@ -177,11 +177,149 @@ export interface BuildOptions {
   readonly fallbackId?: string;
 }
 
-export function buildRequestContext(req: RawCheckRequest, opts: BuildOptions): RequestContext {
-  const attrs = req.attributes ?? {};
-  const http = attrs.request?.http ?? {};
+const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
+const NO_EXTENSIONS: Readonly<Record<string, string>> = Object.freeze({});
+
+/** True when a header name has an upper-case ASCII letter (Envoy sends them lower-cased). */
+function hasUpper(k: string): boolean {
+  for (let i = 0; i < k.length; i++) {
+    const c = k.charCodeAt(i);
+    if (c >= 65 && c <= 90) return true;
+  }
+  return false;
+}
+
+/**
+ * The RequestContext of one Check. Built on every Check, so it does the least up front:
+ * method, host, path, query and the workload (every stage needs them); headers are read
+ * straight from the decoded `headers` map when Envoy sent it lower-cased and without
+ * `header_map` (the usual case), and the header Map, peers, remote IP, query parameters
+ * and cookies are made the first time a stage asks.
+ */
+class CheckRequestContext implements RequestContext {
+  readonly id: string;
+  readonly method: string;
+  readonly host: string;
+  readonly path: string;
+  readonly rawPath: string;
+  readonly query: string;
+  readonly scheme: string;
+  readonly protocol: string;
+  readonly sni: string;
+  readonly contextExtensions: Readonly<Record<string, string>>;
+  readonly workload: Workload;
+  readonly deadline: number;
+  /** The decoded `headers` map while it can be read directly; null once `map` is in use. */
+  private plain: Record<string, string> | null;
+  private map: Map<string, string> | null = null;
+  private src: PeerInfo | null = null;
+  private dst: PeerInfo | null = null;
+  private remote: string | null = null;
+  private params: Map<string, string[]> | null = null;
+  private cookies: Map<string, string> | null = null;
+
+  constructor(
+    private readonly attrs: RawAttributes,
+    http: RawHttp,
+    private readonly settings: Settings,
+    opts: BuildOptions,
+  ) {
+    const hdrs = http.headers;
+    const hm = http.header_map?.headers;
+    this.plain = hdrs ?? NO_LABELS;
+    if (hm && hm.length > 0) this.plain = null;
+    else if (hdrs) for (const k in hdrs) if (hasUpper(k)) (this.plain = null);
+    if (!this.plain) this.map = headerMap(hdrs, hm);
+
+    this.method = http.method || this.header(':method') || '';
+    this.host = http.host || this.header(':authority') || this.header('host') || '';
+    const rawPath = http.path || this.header(':path') || '';
+    let path = rawPath;
+    let query = http.query ?? '';
+    const qi = rawPath.indexOf('?');
+    if (qi >= 0) {
+      path = rawPath.slice(0, qi);
+      if (!query) query = rawPath.slice(qi + 1);
+    }
+    const hi = path.indexOf('#');
+    if (hi >= 0) path = path.slice(0, hi);
+    const hq = query.indexOf('#');
+    if (hq >= 0) query = query.slice(0, hq);
+    this.rawPath = rawPath;
+    this.path = path;
+    this.query = query;
+    this.id = http.id || this.header('x-request-id') || opts.fallbackId || '';
+    this.scheme = http.scheme || this.header(':scheme') || 'http';
+    this.protocol = http.protocol ?? '';
+    this.sni = this.attrs.tls_session?.sni ?? '';
+    this.deadline = opts.deadline ?? Infinity;
+
+    const ext = this.attrs.context_extensions ?? NO_EXTENSIONS;
+    this.contextExtensions = ext;
+    let labels: Record<string, string> | null = null;
+    for (const k in ext) {
+      if (k.startsWith('label.')) (labels ??= {})[k.slice(6)] = ext[k]!;
+    }
+    const destLabels = this.attrs.destination?.labels;
+    if (destLabels) {
+      for (const k in destLabels) {
+        labels ??= {};
+        if (!(k in labels)) labels[k] = destLabels[k]!;
+      }
+    }
+    let hasLabels = labels !== null;
+    if (!hasLabels && settings.workloadLabels && Object.keys(settings.workloadLabels).length > 0) {
+      labels = { ...settings.workloadLabels };
+      hasLabels = true;
+    }
+    this.workload = {
+      namespace: ext['namespace'] || namespaceFromPrincipal(this.attrs.destination?.principal ?? '') || settings.defaultNamespace,
+      labels: labels ?? NO_LABELS,
+      hasLabels,
+      gateway: ext['gateway'] ?? '',
+      service: ext['service'] ?? '',
+      backend: ext['backend'] ?? '',
+    };
+  }
+
+  header(name: string): string | undefined {
+    const p = this.plain;
+    if (p) {
+      const v = p[name];
+      // own string values only (the decoded map is a plain object: no `constructor` & co.)
+      return typeof v === 'string' && Object.prototype.hasOwnProperty.call(p, name) ? v : undefined;
+    }
+    return this.map!.get(name);
+  }
+
+  get headers(): ReadonlyMap<string, string> {
+    return (this.map ??= headerMap(this.plain ?? undefined, undefined));
+  }
+
+  get source(): PeerInfo {
+    return (this.src ??= peerInfo(this.attrs.source));
+  }
+
+  get destination(): PeerInfo {
+    return (this.dst ??= peerInfo(this.attrs.destination));
+  }
+
+  get remoteIp(): string {
+    return (this.remote ??= remoteIpFrom(this.header('x-forwarded-for'), this.settings.trustedProxyHops, this.source.ip));
+  }
+
+  get queryParams(): ReadonlyMap<string, readonly string[]> {
+    return (this.params ??= parseQuery(this.query));
+  }
+
+  cookie(name: string): string | undefined {
+    return (this.cookies ??= parseCookies(this.header('cookie'))).get(name);
+  }
+}
+
+/** Lower-case header name -> value, duplicates (in `headers` and `header_map`) joined by ','. */
+function headerMap(hdrs: Record<string, string> | undefined, hm: readonly RawHeaderValue[] | undefined): Map<string, string> {
   const headers = new Map<string, string>();
-  const hdrs = http.headers;
   if (hdrs) {
     for (const k of Object.keys(hdrs)) {
       const lk = k.toLowerCase();
@@ -190,8 +328,7 @@ export function buildRequestContext(req: RawCheckRequest, opts: BuildOptions): R
     }
   }
   // encode_raw_headers: Envoy sends header_map with values in raw_value.
-  const hm = http.header_map?.headers;
-  if (hm && hm.length > 0) {
+  if (hm) {
     for (const h of hm) {
       if (!h.key) continue;
       const lk = h.key.toLowerCase();
@@ -200,80 +337,15 @@ export function buildRequestContext(req: RawCheckRequest, opts: BuildOptions): R
       headers.set(lk, prev === undefined ? v : `${prev},${v}`);
     }
   }
+  return headers;
+}
 
-  const method = http.method || headers.get(':method') || '';
-  const host = http.host || headers.get(':authority') || headers.get('host') || '';
-  const rawPath = http.path || headers.get(':path') || '';
-  let path = rawPath;
-  let query = http.query ?? '';
-  const qi = rawPath.indexOf('?');
-  if (qi >= 0) {
-    path = rawPath.slice(0, qi);
-    if (!query) query = rawPath.slice(qi + 1);
-  }
-  const hi = path.indexOf('#');
-  if (hi >= 0) path = path.slice(0, hi);
-  const hq = query.indexOf('#');
-  if (hq >= 0) query = query.slice(0, hq);
+type RawAttributes = NonNullable<RawCheckRequest['attributes']>;
+type RawHttp = NonNullable<NonNullable<RawAttributes['request']>['http']>;
+const NO_ATTRIBUTES: RawAttributes = Object.freeze({});
+const NO_HTTP: RawHttp = Object.freeze({});
 
-  const source = peerInfo(attrs.source);
-  const destination = peerInfo(attrs.destination);
-  const ext = attrs.context_extensions ?? {};
-  const settings = opts.settings;
-
-  const namespace = ext['namespace'] || namespaceFromPrincipal(destination.principal) || settings.defaultNamespace;
-  const labels: Record<string, string> = {};
-  let hasLabels = false;
-  for (const k of Object.keys(ext)) {
-    if (k.startsWith('label.')) {
-      labels[k.slice(6)] = ext[k]!;
-      hasLabels = true;
-    }
-  }
-  for (const [k, v] of Object.entries(destination.labels)) {
-    if (!(k in labels)) labels[k] = v;
-    hasLabels = true;
-  }
-  if (!hasLabels && settings.workloadLabels && Object.keys(settings.workloadLabels).length > 0) {
-    Object.assign(labels, settings.workloadLabels);
-    hasLabels = true;
-  }
-
-  let queryParams: Map<string, string[]> | undefined;
-  let cookies: Map<string, string> | undefined;
-  const ctx: RequestContext = {
-    id: http.id || headers.get('x-request-id') || opts.fallbackId || '',
-    method,
-    host,
-    path,
-    rawPath,
-    query,
-    get queryParams() {
-      return (queryParams ??= parseQuery(query));
-    },
-    scheme: http.scheme || headers.get(':scheme') || 'http',
-    protocol: http.protocol ?? '',
-    headers,
-    source,
-    destination,
-    remoteIp: remoteIpFrom(headers.get('x-forwarded-for'), settings.trustedProxyHops, source.ip),
-    sni: attrs.tls_session?.sni ?? '',
-    contextExtensions: ext,
-    workload: {
-      namespace,
-      labels,
-      hasLabels,
-      gateway: ext['gateway'] ?? '',
-      service: ext['service'] ?? '',
-      backend: ext['backend'] ?? '',
-    },
-    deadline: opts.deadline ?? Infinity,
-    cookie(name: string) {
-      return (cookies ??= parseCookies(headers.get('cookie'))).get(name);
-    },
-    header(name: string) {
-      return headers.get(name);
-    },
-  };
-  return ctx;
+export function buildRequestContext(req: RawCheckRequest, opts: BuildOptions): RequestContext {
+  const attrs = req.attributes ?? NO_ATTRIBUTES;
+  return new CheckRequestContext(attrs, attrs.request?.http ?? NO_HTTP, opts.settings, opts);
 }

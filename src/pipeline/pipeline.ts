@@ -13,7 +13,8 @@ import { sanitizeRemoteText } from '../observability/redact.js';
 import { buildRequestContext, type RawCheckRequest, type RequestContext } from './context.js';
 import type { Decision } from './decision.js';
 import type { Runtime } from './runtime.js';
-import { Trace, UpstreamMutations, type CheckState, type Deny } from './state.js';
+import type { Identity } from './identity.js';
+import { Trace, UpstreamMutations, type CheckState, type DecisionAttribution, type Deny } from './state.js';
 
 export interface EvaluateOptions {
   /** Absolute deadline (ms since epoch) from grpc-timeout; undefined = Settings.defaultTimeout. */
@@ -128,6 +129,19 @@ export async function evaluate(
   runtime: Runtime,
   opts: EvaluateOptions = {},
 ): Promise<Decision> {
+  return evaluateCheck(raw, cfg, runtime, opts);
+}
+
+/**
+ * evaluate() without the promise when no stage went asynchronous: the gRPC handler answers
+ * a cached-token Check in the same tick, with no promise or microtask per Check.
+ */
+export function evaluateCheck(
+  raw: RawCheckRequest,
+  cfg: CompiledConfig | null,
+  runtime: Runtime,
+  opts: EvaluateOptions = {},
+): Decision | Promise<Decision> {
   const trace = opts.explain ? new Trace() : null;
   if (!cfg) return internalDecision('ERR_UNAVAILABLE', 'no configuration loaded', '', trace);
   const now = runtime.now();
@@ -149,21 +163,7 @@ export async function evaluate(
     return internalDecision('ERR_DEADLINE', 'deadline already passed on arrival', requestId, trace);
   }
 
-  // The abort controller is made only when a stage asks for the signal (a remote call).
-  let abort: AbortController | undefined;
-  const state: CheckState = {
-    ctx,
-    runtime,
-    get signal() {
-      return (abort ??= new AbortController()).signal;
-    },
-    trace,
-    identity: null,
-    identities: [],
-    actor: null,
-    upstream: new UpstreamMutations(),
-    attribution: {},
-  };
+  const state = new PipelineState(ctx, runtime, trace);
   trace?.add('context', `workload namespace=${ctx.workload.namespace} labels=${JSON.stringify(ctx.workload.labels)}${ctx.workload.hasLabels ? '' : ' (none: selector policies apply)'}`);
 
   let r: Deny | null | Promise<Deny | null>;
@@ -173,9 +173,36 @@ export async function evaluate(
     return failClosed(e, runtime, requestId, trace);
   }
   if (!isPromise(r)) return toDecision(state, r, requestId);
+  return raceDeadline(r, state, answerBy, requestId);
+}
 
-  // A stage went asynchronous (a JWKS fetch, a TokenReview, an STS call): race it against
-  // the deadline so Envoy always gets our explicit answer first.
+/**
+ * The per-Check state. The abort controller is made only when a stage asks for the signal
+ * (a remote call), or when the deadline passes.
+ */
+class PipelineState implements CheckState {
+  identity: Identity | null = null;
+  readonly identities: Identity[] = [];
+  actor: Identity | null = null;
+  readonly upstream = new UpstreamMutations();
+  readonly attribution: DecisionAttribution = {};
+  abort: AbortController | undefined = undefined;
+  constructor(
+    readonly ctx: RequestContext,
+    readonly runtime: Runtime,
+    readonly trace: Trace | null,
+  ) {}
+  get signal(): AbortSignal {
+    return (this.abort ??= new AbortController()).signal;
+  }
+}
+
+/**
+ * A stage went asynchronous (a JWKS fetch, a TokenReview, an STS call): race it against
+ * the deadline so Envoy always gets our explicit answer first.
+ */
+async function raceDeadline(r: Promise<Deny | null>, state: PipelineState, answerBy: number, requestId: string): Promise<Decision> {
+  const { runtime, trace } = state;
   let timer: NodeJS.Timeout | undefined;
   try {
     const work = r.then(
@@ -184,7 +211,7 @@ export async function evaluate(
     );
     const timeout = new Promise<Decision>((resolve) => {
       timer = setTimeout(() => {
-        (abort ??= new AbortController()).abort(new Error('check deadline'));
+        (state.abort ??= new AbortController()).abort(new Error('check deadline'));
         trace?.add('respond', 'deadline reached before a decision: 503');
         resolve(internalDecision('ERR_DEADLINE', 'deadline reached before a decision', requestId, trace));
       }, Math.max(0, answerBy - runtime.now()));

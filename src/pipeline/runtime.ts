@@ -3,6 +3,7 @@
  * logger, metrics and a registry of resources that survive config reloads (JWKS
  * sources, STS clients, caches), keyed so a reload with the same settings reuses them.
  */
+import type { DecisionSink } from '../observability/decision-log.js';
 import type { Logger } from 'pino';
 import type { Metrics } from '../observability/metrics.js';
 
@@ -47,8 +48,8 @@ export interface Runtime {
   now(): number;
   readonly fetch: FetchLike;
   readonly logger: Logger;
-  /** Where decision lines go; defaults to `logger`. */
-  readonly decisionLogger?: Logger;
+  /** Where decision lines go (observability/decision-log.ts); defaults to `logger`. */
+  readonly decisionSink?: DecisionSink;
   readonly metrics: Metrics;
   readonly shared: SharedResources;
 }

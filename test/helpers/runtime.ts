@@ -27,6 +27,8 @@ export function createTestRuntime(opts: { now?: number; fetch?: FetchLike; level
     now: () => fixed ?? Date.now(),
     fetch: opts.fetch ?? ((input, init) => fetch(input, init)),
     logger: createLogger({ level: opts.level ?? 'debug', destination: sink }),
+    // Decision lines take the production path (hand-built lines) into the same capture.
+    decisionSink: { write: (line: string) => void logs.push(line) },
     metrics: new Metrics(),
     shared: new SharedResources(),
     logs,

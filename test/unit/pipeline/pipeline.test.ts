@@ -63,6 +63,26 @@ describe('RequestContext', () => {
     expect(ctx.workload.hasLabels).toBe(false);
   });
 
+  it('reads lower-case headers directly, and joins case variants like Envoy would have', () => {
+    const plain = buildRequestContext(httpRequest({ headers: { authorization: 'Bearer a', 'x-a': '1' } }), { settings });
+    expect(plain.header('authorization')).toBe('Bearer a');
+    expect(plain.header('x-a')).toBe('1');
+    // the decoded map is a plain object: inherited names are not headers
+    expect(plain.header('constructor')).toBeUndefined();
+    expect(plain.header('toString')).toBeUndefined();
+    expect(plain.header('missing')).toBeUndefined();
+    expect([...plain.headers.entries()].filter(([k]) => !k.startsWith(':'))).toEqual(
+      expect.arrayContaining([
+        ['authorization', 'Bearer a'],
+        ['x-a', '1'],
+      ]),
+    );
+    const mixed = buildRequestContext(httpRequest({ headers: { 'X-A': '1', 'x-a': '2', Authorization: 'Bearer b' } }), { settings });
+    expect(mixed.header('x-a')).toBe('1,2');
+    expect(mixed.header('authorization')).toBe('Bearer b');
+    expect(mixed.headers.get('x-a')).toBe('1,2');
+  });
+
   it('prefers context_extensions for namespace and labels', () => {
     const ctx = buildRequestContext(
       httpRequest({ contextExtensions: { namespace: 'agents', 'label.app': 'mcp', backend: 'github' }, destinationPrincipal: 'spiffe://td/ns/other/sa/x' }),

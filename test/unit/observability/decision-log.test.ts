@@ -1,0 +1,151 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { afterAll, describe, expect, it } from 'vitest';
+import { DEFAULT_SETTINGS } from '../../../src/config/settings.js';
+import { DecisionLog, decisionLine, decisionLogEntry, LineWriter } from '../../../src/observability/decision-log.js';
+import { createLogger } from '../../../src/observability/logger.js';
+import type { Decision } from '../../../src/pipeline/decision.js';
+import type { Identity } from '../../../src/pipeline/identity.js';
+import { UpstreamMutations } from '../../../src/pipeline/state.js';
+
+function identity(principal: string): Identity {
+  return { kind: 'jwt', principal, issuer: 'i', subject: 's', audiences: [], presenter: '', claims: {}, admittedBy: 'r' } as unknown as Identity;
+}
+
+function decision(over: Partial<Decision> = {}): Decision {
+  return {
+    allow: true,
+    reason: 'OK',
+    httpStatus: 200,
+    body: '',
+    denyHeaders: [],
+    upstream: new UpstreamMutations(),
+    attribution: {},
+    identity: null,
+    actor: null,
+    message: 'allowed',
+    trace: null,
+    requestId: 'r1',
+    ...over,
+  };
+}
+
+const tmp = mkdtempSync(join(tmpdir(), 'obo-dlog-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+/** The same decision logged through pino (object) and by hand (line): same JSON. */
+function viaPino(d: Decision, latencyMs: number): Record<string, unknown> {
+  const lines: string[] = [];
+  const logger = createLogger({
+    level: 'info',
+    redact: false,
+    destination: new Writable({
+      write(c, _e, cb) {
+        lines.push(String(c));
+        cb();
+      },
+    }),
+  });
+  // pino writes synchronously to a Writable
+  new DecisionLog(logger).record(DEFAULT_SETTINGS, d, latencyMs);
+  expect(lines).toHaveLength(1);
+  return JSON.parse(lines[0]!) as Record<string, unknown>;
+}
+
+const cases: [string, Decision][] = [
+  ['plain allow', decision({ attribution: { policy: 'ns/allow-mcp', rule: 0 }, identity: identity('https://idp/u1') })],
+  [
+    'deny with every field and hostile strings',
+    decision({
+      allow: false,
+      reason: 'ERR_RBAC_DENIED',
+      httpStatus: 403,
+      message: 'denied by "ns/deny-all" rule 2\nsecond line \u2028 \u0000 \\ end',
+      requestId: 'req-"quoted"\n\ttab \ud83d\ude00',
+      identity: identity('https://idp/"odd"\u0001'),
+      actor: identity('spiffe://cluster.local/ns/a/sa/agent'),
+      attribution: {
+        policy: 'ns/deny-all',
+        rule: 2,
+        audience: 'mcp-tools',
+        exchangePolicy: 'ns/tep',
+        exchangeCache: 'hit',
+        audit: ['ns/audit-1', 'ns/audit-"2"'],
+        shadow: [{ policy: 'ns/dry', rule: 1, wouldDeny: true }],
+      },
+    }),
+  ],
+  ['allow with rule 0 and no identity', decision({ attribution: { rule: 0 } })],
+];
+
+describe('decisionLine', () => {
+  it.each(cases)('%s: the hand-built line is the JSON pino would write, field for field', (_name, d) => {
+    const line = decisionLine(d, 1.23456);
+    expect(line.endsWith('}\n')).toBe(true);
+    expect(line.indexOf('\n')).toBe(line.length - 1); // one line, whatever the strings hold
+    const ours = JSON.parse(line) as Record<string, unknown>;
+    const theirs = viaPino(d, 1.23456);
+    expect(typeof ours['time']).toBe('string');
+    expect(new Date(ours['time'] as string).toISOString()).toBe(ours['time']);
+    delete ours['time'];
+    delete theirs['time'];
+    expect(ours).toEqual(theirs);
+    expect(Object.keys(ours)).toEqual(Object.keys(theirs));
+    expect(ours).toMatchObject({ ...decisionLogEntry(d, 1.23456), msg: 'decision', component: 'decision', level: 'info' });
+  });
+
+  it('samples allows but always logs denies, audits and shadows', () => {
+    const lines: string[] = [];
+    let r = 0.5;
+    const log = new DecisionLog({ write: (l) => void lines.push(l) }, () => r);
+    const settings = { ...DEFAULT_SETTINGS, decisionLog: { enabled: true, allowSampleRate: 0.25 } };
+    log.record(settings, decision(), 1); // 0.5 >= 0.25: not sampled
+    r = 0.1;
+    log.record(settings, decision({ requestId: 'sampled' }), 1);
+    r = 0.9;
+    log.record(settings, decision({ allow: false, reason: 'ERR_RBAC_DENIED', httpStatus: 403, requestId: 'deny' }), 1);
+    log.record(settings, decision({ requestId: 'audit', attribution: { audit: ['ns/a'] } }), 1);
+    log.record({ ...settings, decisionLog: { enabled: false, allowSampleRate: 1 } }, decision({ allow: false, reason: 'ERR_RBAC_DENIED' }), 1);
+    expect(lines.map((l) => (JSON.parse(l) as { requestId: string }).requestId)).toEqual(['sampled', 'deny', 'audit']);
+  });
+});
+
+describe('LineWriter', () => {
+  it('batches lines into a file in order and flushes on demand', async () => {
+    const path = join(tmp, 'sub', 'decisions.jsonl');
+    const w = new LineWriter(path, { batchChars: 1000, maxDelayMs: 10_000 });
+    for (let i = 0; i < 500; i++) w.write(`{"n":${i}}\n`);
+    await w.flush();
+    const got = readFileSync(path, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { n: number }).n);
+    expect(got).toEqual(Array.from({ length: 500 }, (_, i) => i));
+    // below the batch size nothing is written until the delay or a flush
+    w.write('{"n":500}\n');
+    expect(readFileSync(path, 'utf8').split('\n')).toHaveLength(501);
+    await w.close();
+    expect(readFileSync(path, 'utf8').trim().split('\n')).toHaveLength(501);
+    w.write('{"n":"after close"}\n'); // ignored, no throw
+  });
+
+  it('writes a short burst after maxDelayMs without a flush', async () => {
+    const path = join(tmp, 'delay.jsonl');
+    const w = new LineWriter(path, { batchChars: 1_000_000, maxDelayMs: 20 });
+    w.write('a\n');
+    w.write('b\n');
+    await new Promise((r) => setTimeout(r, 150));
+    expect(readFileSync(path, 'utf8')).toBe('a\nb\n');
+    await w.close();
+  });
+
+  it('drops and counts lines beyond maxPendingChars instead of buffering without bound', async () => {
+    const path = join(tmp, 'drop.jsonl');
+    let drops = 0;
+    const w = new LineWriter(path, { batchChars: 1_000_000, maxDelayMs: 10_000, maxPendingChars: 100, onDrop: () => drops++ });
+    for (let i = 0; i < 20; i++) w.write('0123456789\n'); // 11 chars each: 9 fit
+    expect(w.dropped).toBe(11);
+    expect(drops).toBe(11);
+    await w.close();
+    expect(readFileSync(path, 'utf8').split('\n').filter(Boolean)).toHaveLength(9);
+  });
+});
