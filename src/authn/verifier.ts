@@ -48,7 +48,33 @@ export interface VerifiedEntry {
   memo: unknown;
 }
 
-type CacheEntry = VerifiedEntry;
+/**
+ * Entries are keyed by the raw token alone (a sliced string of the header: hashed in place,
+ * no concatenated key to build and flatten on every Check) and tagged with `base`, everything
+ * else the result depends on (issuer, audiences, key source, key-set hash). The few
+ * verifiers that may see the same token (another rule, an actor-token validator) chain
+ * their entries under it.
+ */
+interface CacheEntry extends VerifiedEntry {
+  readonly base: string;
+  readonly next: CacheEntry | undefined;
+}
+
+/** Entries kept per token, one per verifier that admitted it (oldest dropped first). */
+const MAX_CHAIN = 4;
+
+function entryFor(head: CacheEntry | undefined, base: string): CacheEntry | undefined {
+  let e = head;
+  while (e !== undefined && e.base !== base) e = e.next;
+  return e;
+}
+
+/** `head` without the entry for `base`, at most `MAX_CHAIN - 1` long. */
+function others(head: CacheEntry | undefined, base: string, left = MAX_CHAIN - 1): CacheEntry | undefined {
+  if (head === undefined || left === 0) return undefined;
+  if (head.base === base) return others(head.next, base, left);
+  return { ...head, next: others(head.next, base, left - 1) };
+}
 
 export interface VerifiedCacheOptions {
   /** Bound on entries (memory stays flat however many distinct tokens arrive). */
@@ -137,7 +163,9 @@ export class JwtVerifier {
     const cache = this.cache;
     const last = this.lastKeys;
     if (!cache || !last) return undefined;
-    let hit = cache.get(this.lastKeyBase + token);
+    const head = cache.get(token);
+    if (head === undefined) return undefined;
+    let hit = entryFor(head, this.lastKeyBase);
     if (!hit) return undefined;
     const current = this.source.peek();
     if (current !== last) {
@@ -145,7 +173,7 @@ export class JwtVerifier {
       if (!current) return undefined;
       this.remember(current);
       if (current.hash !== last.hash) {
-        hit = cache.get(this.lastKeyBase + token);
+        hit = entryFor(head, this.lastKeyBase);
         if (!hit) return undefined;
       }
     }
@@ -178,7 +206,7 @@ export class JwtVerifier {
     if (current && this.cache) {
       const probedSame = probed && this.lastKeys !== null && this.lastKeys.hash === current.hash;
       this.remember(current);
-      const hit = probedSame ? undefined : this.cache.get(this.lastKeyBase + token);
+      const hit = probedSame ? undefined : entryFor(this.cache.get(token), this.lastKeyBase);
       if (hit) {
         const t = checkTime(hit.nbf, hit.exp, nowMs);
         if (t) return this.fail(t, hit.jwt);
@@ -215,7 +243,11 @@ export class JwtVerifier {
     if (this.cache) {
       // Entry lifetime ends at exp + skew (after that the token is expired anyway).
       const ttl = jwt.exp ? Math.min(this.cache.ttl, (jwt.exp + CLOCK_SKEW_S) * 1000 - nowMs) : this.cache.ttl;
-      if (ttl > 0) this.cache.set(`${this.cachePrefix}${keys.hash}\n${token}`, { jwt, keyId: sig.keyId!, nbf: jwt.nbf, exp: jwt.exp, memo: undefined }, { ttl });
+      if (ttl > 0) {
+        const base = keys === this.lastKeys ? this.lastKeyBase : `${this.cachePrefix}${keys.hash}\n`;
+        const entry: CacheEntry = { base, jwt, keyId: sig.keyId!, nbf: jwt.nbf, exp: jwt.exp, memo: undefined, next: others(this.cache.peek(token), base) };
+        this.cache.set(token, entry, { ttl });
+      }
     }
     this.remember(keys);
     return { ok: true, jwt, keyId: sig.keyId!, cached: false };

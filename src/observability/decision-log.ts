@@ -70,12 +70,19 @@ export interface DecisionSink extends LineSink {
 
 let lastMs = -1;
 let lastIso = '';
-/** pino's isoTime, computed once per millisecond. */
-function isoNow(): string {
-  const ms = Date.now();
+let lastSec = -1;
+let secPrefix = '';
+/** pino's isoTime (`new Date().toISOString()`), with the date formatted once per second. */
+export function isoNow(ms: number = Date.now()): string {
   if (ms !== lastMs) {
     lastMs = ms;
-    lastIso = new Date(ms).toISOString();
+    const sec = Math.floor(ms / 1000);
+    if (sec !== lastSec) {
+      lastSec = sec;
+      secPrefix = new Date(sec * 1000).toISOString().slice(0, 20); // up to and including '.'
+    }
+    const frac = ms - sec * 1000;
+    lastIso = `${secPrefix}${frac < 10 ? '00' : frac < 100 ? '0' : ''}${frac}Z`;
   }
   return lastIso;
 }
@@ -150,8 +157,8 @@ export interface LineWriterOptions {
  * is pending, lines are dropped (counted) rather than growing the heap without bound.
  */
 export class LineWriter implements LineSink {
-  private pending: string[] = [];
-  private pendingChars = 0;
+  /** Lines not yet handed to a write, concatenated (a rope: flattened once per write). */
+  private pending = '';
   private writing = false;
   private timer: NodeJS.Timeout | undefined;
   private waiters: (() => void)[] = [];
@@ -185,15 +192,14 @@ export class LineWriter implements LineSink {
 
   write(line: string): void {
     if (this.closed) return;
-    if (this.pendingChars + line.length > this.maxPendingChars) {
+    if (this.pending.length + line.length > this.maxPendingChars) {
       this.dropped++;
       this.onDrop?.();
       return;
     }
-    this.pending.push(line);
-    this.pendingChars += line.length;
+    this.pending += line;
     if (this.writing) return;
-    if (this.pendingChars >= this.batchChars) this.startWrite();
+    if (this.pending.length >= this.batchChars) this.startWrite();
     else this.schedule();
   }
 
@@ -215,9 +221,8 @@ export class LineWriter implements LineSink {
       this.notifyIdle();
       return;
     }
-    const buf = Buffer.from(this.pending.length === 1 ? this.pending[0]! : this.pending.join(''), 'utf8');
-    this.pending = [];
-    this.pendingChars = 0;
+    const buf = Buffer.from(this.pending, 'utf8');
+    this.pending = '';
     this.writing = true;
     this.writeBuf(buf, 0);
   }
@@ -238,7 +243,7 @@ export class LineWriter implements LineSink {
         return;
       }
       this.writing = false;
-      if (this.pendingChars >= this.batchChars || (this.waiters.length > 0 && this.pending.length > 0)) this.startWrite();
+      if (this.pending.length >= this.batchChars || (this.waiters.length > 0 && this.pending.length > 0)) this.startWrite();
       else if (this.pending.length > 0) this.schedule();
       else this.notifyIdle();
     });
@@ -269,9 +274,8 @@ export class LineWriter implements LineSink {
   /** Last resort on process exit: whatever is still pending, written synchronously. */
   flushSync(): void {
     if (this.pending.length === 0) return;
-    const buf = Buffer.from(this.pending.join(''), 'utf8');
-    this.pending = [];
-    this.pendingChars = 0;
+    const buf = Buffer.from(this.pending, 'utf8');
+    this.pending = '';
     try {
       let off = 0;
       while (off < buf.length) off += writeSync(this.fd, buf, off, buf.length - off);

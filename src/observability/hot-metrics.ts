@@ -76,10 +76,13 @@ abstract class HotMetric<L extends string, C extends Child> {
 
 export class CounterChild implements Child {
   value = 0;
+  /** Exported once updated (as prom-client: labels() alone creates no series). */
+  used = false;
   constructor(readonly labels: Record<string, string>) {}
   inc(v = 1): void {
     if (!(v >= 0)) throw new Error('counters only go up');
     this.value += v;
+    this.used = true;
   }
 }
 
@@ -97,7 +100,7 @@ export class HotCounter<L extends string = string> extends HotMetric<L, CounterC
 
   get(): MetricSnapshot {
     const values: MetricSnapshot['values'] = [];
-    for (const c of this.children.values()) values.push({ labels: c.labels, value: c.value });
+    for (const c of this.children.values()) if (c.used) values.push({ labels: c.labels, value: c.value });
     return { name: this.name, help: this.help, type: 'counter', aggregator: this.aggregator, values };
   }
 }
@@ -144,6 +147,7 @@ export class HotHistogram<L extends string = string> extends HotMetric<L, Histog
   get(): MetricSnapshot {
     const values: MetricSnapshot['values'] = [];
     for (const c of this.children.values()) {
+      if (c.count === 0) continue; // as prom-client: labels() alone creates no series
       let acc = 0;
       for (let i = 0; i <= this.buckets.length; i++) {
         acc += c.counts[i]!;

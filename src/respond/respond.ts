@@ -89,6 +89,25 @@ export function decisionMetadata(d: Decision): Record<string, unknown> {
   return m;
 }
 
+/**
+ * decisionMetadata() as a Struct, built directly (one Check, one Struct: no intermediate
+ * record). Same fields, same order.
+ */
+function metadataStruct(d: Decision): StructObject {
+  const a = d.attribution;
+  const fields: Record<string, ValueObject> = { decision: { stringValue: d.allow ? 'allow' : 'deny' }, reason: { stringValue: d.reason } };
+  if (a.policy) fields['policy'] = { stringValue: a.policy };
+  if (a.rule !== undefined) fields['rule'] = { numberValue: a.rule };
+  if (d.identity) fields['principal'] = { stringValue: d.identity.principal };
+  if (d.actor) fields['actor'] = { stringValue: d.actor.principal };
+  if (a.exchangePolicy) fields['exchange_policy'] = { stringValue: a.exchangePolicy };
+  if (a.audience) fields['audience'] = { stringValue: a.audience };
+  if (a.audit?.length) fields['audit'] = toValue(a.audit);
+  if (a.shadow?.length) fields['shadow'] = toValue(a.shadow);
+  if (d.requestId) fields['request_id'] = { stringValue: d.requestId };
+  return { fields };
+}
+
 export interface RespondOptions {
   readonly reasonHeader: boolean;
 }
@@ -98,7 +117,7 @@ export interface RespondOptions {
  * header values could not be sent safely.
  */
 export function toCheckResponse(d: Decision, opts: RespondOptions): CheckResponseObject {
-  const metadata = toStruct(decisionMetadata(d));
+  const metadata = metadataStruct(d);
   if (d.allow) {
     const headers: HeaderValueOption[] = [];
     for (const [k, v] of d.upstream.set) {

@@ -188,6 +188,26 @@ describe('verified-token cache hit path', () => {
     expect(d3.body).toBe("Jwks doesn't have key to match kid or alg from Jwt");
   });
 
+
+  it('keeps one entry per verifier under a token: two configs alternating both hit', async () => {
+    const rt = runtime();
+    const t = await tokenA({ aud: ['api', 'other'] });
+    const cfgApi = configA(rt);
+    const cfgOther = configA(rt, { audiences: ['other'] });
+    const cfgKeys = configA(rt, {}, [a, a2]);
+    for (const cfg of [cfgApi, cfgOther, cfgKeys]) expect((await check(rt, cfg, bearer(t))).allow).toBe(true);
+    expect(await verifications(rt)).toEqual({ ok: 3 });
+    // every verifier finds its own entry; none evicted the others
+    for (let i = 0; i < 2; i++) {
+      for (const cfg of [cfgApi, cfgOther, cfgKeys]) expect(traceOf(await check(rt, cfg, bearer(t)))).toContain('[cached]');
+    }
+    expect(await verifications(rt)).toEqual({ ok: 3, cached: 6 });
+    // an audience the token lacks never hits another verifier's entry
+    const cfgNone = configA(rt, { audiences: ['nope'] });
+    const d = await check(rt, cfgNone, bearer(t));
+    expect(d.allow).toBe(false);
+    expect(d.body).toBe('Audiences in Jwt are not allowed');
+  });
   it('a reload with the same keys but other outputs rebuilds the identity and headers', async () => {
     const rt = runtime();
     const t = await tokenA({ roles: 'x y', team: 'blue' });

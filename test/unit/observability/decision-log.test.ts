@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DEFAULT_SETTINGS } from '../../../src/config/settings.js';
-import { DecisionLog, decisionLine, decisionLogEntry, LineWriter } from '../../../src/observability/decision-log.js';
+import { DecisionLog, decisionLine, decisionLogEntry, isoNow, LineWriter } from '../../../src/observability/decision-log.js';
 import { createLogger } from '../../../src/observability/logger.js';
 import type { Decision } from '../../../src/pipeline/decision.js';
 import type { Identity } from '../../../src/pipeline/identity.js';
@@ -94,6 +94,15 @@ describe('decisionLine', () => {
     expect(ours).toEqual(theirs);
     expect(Object.keys(ours)).toEqual(Object.keys(theirs));
     expect(ours).toMatchObject({ ...decisionLogEntry(d, 1.23456), msg: 'decision', component: 'decision', level: 'info' });
+  });
+
+  it('formats the time as toISOString() does, across millisecond and second boundaries', () => {
+    const base = Date.UTC(2026, 10, 23, 23, 59, 59, 0);
+    for (const off of [0, 1, 9, 10, 99, 100, 999, 1000, 1001, 1010, 86_400_000 + 5, 3]) {
+      expect(isoNow(base + off)).toBe(new Date(base + off).toISOString());
+    }
+    const now = Date.now();
+    expect(isoNow(now)).toBe(new Date(now).toISOString());
   });
 
   it('samples allows but always logs denies, audits and shadows', () => {

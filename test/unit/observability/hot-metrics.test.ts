@@ -16,6 +16,9 @@ describe('hot metrics', () => {
     }
     a.inc({ decision: 'deny', reason: 'ERR_RBAC_DENIED' }, 3);
     b.inc({ decision: 'deny', reason: 'ERR_RBAC_DENIED' }, 3);
+    // children made but never updated: no series, as prom-client
+    a.labels('allow', 'unused');
+    b.labels('allow', 'unused');
     a.labels({ decision: 'deny', reason: 'with "quote"\nnewline' }).inc(0.5);
     b.labels({ decision: 'deny', reason: 'with "quote"\nnewline' }).inc(0.5);
     expect(await ours.metrics()).toBe(await ref.metrics());
@@ -29,6 +32,8 @@ describe('hot metrics', () => {
     const a = new client.Histogram({ name: 'd_seconds', help: 'h', labelNames: ['decision'], buckets, registers: [ref] });
     const b = new HotHistogram('d_seconds', 'h', ['decision'], buckets, [ours]);
     // on bucket bounds, between them, above the last one, zero
+    a.labels('unused');
+    b.labels('unused');
     const samples = [0, 0.0001, 0.00011, 0.001, 0.0049, 0.5, 1, 1.5, 30, 0.00025];
     for (const v of samples) {
       a.labels('allow').observe(v);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Decision } from '../../../src/pipeline/decision.js';
 import { UpstreamMutations } from '../../../src/pipeline/state.js';
-import { toCheckResponse } from '../../../src/respond/respond.js';
+import { decisionMetadata, toCheckResponse, toStruct } from '../../../src/respond/respond.js';
 
 function decision(over: Partial<Decision> = {}): Decision {
   return {
@@ -63,5 +63,27 @@ describe('toCheckResponse', () => {
     expect(r.dynamic_metadata.fields['reason']).toEqual({ stringValue: 'ERR_JWT_EXPIRED' });
     expect(r.dynamic_metadata.fields['policy']).toEqual({ stringValue: 'ns/p' });
     expect(r.dynamic_metadata.fields['rule']).toEqual({ numberValue: 2 });
+  });
+
+  it('dynamic_metadata carries every decision field, in decisionMetadata() order, as a Struct', () => {
+    const id = (principal: string) => ({ principal }) as unknown as NonNullable<Decision['identity']>;
+    const d = decision({
+      identity: id('https://idp/u1'),
+      actor: id('spiffe://td/ns/a/sa/agent'),
+      attribution: {
+        policy: 'ns/p',
+        rule: 0,
+        exchangePolicy: 'ns/tep',
+        audience: 'mcp-tools',
+        audit: ['ns/a1'],
+        shadow: [{ policy: 'ns/dry', rule: 1, wouldDeny: true }],
+      },
+    });
+    const r = toCheckResponse(d, { reasonHeader: false });
+    expect(r.dynamic_metadata).toEqual(toStruct(decisionMetadata(d)));
+    expect(Object.keys(r.dynamic_metadata.fields)).toEqual(Object.keys(decisionMetadata(d)));
+    expect(r.dynamic_metadata.fields['shadow']).toEqual({
+      listValue: { values: [{ structValue: { fields: { policy: { stringValue: 'ns/dry' }, rule: { numberValue: 1 }, wouldDeny: { boolValue: true } } } }] },
+    });
   });
 });
