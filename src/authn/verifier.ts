@@ -49,31 +49,37 @@ export interface VerifiedEntry {
 }
 
 /**
- * Entries are keyed by the raw token alone (a sliced string of the header: hashed in place,
- * no concatenated key to build and flatten on every Check) and tagged with `base`, everything
- * else the result depends on (issuer, audiences, key source, key-set hash). The few
- * verifiers that may see the same token (another rule, an actor-token validator) chain
- * their entries under it.
+ * Entries are keyed by the token's last TAIL characters (its signature: hashing a key costs
+ * one pass over it, and a whole token is ~10 times longer) and hold the whole token, which a
+ * hit must equal, and `base`: everything else the result depends on (issuer, audiences, key
+ * source, key-set hash). Entries sharing a key (the few verifiers that may see one token:
+ * another rule, an actor-token validator; or two tokens with the same tail) are chained.
  */
 interface CacheEntry extends VerifiedEntry {
+  readonly token: string;
   readonly base: string;
   readonly next: CacheEntry | undefined;
 }
 
-/** Entries kept per token, one per verifier that admitted it (oldest dropped first). */
+const TAIL = 64;
+/** Entries kept under one key (oldest dropped first). */
 const MAX_CHAIN = 4;
 
-function entryFor(head: CacheEntry | undefined, base: string): CacheEntry | undefined {
+function keyOf(token: string): string {
+  return token.length > TAIL ? token.slice(token.length - TAIL) : token;
+}
+
+function entryFor(head: CacheEntry | undefined, token: string, base: string): CacheEntry | undefined {
   let e = head;
-  while (e !== undefined && e.base !== base) e = e.next;
+  while (e !== undefined && (e.base !== base || e.token !== token)) e = e.next;
   return e;
 }
 
-/** `head` without the entry for `base`, at most `MAX_CHAIN - 1` long. */
-function others(head: CacheEntry | undefined, base: string, left = MAX_CHAIN - 1): CacheEntry | undefined {
+/** `head` without the entry for (`token`, `base`), at most `left` long. */
+function others(head: CacheEntry | undefined, token: string, base: string, left = MAX_CHAIN - 1): CacheEntry | undefined {
   if (head === undefined || left === 0) return undefined;
-  if (head.base === base) return others(head.next, base, left);
-  return { ...head, next: others(head.next, base, left - 1) };
+  if (head.base === base && head.token === token) return others(head.next, token, base, left);
+  return { ...head, next: others(head.next, token, base, left - 1) };
 }
 
 export interface VerifiedCacheOptions {
@@ -96,6 +102,9 @@ export function sharedVerifiedCache(runtime: Runtime, opts: VerifiedCacheOptions
       // TTLs follow the injected clock, like every other time decision.
       perf: { now: () => runtime.now() },
       ttlAutopurge: false,
+      // Read the clock on each lookup: the default (cache it for 1 ms) arms a timer every
+      // millisecond under load, which costs more than reading the clock.
+      ttlResolution: 0,
     });
     // LRUCache has its own `dispose` member; wrap it so SharedResources can release it.
     return { cache: c, dispose: () => c.clear() };
@@ -163,9 +172,9 @@ export class JwtVerifier {
     const cache = this.cache;
     const last = this.lastKeys;
     if (!cache || !last) return undefined;
-    const head = cache.get(token);
+    const head = cache.get(keyOf(token));
     if (head === undefined) return undefined;
-    let hit = entryFor(head, this.lastKeyBase);
+    let hit = entryFor(head, token, this.lastKeyBase);
     if (!hit) return undefined;
     const current = this.source.peek();
     if (current !== last) {
@@ -173,7 +182,7 @@ export class JwtVerifier {
       if (!current) return undefined;
       this.remember(current);
       if (current.hash !== last.hash) {
-        hit = entryFor(head, this.lastKeyBase);
+        hit = entryFor(head, token, this.lastKeyBase);
         if (!hit) return undefined;
       }
     }
@@ -206,7 +215,7 @@ export class JwtVerifier {
     if (current && this.cache) {
       const probedSame = probed && this.lastKeys !== null && this.lastKeys.hash === current.hash;
       this.remember(current);
-      const hit = probedSame ? undefined : entryFor(this.cache.get(token), this.lastKeyBase);
+      const hit = probedSame ? undefined : entryFor(this.cache.get(keyOf(token)), token, this.lastKeyBase);
       if (hit) {
         const t = checkTime(hit.nbf, hit.exp, nowMs);
         if (t) return this.fail(t, hit.jwt);
@@ -245,8 +254,9 @@ export class JwtVerifier {
       const ttl = jwt.exp ? Math.min(this.cache.ttl, (jwt.exp + CLOCK_SKEW_S) * 1000 - nowMs) : this.cache.ttl;
       if (ttl > 0) {
         const base = keys === this.lastKeys ? this.lastKeyBase : `${this.cachePrefix}${keys.hash}\n`;
-        const entry: CacheEntry = { base, jwt, keyId: sig.keyId!, nbf: jwt.nbf, exp: jwt.exp, memo: undefined, next: others(this.cache.peek(token), base) };
-        this.cache.set(token, entry, { ttl });
+        const key = keyOf(token);
+        const entry: CacheEntry = { token, base, jwt, keyId: sig.keyId!, nbf: jwt.nbf, exp: jwt.exp, memo: undefined, next: others(this.cache.peek(key), token, base) };
+        this.cache.set(key, entry, { ttl });
       }
     }
     this.remember(keys);

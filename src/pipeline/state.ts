@@ -17,15 +17,34 @@ export class Trace {
   }
 }
 
+const NO_ENTRIES: ReadonlyMap<string, string> = new Map();
+
 /** What to do to the request before it goes upstream (on allow). */
 export class UpstreamMutations {
   /** lower-case header name -> value; set with overwrite. */
   readonly set = new Map<string, string>();
   /** lower-case header names to remove; a header also in `set` is never removed (DESIGN.md §3). */
   readonly remove = new Set<string>();
-  readonly removeQuery = new Set<string>();
+  // Rarely used: made on first use (one Check, one UpstreamMutations).
+  private rq: Set<string> | null = null;
+  private ra: Map<string, string> | null = null;
+
+  /** Query parameters to remove (a token taken from the query). */
+  get removeQuery(): Set<string> {
+    return (this.rq ??= new Set());
+  }
   /** Headers added to the downstream response on allow. */
-  readonly responseAdd = new Map<string, string>();
+  get responseAdd(): Map<string, string> {
+    return (this.ra ??= new Map());
+  }
+  /** removeQuery's entries, without making the set. */
+  queryRemovals(): string[] {
+    return this.rq ? [...this.rq] : [];
+  }
+  /** responseAdd's entries, without making the map. */
+  responseHeaders(): ReadonlyMap<string, string> {
+    return this.ra ?? NO_ENTRIES;
+  }
 
   setHeader(name: string, value: string): void {
     this.set.set(name.toLowerCase(), value);

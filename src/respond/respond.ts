@@ -131,14 +131,14 @@ export function toCheckResponse(d: Decision, opts: RespondOptions): CheckRespons
     const remove: string[] = [];
     for (const k of d.upstream.remove) if (!d.upstream.set.has(k)) remove.push(k);
     const responseAdd: HeaderValueOption[] = [];
-    for (const [k, v] of d.upstream.responseAdd) if (isValidHeaderValue(v)) responseAdd.push(hvo(k, v));
+    for (const [k, v] of d.upstream.responseHeaders()) if (isValidHeaderValue(v)) responseAdd.push(hvo(k, v));
     return {
       status: { code: 0, message: '' },
       ok_response: {
         headers,
         headers_to_remove: remove,
         response_headers_to_add: responseAdd,
-        query_parameters_to_remove: [...d.upstream.removeQuery],
+        query_parameters_to_remove: d.upstream.queryRemovals(),
       },
       dynamic_metadata: metadata,
     };

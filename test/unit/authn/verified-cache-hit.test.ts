@@ -189,6 +189,23 @@ describe('verified-token cache hit path', () => {
   });
 
 
+  it('a forged token ending like a cached one (same signature) never answers from its entry', async () => {
+    const rt = runtime();
+    const cfg = configA(rt);
+    const t = await tokenA();
+    expect((await check(rt, cfg, bearer(t))).allow).toBe(true);
+    const [h, p, sig] = t.split('.');
+    const payload = JSON.parse(Buffer.from(p!, 'base64url').toString()) as Record<string, unknown>;
+    const forged = `${h}.${Buffer.from(JSON.stringify({ ...payload, sub: 'mallory' })).toString('base64url')}.${sig}`;
+    expect(forged.slice(-64)).toBe(t.slice(-64));
+    const d = await check(rt, cfg, bearer(forged));
+    expect(d.allow).toBe(false);
+    expect(d.body).toBe('Jwt verification fails');
+    expect(traceOf(d)).not.toContain('[cached]');
+    // and the real token still hits
+    expect(traceOf(await check(rt, cfg, bearer(t)))).toContain('[cached]');
+  });
+
   it('keeps one entry per verifier under a token: two configs alternating both hit', async () => {
     const rt = runtime();
     const t = await tokenA({ aud: ['api', 'other'] });
