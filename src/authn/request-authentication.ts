@@ -257,6 +257,18 @@ export class RequestAuthenticationIndex {
    */
   rulesFor(w: Workload): readonly CompiledJwtRule[] {
     if (this.policyCount === 0) return [];
+    // Asked again for the same Check's workload (authn, then exchange): no key to rebuild.
+    if (w === this.lastWorkload) return this.lastRules;
+    const rules = this.lookup(w);
+    this.lastWorkload = w;
+    this.lastRules = rules;
+    return rules;
+  }
+
+  private lastWorkload: Workload | null = null;
+  private lastRules: readonly CompiledJwtRule[] = [];
+
+  private lookup(w: Workload): readonly CompiledJwtRule[] {
     const key = workloadKey(w);
     const hit = this.memo.get(key);
     if (hit) return hit;

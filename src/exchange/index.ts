@@ -160,6 +160,17 @@ function metricsOf(rt: Runtime): ExchangeMetrics {
   return m;
 }
 
+/** token_exchange_cache_total{result="hit"} of one policy, resolved once. */
+const HIT_COUNTERS = new WeakMap<CompiledPolicy, { readonly metrics: Runtime['metrics']; readonly child: { inc(): void } }>();
+function hitCounter(rt: Runtime, p: CompiledPolicy): { inc(): void } {
+  let h = HIT_COUNTERS.get(p);
+  if (h === undefined || h.metrics !== rt.metrics) {
+    h = { metrics: rt.metrics, child: metricsOf(rt).cache.labels({ policy: p.ref, result: 'hit' }) };
+    HIT_COUNTERS.set(p, h);
+  }
+  return h.child;
+}
+
 function makeMetrics(rt: Runtime) {
   const m = rt.metrics;
   return {
@@ -253,7 +264,7 @@ export function exchange(state: CheckState, cfg: ExchangeConfig): Deny | null | 
       // An unusable cached value takes the ordinary path (which denies it, as before).
       if (value !== undefined) {
         enter(state, p);
-        metricsOf(state.runtime).cache.inc({ policy: p.ref, result: 'hit' });
+        hitCounter(state.runtime, p).inc();
         state.attribution.exchangeCache = 'hit';
         return finish(state, p, cfg, subject, null, value);
       }
@@ -285,8 +296,21 @@ function enter(state: CheckState, p: CompiledPolicy): void {
 }
 
 /** Cache key: a hash of everything that affects the result (DESIGN.md §5). */
+/**
+ * Impersonation keys by subject Identity. A repeated token brings back the same frozen
+ * Identity (the verified-token cache keeps it), so a cache hit costs a lookup here instead of
+ * a SHA-256 over the token on every Check. One key per Identity: the last policy's.
+ */
+const SUBJECT_KEYS = new WeakMap<Identity, { readonly prefix: string; readonly key: string }>();
+
 function cacheKey(p: CompiledPolicy, subject: Identity, actor: Identity | null): string {
-  return exchangeCacheKey(p.keyPrefix, subject.token!, subject.kind === 'jwt' ? '' : subject.principal, actor ? actor.principal : '');
+  if (actor === null) {
+    const m = SUBJECT_KEYS.get(subject);
+    if (m !== undefined && m.prefix === p.keyPrefix) return m.key;
+  }
+  const key = exchangeCacheKey(p.keyPrefix, subject.token!, subject.kind === 'jwt' ? '' : subject.principal, actor ? actor.principal : '');
+  if (actor === null) SUBJECT_KEYS.set(subject, { prefix: p.keyPrefix, key });
+  return key;
 }
 
 function finish(state: CheckState, p: CompiledPolicy, cfg: ExchangeConfig, subject: Identity, actor: Identity | null, value: string): null {
@@ -412,33 +436,34 @@ function applyUpstream(state: CheckState, p: CompiledPolicy, cfg: ExchangeConfig
     up.set.delete(h);
     up.removeHeader(h);
   };
-  const headers = new Set<string>();
-  const params = new Set<string>();
-  const cookies = new Set<string>();
-  for (const id of new Set([subject, ...state.identities])) {
-    const loc = id.location;
-    if (!loc) continue;
-    if (loc.startsWith('header:')) headers.add(loc.slice(7).toLowerCase());
-    else if (loc.startsWith('query:')) params.add(loc.slice(6));
-    else if (loc.startsWith('param:')) params.add(loc.slice(6));
-    else if (loc.startsWith('cookie:')) cookies.add(loc.slice(7));
-  }
+  // Usually one header location (Authorization): plain arrays, sets only when needed.
+  const headers: string[] = [];
+  let params: Set<string> | null = null;
+  let cookies: Set<string> | null = null;
+  const addLocation = (loc: string | undefined) => {
+    if (!loc) return;
+    if (loc.startsWith('header:')) headers.push(loc.slice(7).toLowerCase());
+    else if (loc.startsWith('query:') || loc.startsWith('param:')) (params ??= new Set()).add(loc.slice(6));
+    else if (loc.startsWith('cookie:')) (cookies ??= new Set()).add(loc.slice(7));
+  };
+  addLocation(subject.location);
+  for (const id of state.identities) if (id !== subject) addLocation(id.location);
   for (const rule of cfg.jwtRules?.rulesFor(ctx.workload) ?? []) {
     for (const l of rule.locations) {
       if (l.kind === 'header') {
         const h = l.name.toLowerCase();
-        if (ctx.header(h) !== undefined || up.set.has(h)) headers.add(h);
+        if (ctx.header(h) !== undefined || up.set.has(h)) headers.push(h);
       } else if (l.kind === 'param') {
         // No query string, no parameter (and no parse of it).
-        if (ctx.query !== '' && ctx.queryParams.has(l.name)) params.add(l.name);
+        if (ctx.query !== '' && ctx.queryParams.has(l.name)) (params ??= new Set()).add(l.name);
       } else if (ctx.cookie(l.name) !== undefined) {
-        cookies.add(l.name);
+        (cookies ??= new Set()).add(l.name);
       }
     }
   }
   for (const h of headers) remove(h);
-  for (const q of params) up.removeQuery.add(q);
-  if (cookies.size > 0 && out !== 'cookie') {
+  if (params) for (const q of params) up.removeQuery.add(q);
+  if (cookies && out !== 'cookie') {
     // Drop just those cookies (other cookies stay), as authn does without forwardOriginalToken.
     const before = up.set.get('cookie') ?? ctx.header('cookie') ?? '';
     let cookie = before;

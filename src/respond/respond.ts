@@ -60,11 +60,12 @@ export function toStruct(o: Record<string, unknown>): StructObject {
 }
 
 /** RFC 9110 field-value: no CR, LF or NUL (Envoy rejects them; they would allow header injection). */
-const INVALID_HEADER_VALUE = /[\r\n\0]/;
 const VALID_HEADER_NAME = /^:?[!#$%&'*+\-.^_`|~0-9a-z]+$/;
 
 export function isValidHeaderValue(v: string): boolean {
-  return !INVALID_HEADER_VALUE.test(v);
+  // Three single-character searches (memchr speed) rather than a regex scan: values such as
+  // exchanged tokens are long and checked on every Check.
+  return v.indexOf('\r') < 0 && v.indexOf('\n') < 0 && v.indexOf('\0') < 0;
 }
 export function isValidHeaderName(n: string): boolean {
   return VALID_HEADER_NAME.test(n);
