@@ -238,7 +238,7 @@ try {
       let m;
       if (s.tool === 'raw') {
         const spec = join(tmp, 'raw.json');
-        writeFileSync(spec, JSON.stringify({ tokensFile: join(tmp, 'tokens.txt'), jwk: es.publicJwk, seconds: Math.max(1, opt.durationSec / 2) }));
+        writeFileSync(spec, JSON.stringify({ tokensFile: join(tmp, 'tokens.txt'), jwk: es.publicJwk, issuer: C.ISSUER, audiences: [C.AUDIENCE], seconds: Math.max(1, opt.durationSec / 2) }));
         const out = await run(process.execPath, [join(here, 'raw-verify.mjs'), spec], { core: PIN.server });
         if (out.code !== 0) throw new Error(`raw-verify failed: ${out.stderr}`);
         m = JSON.parse(out.stdout.trim());
@@ -422,7 +422,18 @@ function summarizeAll(scenarios, results, memory, stealPct) {
   for (const s of scenarios) {
     const rs = results[s.id] ?? [];
     if (s.tool === 'raw') {
-      byId[s.id] = { id: s.id, title: s.title, rounds: rs, cryptoVerifyPerSec: median(rs.map((x) => x.cryptoVerifyPerSec)), joseVerifyPerSec: median(rs.map((x) => x.joseVerifyPerSec)) };
+      byId[s.id] = {
+        id: s.id,
+        title: s.title,
+        rounds: rs,
+        cryptoVerifyPerSec: median(rs.map((x) => x.cryptoVerifyPerSec)),
+        joseVerifyPerSec: median(rs.map((x) => x.joseVerifyPerSec)),
+        verifierPerSec: median(rs.map((x) => x.verifierPerSec)),
+        // per round, the server's verifier over raw crypto.verify measured in the same process;
+        // not a result at all if the verifier rejected a valid token or answered from a cache
+        verifierVsRaw: rs.some((x) => x.verifierBad > 0) ? NaN : median(rs.map((x) => x.verifierPerSec / x.cryptoVerifyPerSec)),
+        verifierBad: rs.reduce((a, x) => a + (x.verifierBad ?? 0), 0),
+      };
       continue;
     }
     const h = new Histogram();
@@ -487,7 +498,8 @@ function summarizeAll(scenarios, results, memory, stealPct) {
     { name: 'scenario 1 >= 0.85 x baseline', value: ratio('s1', 'base-grpc'), cpu: cpuRatio('s1', 'base-grpc'), min: 0.85 },
     { name: 'scenario 3 >= 0.9 x scenario 1', value: ratio('s3', 's1'), cpu: cpuRatio('s3', 's1'), min: 0.9 },
     { name: 'scenario 4 >= 0.8 x scenario 1', value: ratio('s4', 's1'), cpu: cpuRatio('s4', 's1'), min: 0.8 },
-    { name: 'scenario 2 verifications/s >= 0.8 x raw crypto.verify', value: verVsRaw, min: 0.8 },
+    { name: 'scenario 2 verifications/s >= 0.8 x raw crypto.verify (whole Check)', value: verVsRaw, min: 0.8 },
+    { name: "scenario 2 verification step (the server's JwtVerifier) >= 0.8 x raw crypto.verify", value: byId['raw-verify']?.verifierVsRaw ?? NaN, min: 0.8 },
     { name: `peak RSS with ${memory?.tokens?.toLocaleString('en') ?? '?'} distinct tokens <= ${opt.rssBoundMiB} MiB`, value: memory?.peakRssMiB ?? NaN, max: opt.rssBoundMiB },
     { name: `RSS growth over the second half of the tokens <= ${opt.rssBoundMiB / 8} MiB (plateau)`, value: memory?.growthSecondHalfMiB ?? NaN, max: opt.rssBoundMiB / 8 },
   ].map((t) => ({ ...t, met: Number.isFinite(t.value) ? (t.min !== undefined ? t.value >= t.min : t.value <= t.max) : null }));
@@ -502,6 +514,9 @@ function summarizeAll(scenarios, results, memory, stealPct) {
       verifiedFraction: median(s2.map(verFrac)),
       cryptoVerifyPerSec: byId['raw-verify']?.cryptoVerifyPerSec,
       joseVerifyPerSec: byId['raw-verify']?.joseVerifyPerSec,
+      verifierPerSec: byId['raw-verify']?.verifierPerSec,
+      verifierVsCryptoVerify: byId['raw-verify']?.verifierVsRaw,
+      verifierFailures: byId['raw-verify']?.verifierBad,
       ratioToCryptoVerify: verVsRaw,
       netOfStackPerSec: netVer,
       netOfStackRatio: netVer / (byId['raw-verify']?.cryptoVerifyPerSec ?? NaN),
@@ -558,7 +573,7 @@ function printReport(rep) {
   }
   lines.push('');
   const v = rep.verification;
-  lines.push(`verification (scenario 2, ${v.alg}): server ${f(v.serverVerificationsPerSec)}/s (${f(v.verifiedFraction * 100, 1)}% of requests verified a signature); raw crypto.verify ${f(v.cryptoVerifyPerSec)}/s, jose ${f(v.joseVerifyPerSec)}/s on the server core; ratio ${f(v.ratioToCryptoVerify, 2)}; net of the gRPC stack ${f(v.netOfStackPerSec)}/s (${f(v.netOfStackRatio, 2)})`);
+  lines.push(`verification (scenario 2, ${v.alg}): server ${f(v.serverVerificationsPerSec)}/s (${f(v.verifiedFraction * 100, 1)}% of requests verified a signature); raw crypto.verify ${f(v.cryptoVerifyPerSec)}/s, jose ${f(v.joseVerifyPerSec)}/s, the server's JwtVerifier ${f(v.verifierPerSec)}/s (${f(v.verifierVsCryptoVerify, 2)} of raw, ${v.verifierFailures ?? '-'} failures) on the server core; whole Checks ratio ${f(v.ratioToCryptoVerify, 2)}; net of the gRPC stack ${f(v.netOfStackPerSec)}/s (${f(v.netOfStackRatio, 2)})`);
   const ra = rep.ratios;
   lines.push(`ratios: grpc-js baseline / plain http2 ${f(ra.grpcStackVsPlainHttp2, 2)}; s1 / baseline ${f(ra.s1VsBaseline, 2)}; s1 log 1% / s1 ${f(ra.s1Log1pctVsS1, 2)}; s1 lean transport / s1 ${f(ra.s1LeanVsS1, 2)} (/ baseline ${f(ra.s1LeanVsBaseline, 2)}); s3 / s1 ${f(ra.s3VsS1, 2)}; s4 / s1 ${f(ra.s4VsS1, 2)}; s5 / s2 ${f(ra.s5VsS2, 2)}; node loadgen / h2load on the baseline ${f(ra.loadgenVsH2loadBaseline, 2)}`);
   if (rep.memory && !rep.memory.skipped) {

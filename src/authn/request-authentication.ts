@@ -615,7 +615,7 @@ export class JwtRulesMember implements CredentialValidatorMember {
           // Issuer first, without touching the verifier (cheap, no metrics noise).
           const p = parseOnce(found.token);
           if (!('status' in p) && rule.issuer !== '' && p.iss !== rule.issuer) outcome = { ok: false, status: 'JwtUnknownIssuer', jwt: p };
-          else outcome = await rule.verifier.verify(found.token, state.signal, rule.issuer === '' ? undefined : p, true);
+          else outcome = await rule.verifier.verify(found.token, () => state.signal, rule.issuer === '' ? undefined : p, true);
         } else if (typeof probe === 'string') {
           outcome = { ok: false, status: probe };
         } else {

@@ -209,7 +209,7 @@ export class JwtVerifier {
    * `probed`: the caller has just missed in probe() for this token, synchronously before
    * this call; the cache is then not looked up again unless the key set has changed since.
    */
-  async verify(token: string, signal?: AbortSignal, parsed?: ParsedJwt | { status: JwtStatus }, probed = false): Promise<VerifyOutcome> {
+  async verify(token: string, signal?: AbortSignal | (() => AbortSignal), parsed?: ParsedJwt | { status: JwtStatus }, probed = false): Promise<VerifyOutcome> {
     const nowMs = this.runtime.now();
     const current = this.source.peek();
     if (current && this.cache) {
@@ -234,14 +234,17 @@ export class JwtVerifier {
     if (t) return this.fail(t, jwt);
     if (!audiencesAllowed(this.allowed, jwt.audiences)) return this.fail('JwtAudienceNotAllowed', jwt);
 
-    let keys: KeySet | null = current ?? (await this.source.get(signal, this.timeoutMs));
+    // The signal only matters for a fetch; a caller may pass a getter so that nothing is
+    // made for it on the usual path (keys in hand).
+    const signalNow = () => (typeof signal === 'function' ? signal() : signal);
+    let keys: KeySet | null = current ?? (await this.source.get(signalNow(), this.timeoutMs));
     if (!keys) return this.fail('JwksFetchFail', jwt, `no keys from ${this.source.description}`);
     // Synchronous (keys imported when the set was parsed): with keys in hand and a known kid,
     // nothing below awaits, so the returned promise is already settled.
     let sig = verifySignature(jwt, keys);
     if (sig.status === 'JwksKidAlgMismatch' && jwt.kid !== undefined && !keys.kids.has(jwt.kid)) {
       // Unknown kid: the IdP may have rotated. Refetch now (single-flight, rate-limited).
-      const fresh = await this.source.refreshForUnknownKid(signal, this.timeoutMs);
+      const fresh = await this.source.refreshForUnknownKid(signalNow(), this.timeoutMs);
       if (fresh && fresh !== keys) {
         keys = fresh;
         sig = verifySignature(jwt, keys);
