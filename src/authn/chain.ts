@@ -74,11 +74,9 @@ function settle(state: CheckState, m: CredentialValidatorMember, r: ValidatorRes
   }
   if (r.kind === 'admit' && r.identities.length > 0) {
     const ids = r.identities;
-    for (let i = 0; i < ids.length; i++) {
-      const id = ids[i]!;
-      state.identities.push(id);
-      if (!state.identity) state.identity = id;
-    }
+    // The validator's (frozen) array itself when it is the first to admit: nothing copied.
+    state.identities = state.identities.length === 0 ? ids : [...state.identities, ...ids];
+    if (!state.identity) state.identity = ids[0]!;
     state.trace?.add('authn', `${m.name}: admitted ${ids[0]!.principal}`);
     return null;
   }

@@ -141,10 +141,10 @@ function isLogger(o: LineSink | Logger): o is Logger {
 }
 
 export interface LineWriterOptions {
-  /** Pending text (characters) that triggers a write at once; below it, lines wait up to `maxDelayMs`. */
+  /** Bytes per write (a full chunk is written at once); below it, lines wait up to `maxDelayMs`. */
   readonly batchChars?: number;
   readonly maxDelayMs?: number;
-  /** Pending text beyond which new lines are dropped (and counted) instead of buffered. */
+  /** Bytes waiting beyond which new lines are dropped (and counted) instead of buffered. */
   readonly maxPendingChars?: number;
   /** Called once per dropped line (a metric). */
   readonly onDrop?: () => void;
@@ -152,28 +152,32 @@ export interface LineWriterOptions {
 
 /**
  * Lines batched into asynchronous writes on a file descriptor: a Check never waits for I/O
- * and a busy server makes a few writes per second instead of one per line. A non-blocking
- * pipe that is full (EAGAIN) is retried; when the reader stays behind and `maxPendingChars`
- * is pending, lines are dropped (counted) rather than growing the heap without bound.
+ * and a busy server makes a few writes per second instead of one per line. Each line is
+ * encoded at once into the current chunk (a Buffer outside the JS heap), so the strings die
+ * young and nothing is left for the garbage collector to copy while a batch fills. A
+ * non-blocking pipe that is full (EAGAIN) is retried; when the reader stays behind and
+ * `maxPendingChars` bytes wait, lines are dropped (counted) rather than held without bound.
  */
 export class LineWriter implements LineSink {
-  /** Lines not yet handed to a write, concatenated (a rope: flattened once per write). */
-  private pending = '';
+  /** Filled chunks waiting for their write, oldest first. */
+  private queue: Buffer[] = [];
+  private queued = 0;
+  private cur: Buffer;
+  private curLen = 0;
   private writing = false;
   private timer: NodeJS.Timeout | undefined;
   private waiters: (() => void)[] = [];
   private closed = false;
-  private readonly batchChars: number;
+  private readonly chunk: number;
   private readonly maxDelayMs: number;
-  private readonly maxPendingChars: number;
+  private readonly maxPending: number;
   private readonly onDrop: (() => void) | undefined;
+  private readonly fd: number;
+  private readonly ownsFd: boolean;
   dropped = 0;
 
   /** `target`: a file descriptor (1 = stdout) or a path, opened for append (folders made). */
-  constructor(
-    target: number | string,
-    opts: LineWriterOptions = {},
-  ) {
+  constructor(target: number | string, opts: LineWriterOptions = {}) {
     if (typeof target === 'string') {
       mkdirSync(dirname(target), { recursive: true });
       this.fd = openSync(target, 'a');
@@ -182,47 +186,68 @@ export class LineWriter implements LineSink {
       this.fd = target;
       this.ownsFd = false;
     }
-    this.batchChars = opts.batchChars ?? 64 * 1024;
+    this.chunk = Math.max(1024, opts.batchChars ?? 64 * 1024);
     this.maxDelayMs = opts.maxDelayMs ?? 100;
-    this.maxPendingChars = opts.maxPendingChars ?? 16 * 1024 * 1024;
+    this.maxPending = opts.maxPendingChars ?? 16 * 1024 * 1024;
     this.onDrop = opts.onDrop;
+    this.cur = Buffer.allocUnsafe(this.chunk);
   }
-  private readonly fd: number;
-  private readonly ownsFd: boolean;
 
   write(line: string): void {
     if (this.closed) return;
-    if (this.pending.length + line.length > this.maxPendingChars) {
+    if (this.queued + this.curLen + line.length > this.maxPending) {
       this.dropped++;
       this.onDrop?.();
       return;
     }
-    this.pending += line;
+    // UTF-8 needs at most 3 bytes per UTF-16 unit: room for that means the line fits.
+    const room = line.length * 3;
+    if (room > this.chunk) {
+      // a line longer than a chunk: its own buffer, after what is there already
+      this.rotate(this.chunk);
+      this.enqueue(Buffer.from(line, 'utf8'));
+    } else {
+      if (this.cur.length - this.curLen < room) this.rotate(this.chunk);
+      this.curLen += this.cur.write(line, this.curLen, 'utf8');
+    }
     if (this.writing) return;
-    if (this.pending.length >= this.batchChars) this.startWrite();
+    if (this.queue.length > 0) this.startWrite();
     else this.schedule();
+  }
+
+  /** Queue what the current chunk holds and start a fresh one. */
+  private rotate(size: number): void {
+    if (this.curLen > 0) {
+      this.enqueue(this.cur.subarray(0, this.curLen));
+      this.cur = Buffer.allocUnsafe(size);
+      this.curLen = 0;
+    }
+  }
+
+  private enqueue(b: Buffer): void {
+    this.queue.push(b);
+    this.queued += b.length;
   }
 
   private schedule(): void {
     if (this.timer) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      if (!this.writing) this.startWrite();
+      if (!this.writing) {
+        this.rotate(this.chunk);
+        this.startWrite();
+      }
     }, this.maxDelayMs);
     this.timer.unref();
   }
 
   private startWrite(): void {
-    if (this.timer) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
-    }
-    if (this.pending.length === 0) {
+    const buf = this.queue.shift();
+    if (buf === undefined) {
       this.notifyIdle();
       return;
     }
-    const buf = Buffer.from(this.pending, 'utf8');
-    this.pending = '';
+    this.queued -= buf.length;
     this.writing = true;
     this.writeBuf(buf, 0);
   }
@@ -243,8 +268,9 @@ export class LineWriter implements LineSink {
         return;
       }
       this.writing = false;
-      if (this.pending.length >= this.batchChars || (this.waiters.length > 0 && this.pending.length > 0)) this.startWrite();
-      else if (this.pending.length > 0) this.schedule();
+      if (this.waiters.length > 0) this.rotate(this.chunk);
+      if (this.queue.length > 0) this.startWrite();
+      else if (this.curLen > 0) this.schedule();
       else this.notifyIdle();
     });
   }
@@ -257,10 +283,17 @@ export class LineWriter implements LineSink {
 
   /** Resolves when every line written so far has reached the descriptor. */
   flush(): Promise<void> {
-    if (!this.writing && this.pending.length === 0) return Promise.resolve();
+    if (!this.writing && this.queue.length === 0 && this.curLen === 0) return Promise.resolve();
     return new Promise((resolve) => {
       this.waiters.push(resolve);
-      if (!this.writing) this.startWrite();
+      if (!this.writing) {
+        if (this.timer) {
+          clearTimeout(this.timer);
+          this.timer = undefined;
+        }
+        this.rotate(this.chunk);
+        this.startWrite();
+      }
     });
   }
 
@@ -268,17 +301,21 @@ export class LineWriter implements LineSink {
   async close(): Promise<void> {
     await this.flush();
     this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
     if (this.ownsFd) closeSync(this.fd);
   }
 
-  /** Last resort on process exit: whatever is still pending, written synchronously. */
+  /** Last resort on process exit: whatever is still waiting, written synchronously. */
   flushSync(): void {
-    if (this.pending.length === 0) return;
-    const buf = Buffer.from(this.pending, 'utf8');
-    this.pending = '';
+    this.rotate(this.chunk);
+    const bufs = this.queue;
+    this.queue = [];
+    this.queued = 0;
     try {
-      let off = 0;
-      while (off < buf.length) off += writeSync(this.fd, buf, off, buf.length - off);
+      for (const buf of bufs) {
+        let off = 0;
+        while (off < buf.length) off += writeSync(this.fd, buf, off, buf.length - off);
+      }
       if (this.ownsFd) fsyncSync(this.fd);
     } catch {
       // exiting anyway

@@ -176,13 +176,15 @@ export function evaluateCheck(
   return raceDeadline(r, state, answerBy, requestId);
 }
 
+const NO_IDENTITIES: readonly Identity[] = Object.freeze([]);
+
 /**
  * The per-Check state. The abort controller is made only when a stage asks for the signal
  * (a remote call), or when the deadline passes.
  */
 class PipelineState implements CheckState {
   identity: Identity | null = null;
-  readonly identities: Identity[] = [];
+  identities: readonly Identity[] = NO_IDENTITIES;
   actor: Identity | null = null;
   readonly upstream = new UpstreamMutations();
   readonly attribution: DecisionAttribution = {};

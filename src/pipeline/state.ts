@@ -90,7 +90,7 @@ export interface CheckState {
   /** Primary authenticated identity (`request.auth.*`), null when anonymous. */
   identity: Identity | null;
   /** Every identity admitted (e.g. several jwtRules tokens); identity is identities[0]. */
-  readonly identities: Identity[];
+  identities: readonly Identity[];
   /** The validated actor (delegation), when any. */
   actor: Identity | null;
   readonly upstream: UpstreamMutations;

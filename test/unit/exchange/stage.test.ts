@@ -115,7 +115,7 @@ describe('exchange stage', () => {
       userIdentity('t3', claims, { location: 'cookie:session' }),
     ];
     const s = makeState(rt, cfg, checkRequest({ ext: { backend: 'imp' }, headers: { cookie: 'theme=dark; session=t3; lang=en' } }), ids[0]!);
-    s.identities.push(ids[1]!, ids[2]!);
+    s.identities = [...s.identities, ids[1]!, ids[2]!];
     s.upstream.setHeader('x-actor-token', 'set-by-someone');
     expect(await exchange(s, cfg.exchange)).toBeNull();
     expect([...s.upstream.remove]).toEqual(expect.arrayContaining(['x-id-token', 'x-actor-token']));

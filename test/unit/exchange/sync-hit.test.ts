@@ -85,7 +85,7 @@ const request = (backend: string, headers: Record<string, string> = {}) =>
 /** A state whose admitted identities sit in a header and in a query parameter. */
 function stateFor(rt: TestRuntime, cfg: CompiledConfig, exp: number) {
   const s = makeState(rt, cfg, request('imp'), userIdentity('user-token', claims(exp)));
-  s.identities.push(userIdentity('x', claims(exp), { location: 'param:access_token' }));
+  s.identities = [...s.identities, userIdentity('x', claims(exp), { location: 'param:access_token' })];
   return s;
 }
 

@@ -137,6 +137,19 @@ describe('LineWriter', () => {
     w.write('{"n":"after close"}\n'); // ignored, no throw
   });
 
+  it('keeps multi-byte text and lines longer than a chunk intact and in order', async () => {
+    const path = join(tmp, 'utf8.jsonl');
+    const w = new LineWriter(path, { batchChars: 1024, maxDelayMs: 10_000 });
+    const want: string[] = [];
+    for (let i = 0; i < 300; i++) {
+      const line = i % 50 === 7 ? `{"n":${i},"big":"${'x€'.repeat(900)}"}\n` : `{"n":${i},"s":"é€😀 ${i}"}\n`;
+      want.push(line);
+      w.write(line);
+    }
+    await w.close();
+    expect(readFileSync(path, 'utf8')).toBe(want.join(''));
+  });
+
   it('writes a short burst after maxDelayMs without a flush', async () => {
     const path = join(tmp, 'delay.jsonl');
     const w = new LineWriter(path, { batchChars: 1_000_000, maxDelayMs: 20 });
