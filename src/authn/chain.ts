@@ -38,6 +38,7 @@ export interface CredentialValidatorMember {
   readonly metricLabel?: string;
   /** Remove what a client must never be able to send upstream; runs for every member. */
   sanitize?(state: CheckState): void;
+  /** Called only by runChain, after every member's sanitize(). */
   validate(state: CheckState): ValidatorResult | Promise<ValidatorResult>;
 }
 

@@ -531,7 +531,7 @@ export class JwtRulesMember implements CredentialValidatorMember {
   validate(state: CheckState): ValidatorResult | Promise<ValidatorResult> {
     const rules = this.rules;
     const trace = state.trace;
-    this.sanitize(state);
+    // sanitize() has run already: the chain sanitizes every member before any validates.
     if (isCorsPreflight(state)) {
       trace?.add('authn', 'CORS preflight (OPTIONS with origin and access-control-request-method): JWT checks skipped');
       return ABSTAIN;
