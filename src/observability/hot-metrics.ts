@@ -89,6 +89,12 @@ export class CounterChild implements Child {
 export class HotCounter<L extends string = string> extends HotMetric<L, CounterChild> {
   readonly type = 'counter' as const;
 
+  constructor(name: string, help: string, labelNames: readonly L[], registers: readonly client.Registry[]) {
+    super(name, help, labelNames, registers);
+    // As prom-client: a counter without labels is exported (as 0) from the start.
+    if (labelNames.length === 0) this.childOf(undefined).used = true;
+  }
+
   protected make(labels: Record<string, string>): CounterChild {
     return new CounterChild(labels);
   }
@@ -110,6 +116,8 @@ export class HistogramChild implements Child {
   readonly counts: Float64Array;
   sum = 0;
   count = 0;
+  /** Exported before its first observation (a histogram without labels, as prom-client). */
+  exported = false;
   constructor(
     readonly labels: Record<string, string>,
     private readonly bounds: readonly number[],
@@ -133,6 +141,7 @@ export class HotHistogram<L extends string = string> extends HotMetric<L, Histog
   constructor(name: string, help: string, labelNames: readonly L[], buckets: readonly number[], registers: readonly client.Registry[]) {
     super(name, help, labelNames, registers);
     this.buckets = Object.freeze([...buckets].sort((a, b) => a - b));
+    if (labelNames.length === 0) this.childOf(undefined).exported = true;
   }
 
   protected make(labels: Record<string, string>): HistogramChild {
@@ -147,7 +156,7 @@ export class HotHistogram<L extends string = string> extends HotMetric<L, Histog
   get(): MetricSnapshot {
     const values: MetricSnapshot['values'] = [];
     for (const c of this.children.values()) {
-      if (c.count === 0) continue; // as prom-client: labels() alone creates no series
+      if (c.count === 0 && !c.exported) continue; // as prom-client: labels() alone creates no series
       let acc = 0;
       for (let i = 0; i <= this.buckets.length; i++) {
         acc += c.counts[i]!;

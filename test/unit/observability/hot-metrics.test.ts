@@ -44,6 +44,18 @@ describe('hot metrics', () => {
     expect(await ours.metrics()).toBe(await ref.metrics());
   });
 
+  it('metrics without labels are exported from the start, as prom-client does', async () => {
+    const ref = new client.Registry();
+    const ours = new client.Registry();
+    new client.Counter({ name: 'z_total', help: 'h', registers: [ref] });
+    new client.Histogram({ name: 'z_seconds', help: 'h', buckets: [0.1, 1], registers: [ref] });
+    new HotCounter('z_total', 'h', [], [ours]);
+    const h = new HotHistogram('z_seconds', 'h', [], [0.1, 1], [ours]);
+    expect(await ours.metrics()).toBe(await ref.metrics());
+    h.observe(0.5);
+    expect(await ours.metrics()).toContain('z_seconds_bucket{le="1"} 1');
+  });
+
   it('refuses unknown labels, wrong arity and decrements (programming errors)', () => {
     const r = new client.Registry();
     const c = new HotCounter('y_total', 'h', ['a'], [r]);
