@@ -12,7 +12,6 @@
  * a memo slot where the caller keeps what it derives from a verified token (the frozen
  * Identity, the upstream header values); the memo never takes part in verification.
  */
-import { LRUCache } from 'lru-cache';
 import type { HotCounter } from '../observability/hot-metrics.js';
 import type { Runtime } from '../pipeline/runtime.js';
 import {
@@ -59,6 +58,9 @@ interface CacheEntry extends VerifiedEntry {
   readonly token: string;
   readonly base: string;
   readonly next: CacheEntry | undefined;
+  /** Set by VerifiedCache.set: when the entry stops answering (ms), and its recency. */
+  expiresAt: number;
+  seq: number;
 }
 
 const TAIL = 64;
@@ -91,22 +93,72 @@ export interface VerifiedCacheOptions {
 
 export const DEFAULT_VERIFIED_CACHE: VerifiedCacheOptions = Object.freeze({ maxEntries: 10_000, maxTtlMs: 10 * 60_000 });
 
-type VerifiedCache = LRUCache<string, CacheEntry>;
+/**
+ * The verified-token cache: a Map in recency order with a bound and per-entry expiry. Cheaper
+ * than a general LRU on the Check path: a hit is one lookup, and an entry is moved to the
+ * recent end only when it has drifted into the older half (so a hot token is not re-inserted
+ * on every Check); eviction drops the oldest entries first.
+ */
+export class VerifiedCache {
+  private readonly map = new Map<string, CacheEntry>();
+  /** Insertion counter: an entry's `seq` says how far from the recent end it is. */
+  private seq = 0;
+
+  constructor(
+    readonly max: number,
+    /** Upper bound on an entry's lifetime (ms). */
+    readonly ttl: number,
+    private readonly now: () => number,
+  ) {}
+
+  get size(): number {
+    return this.map.size;
+  }
+
+  get(key: string): CacheEntry | undefined {
+    const e = this.map.get(key);
+    if (e === undefined) return undefined;
+    if (e.expiresAt <= this.now()) {
+      this.map.delete(key);
+      return undefined;
+    }
+    if (this.seq - e.seq > this.max >> 1) {
+      this.map.delete(key);
+      e.seq = ++this.seq;
+      this.map.set(key, e);
+    }
+    return e;
+  }
+
+  /** The entry without touching recency or expiry (for chaining on set). */
+  peek(key: string): CacheEntry | undefined {
+    return this.map.get(key);
+  }
+
+  set(key: string, e: CacheEntry, ttlMs: number): void {
+    e.expiresAt = this.now() + Math.min(ttlMs, this.ttl);
+    e.seq = ++this.seq;
+    this.map.delete(key);
+    this.map.set(key, e);
+    if (this.map.size > this.max) {
+      // the oldest first (Map iteration order is insertion order)
+      for (const k of this.map.keys()) {
+        this.map.delete(k);
+        if (this.map.size <= this.max) break;
+      }
+    }
+  }
+
+  clear(): void {
+    this.map.clear();
+  }
+}
 
 /** The process-wide verified-token cache (survives reloads; entries are keyed by config). */
 export function sharedVerifiedCache(runtime: Runtime, opts: VerifiedCacheOptions = DEFAULT_VERIFIED_CACHE): VerifiedCache {
   const holder = runtime.shared.get(`authn:verified-cache:${opts.maxEntries}:${opts.maxTtlMs}`, () => {
-    const c = new LRUCache<string, CacheEntry>({
-      max: opts.maxEntries,
-      ttl: opts.maxTtlMs,
-      // TTLs follow the injected clock, like every other time decision.
-      perf: { now: () => runtime.now() },
-      ttlAutopurge: false,
-      // Read the clock on each lookup: the default (cache it for 1 ms) arms a timer every
-      // millisecond under load, which costs more than reading the clock.
-      ttlResolution: 0,
-    });
-    // LRUCache has its own `dispose` member; wrap it so SharedResources can release it.
+    // TTLs follow the injected clock, like every other time decision.
+    const c = new VerifiedCache(Math.max(1, opts.maxEntries), opts.maxTtlMs, () => runtime.now());
     return { cache: c, dispose: () => c.clear() };
   });
   return holder.cache;
@@ -258,8 +310,8 @@ export class JwtVerifier {
       if (ttl > 0) {
         const base = keys === this.lastKeys ? this.lastKeyBase : `${this.cachePrefix}${keys.hash}\n`;
         const key = keyOf(token);
-        const entry: CacheEntry = { token, base, jwt, keyId: sig.keyId!, nbf: jwt.nbf, exp: jwt.exp, memo: undefined, next: others(this.cache.peek(key), token, base) };
-        this.cache.set(key, entry, { ttl });
+        const entry: CacheEntry = { token, base, jwt, keyId: sig.keyId!, nbf: jwt.nbf, exp: jwt.exp, memo: undefined, next: others(this.cache.peek(key), token, base), expiresAt: 0, seq: 0 };
+        this.cache.set(key, entry, ttl);
       }
     }
     this.remember(keys);

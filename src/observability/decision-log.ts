@@ -92,14 +92,43 @@ const BASE = '","service":"obo-authz","name":"obo-authz","component":"decision"'
 const q = JSON.stringify;
 
 /**
+ * JSON fragments of values that repeat from line to line (reason codes are a closed set,
+ * policy names come from config), kept in small maps emptied when they grow past a bound.
+ */
+const FRAGMENTS_MAX = 4096;
+const verdicts = new Map<string, string>();
+const policies = new Map<string, string>();
+
+function verdictFragment(allow: boolean, reason: string): string {
+  const key = allow ? reason : `\u0000${reason}`;
+  let f = verdicts.get(key);
+  if (f === undefined) {
+    f = `"decision":"${allow ? 'allow' : 'deny'}","reason":${q(reason)}`;
+    if (verdicts.size >= FRAGMENTS_MAX) verdicts.clear();
+    verdicts.set(key, f);
+  }
+  return f;
+}
+
+function policyFragment(policy: string): string {
+  let f = policies.get(policy);
+  if (f === undefined) {
+    f = `,"policy":${q(policy)}`;
+    if (policies.size >= FRAGMENTS_MAX) policies.clear();
+    policies.set(policy, f);
+  }
+  return f;
+}
+
+/**
  * The entry of decisionLogEntry() as one JSON line, fields in the same order. Every string
  * goes through JSON.stringify (request ids and subjects are request data).
  */
 export function decisionLine(d: Decision, latencyMs: number, time: string = isoNow()): string {
-  let s = `${PREFIX}${time}${BASE},"requestId":${q(d.requestId)},"decision":"${d.allow ? 'allow' : 'deny'}","reason":${q(d.reason)},"latencyMs":${Math.round(latencyMs * 1000) / 1000}`;
+  let s = `${PREFIX}${time}${BASE},"requestId":${q(d.requestId)},${verdictFragment(d.allow, d.reason)},"latencyMs":${Math.round(latencyMs * 1000) / 1000}`;
   if (!d.allow) s += `,"status":${d.httpStatus},"detail":${q(d.message)}`;
   const a = d.attribution;
-  if (a.policy) s += `,"policy":${q(a.policy)}`;
+  if (a.policy) s += policyFragment(a.policy);
   if (a.rule !== undefined) s += `,"rule":${a.rule}`;
   if (d.identity) s += `,"subject":${q(d.identity.principal)}`;
   if (d.actor) s += `,"actor":${q(d.actor.principal)}`;
