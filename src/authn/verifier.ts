@@ -71,17 +71,18 @@ function keyOf(token: string): string {
   return token.length > TAIL ? token.slice(token.length - TAIL) : token;
 }
 
-function entryFor(head: CacheEntry | undefined, token: string, base: string): CacheEntry | undefined {
+/** The entry for (`token`, `base`) under a key, if it has not expired (each keeps its own expiry). */
+function entryFor(head: CacheEntry | undefined, token: string, base: string, now: number): CacheEntry | undefined {
   let e = head;
   while (e !== undefined && (e.base !== base || e.token !== token)) e = e.next;
-  return e;
+  return e !== undefined && e.expiresAt > now ? e : undefined;
 }
 
-/** `head` without the entry for (`token`, `base`), at most `left` long. */
-function others(head: CacheEntry | undefined, token: string, base: string, left = MAX_CHAIN - 1): CacheEntry | undefined {
+/** `head` without the entry for (`token`, `base`) and without expired ones, at most `left` long. */
+function others(head: CacheEntry | undefined, token: string, base: string, now: number, left = MAX_CHAIN - 1): CacheEntry | undefined {
   if (head === undefined || left === 0) return undefined;
-  if (head.base === base && head.token === token) return others(head.next, token, base, left);
-  return { ...head, next: others(head.next, token, base, left - 1) };
+  if ((head.base === base && head.token === token) || head.expiresAt <= now) return others(head.next, token, base, now, left);
+  return { ...head, next: others(head.next, token, base, now, left - 1) };
 }
 
 export interface VerifiedCacheOptions {
@@ -135,6 +136,11 @@ export class VerifiedCache {
     return this.map.get(key);
   }
 
+  /**
+   * `e` becomes the head under `key` (its `next` chain, built by the caller, keeps each older
+   * entry's own expiry). The bound counts keys; a key holds one entry per verifier that admitted
+   * the token, at most MAX_CHAIN.
+   */
   set(key: string, e: CacheEntry, ttlMs: number): void {
     e.expiresAt = this.now() + Math.min(ttlMs, this.ttl);
     e.seq = ++this.seq;
@@ -226,7 +232,8 @@ export class JwtVerifier {
     if (!cache || !last) return undefined;
     const head = cache.get(keyOf(token));
     if (head === undefined) return undefined;
-    let hit = entryFor(head, token, this.lastKeyBase);
+    const now = this.runtime.now();
+    let hit = entryFor(head, token, this.lastKeyBase, now);
     if (!hit) return undefined;
     const current = this.source.peek();
     if (current !== last) {
@@ -234,11 +241,11 @@ export class JwtVerifier {
       if (!current) return undefined;
       this.remember(current);
       if (current.hash !== last.hash) {
-        hit = entryFor(head, token, this.lastKeyBase);
+        hit = entryFor(head, token, this.lastKeyBase, now);
         if (!hit) return undefined;
       }
     }
-    const t = checkTime(hit.nbf, hit.exp, this.runtime.now());
+    const t = checkTime(hit.nbf, hit.exp, now);
     if (t) {
       this.count(resultLabel(t));
       return t;
@@ -267,7 +274,7 @@ export class JwtVerifier {
     if (current && this.cache) {
       const probedSame = probed && this.lastKeys !== null && this.lastKeys.hash === current.hash;
       this.remember(current);
-      const hit = probedSame ? undefined : entryFor(this.cache.get(keyOf(token)), token, this.lastKeyBase);
+      const hit = probedSame ? undefined : entryFor(this.cache.get(keyOf(token)), token, this.lastKeyBase, nowMs);
       if (hit) {
         const t = checkTime(hit.nbf, hit.exp, nowMs);
         if (t) return this.fail(t, hit.jwt);
@@ -310,7 +317,7 @@ export class JwtVerifier {
       if (ttl > 0) {
         const base = keys === this.lastKeys ? this.lastKeyBase : `${this.cachePrefix}${keys.hash}\n`;
         const key = keyOf(token);
-        const entry: CacheEntry = { token, base, jwt, keyId: sig.keyId!, nbf: jwt.nbf, exp: jwt.exp, memo: undefined, next: others(this.cache.peek(key), token, base), expiresAt: 0, seq: 0 };
+        const entry: CacheEntry = { token, base, jwt, keyId: sig.keyId!, nbf: jwt.nbf, exp: jwt.exp, memo: undefined, next: others(this.cache.peek(key), token, base, nowMs), expiresAt: 0, seq: 0 };
         this.cache.set(key, entry, ttl);
       }
     }

@@ -206,6 +206,22 @@ describe('verified-token cache hit path', () => {
     expect(traceOf(await check(rt, cfg, bearer(t)))).toContain('[cached]');
   });
 
+  it('each verifier entry under a token keeps its own lifetime (10 min cap), however often others store theirs', async () => {
+    const rt = runtime();
+    const t = await tokenA({ aud: ['api', 'other'], exp: undefined });
+    const cfgApi = configA(rt);
+    const cfgOther = configA(rt, { audiences: ['other'] });
+    expect((await check(rt, cfgApi, bearer(t))).allow).toBe(true);
+    rt.advance(9 * 60_000);
+    expect(traceOf(await check(rt, cfgOther, bearer(t)))).not.toContain('[cached]');
+    expect(traceOf(await check(rt, cfgApi, bearer(t)))).toContain('[cached]');
+    rt.advance(9 * 60_000); // 18 min after cfgApi's entry was made, 9 after cfgOther's
+    expect(traceOf(await check(rt, cfgOther, bearer(t)))).toContain('[cached]');
+    const d = await check(rt, cfgApi, bearer(t));
+    expect(d.allow).toBe(true);
+    expect(traceOf(d)).not.toContain('[cached]');
+  });
+
   it('keeps one entry per verifier under a token: two configs alternating both hit', async () => {
     const rt = runtime();
     const t = await tokenA({ aud: ['api', 'other'] });
