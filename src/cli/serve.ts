@@ -65,7 +65,8 @@ export function createRuntime(level?: string): Runtime {
 
 function decisionWriter(target: number | string, metrics: Metrics): LineWriter {
   const dropped = metrics.counter('decision_log_dropped_total', 'Decision log lines dropped because the output could not keep up or failed.', []);
-  return new LineWriter(target, { onDrop: () => dropped.inc() });
+  // flushOnExit: an exit that skips the graceful shutdown (a crash) still writes what is buffered.
+  return new LineWriter(target, { onDrop: () => dropped.inc(), flushOnExit: true });
 }
 
 function splitHostPort(addr: string): { host: string; port: number } {

@@ -177,6 +177,8 @@ export interface LineWriterOptions {
   readonly maxPendingChars?: number;
   /** Called once per dropped line (a metric). */
   readonly onDrop?: () => void;
+  /** Write what is still buffered synchronously when the process exits (until close()). */
+  readonly flushOnExit?: boolean;
 }
 
 /**
@@ -220,13 +222,17 @@ export class LineWriter implements LineSink {
     this.maxPending = opts.maxPendingChars ?? 16 * 1024 * 1024;
     this.onDrop = opts.onDrop;
     this.cur = Buffer.allocUnsafe(this.chunk);
+    if (opts.flushOnExit) {
+      this.onExit = () => this.flushSync();
+      process.once('exit', this.onExit);
+    }
   }
+  private onExit: (() => void) | undefined;
 
   write(line: string): void {
     if (this.closed) return;
     if (this.queued + this.curLen + line.length > this.maxPending) {
-      this.dropped++;
-      this.onDrop?.();
+      this.drop(1);
       return;
     }
     // UTF-8 needs at most 3 bytes per UTF-16 unit: room for that means the line fits.
@@ -285,13 +291,14 @@ export class LineWriter implements LineSink {
     write(this.fd, buf, off, buf.length - off, null, (err, n) => {
       if (err) {
         if ((err as NodeJS.ErrnoException).code === 'EAGAIN') {
-          // A full non-blocking pipe: try again shortly (the reader is behind).
-          setTimeout(() => this.writeBuf(buf, off), 10).unref();
+          // A full non-blocking pipe: try again shortly (the reader is behind). While someone
+          // waits for a flush (shutdown), the retry keeps the process alive.
+          const t = setTimeout(() => this.writeBuf(buf, off), 10);
+          if (this.waiters.length === 0) t.unref();
           return;
         }
         // Nowhere to write (closed pipe, full disk): the lines are lost, the server goes on.
-        this.dropped++;
-        this.onDrop?.();
+        this.drop(countLines(buf, off));
       } else if (off + n < buf.length) {
         this.writeBuf(buf, off + n);
         return;
@@ -302,6 +309,11 @@ export class LineWriter implements LineSink {
       else if (this.curLen > 0) this.schedule();
       else this.notifyIdle();
     });
+  }
+
+  private drop(lines: number): void {
+    this.dropped += lines;
+    if (this.onDrop) for (let i = 0; i < lines; i++) this.onDrop();
   }
 
   private notifyIdle(): void {
@@ -327,27 +339,58 @@ export class LineWriter implements LineSink {
   }
 
   /** Flush, then close the descriptor when this writer opened it. Later lines are ignored. */
-  async close(): Promise<void> {
-    await this.flush();
+  async close(maxWaitMs = 5_000): Promise<void> {
+    // A stdout nobody reads must not hold shutdown forever: wait at most maxWaitMs.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.flush(), new Promise<void>((r) => (timer = setTimeout(r, maxWaitMs)))]);
+    clearTimeout(timer);
     this.closed = true;
+    if (this.onExit) process.off('exit', this.onExit);
     if (this.timer) clearTimeout(this.timer);
     if (this.ownsFd) closeSync(this.fd);
   }
 
-  /** Last resort on process exit: whatever is still waiting, written synchronously. */
+  /**
+   * Last resort on process exit (registered by the server): the lines still waiting, written
+   * synchronously, a full pipe retried for up to a second. A batch whose asynchronous write
+   * is under way is left to it.
+   */
   flushSync(): void {
+    if (this.closed) return;
     this.rotate(this.chunk);
     const bufs = this.queue;
     this.queue = [];
     this.queued = 0;
-    try {
-      for (const buf of bufs) {
-        let off = 0;
-        while (off < buf.length) off += writeSync(this.fd, buf, off, buf.length - off);
+    const pause = new Int32Array(new SharedArrayBuffer(4));
+    for (let b = 0; b < bufs.length; b++) {
+      const buf = bufs[b]!;
+      let off = 0;
+      let waited = 0;
+      while (off < buf.length) {
+        try {
+          off += writeSync(this.fd, buf, off, buf.length - off);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code === 'EAGAIN' && waited < 1000) {
+            Atomics.wait(pause, 0, 0, 10);
+            waited += 10;
+            continue;
+          }
+          for (let r = b; r < bufs.length; r++) this.drop(countLines(bufs[r]!, r === b ? off : 0));
+          return;
+        }
       }
+    }
+    try {
       if (this.ownsFd) fsyncSync(this.fd);
     } catch {
       // exiting anyway
     }
   }
+}
+
+/** Lines (newlines) in buf from off: what a failed write loses. */
+function countLines(buf: Buffer, off: number): number {
+  let n = 0;
+  for (let i = buf.indexOf(10, off); i >= 0; i = buf.indexOf(10, i + 1)) n++;
+  return n;
 }

@@ -1,6 +1,8 @@
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Writable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DEFAULT_SETTINGS } from '../../../src/config/settings.js';
@@ -148,6 +150,37 @@ describe('LineWriter', () => {
     }
     await w.close();
     expect(readFileSync(path, 'utf8')).toBe(want.join(''));
+  });
+
+  it('counts every line of a batch whose write fails', async () => {
+    let drops = 0;
+    const w = new LineWriter('/dev/full', { batchChars: 1024, maxDelayMs: 10_000, onDrop: () => drops++ });
+    for (let i = 0; i < 500; i++) w.write(`{"n":${i}}\n`);
+    await w.close();
+    expect(w.dropped).toBe(500);
+    expect(drops).toBe(500);
+  });
+
+  it('flushSync writes whatever is buffered at once', () => {
+    const path = join(tmp, 'sync.jsonl');
+    const w = new LineWriter(path, { batchChars: 1_000_000, maxDelayMs: 10_000 });
+    for (let i = 0; i < 100; i++) w.write(`{"n":${i}}\n`);
+    w.flushSync();
+    expect(readFileSync(path, 'utf8').trim().split('\n')).toHaveLength(100);
+  });
+
+  it('a process that exits without shutting down still writes its buffered lines (flushOnExit)', () => {
+    const path = join(tmp, 'exit.jsonl');
+    const mod = pathToFileURL(join(process.cwd(), 'dist/src/observability/decision-log.js')).href;
+    const script = `const { LineWriter } = await import(${JSON.stringify(mod)});
+const w = new LineWriter(${JSON.stringify(path)}, { batchChars: 1_000_000, maxDelayMs: 60_000, flushOnExit: true });
+for (let i = 0; i < 1000; i++) w.write('{"n":' + i + '}\\n');
+process.exit(3);`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    expect(r.status).toBe(3);
+    const lines = readFileSync(path, 'utf8').trim().split('\n');
+    expect(lines).toHaveLength(1000);
+    expect(JSON.parse(lines[999]!)).toEqual({ n: 999 });
   });
 
   it('writes a short burst after maxDelayMs without a flush', async () => {
