@@ -10,29 +10,12 @@ import { DecisionLog, decisionLine, decisionLogEntry, isoNow, LineWriter } from 
 import { createLogger } from '../../../src/observability/logger.js';
 import type { Decision } from '../../../src/pipeline/decision.js';
 import type { Identity } from '../../../src/pipeline/identity.js';
-import { UpstreamMutations } from '../../../src/pipeline/state.js';
+import { decision } from '../../helpers/decision.js';
 
 function identity(principal: string): Identity {
   return { kind: 'jwt', principal, issuer: 'i', subject: 's', audiences: [], presenter: '', claims: {}, admittedBy: 'r' } as unknown as Identity;
 }
 
-function decision(over: Partial<Decision> = {}): Decision {
-  return {
-    allow: true,
-    reason: 'OK',
-    httpStatus: 200,
-    body: '',
-    denyHeaders: [],
-    upstream: new UpstreamMutations(),
-    attribution: {},
-    identity: null,
-    actor: null,
-    message: 'allowed',
-    trace: null,
-    requestId: 'r1',
-    ...over,
-  };
-}
 
 const tmp = mkdtempSync(join(tmpdir(), 'obo-dlog-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));

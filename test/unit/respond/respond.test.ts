@@ -2,24 +2,8 @@ import { describe, expect, it } from 'vitest';
 import type { Decision } from '../../../src/pipeline/decision.js';
 import { UpstreamMutations } from '../../../src/pipeline/state.js';
 import { decisionMetadata, toCheckResponse, toStruct } from '../../../src/respond/respond.js';
+import { decision } from '../../helpers/decision.js';
 
-function decision(over: Partial<Decision> = {}): Decision {
-  return {
-    allow: true,
-    reason: 'OK',
-    httpStatus: 200,
-    body: '',
-    denyHeaders: [],
-    upstream: new UpstreamMutations(),
-    attribution: {},
-    identity: null,
-    actor: null,
-    message: 'allowed',
-    trace: null,
-    requestId: 'r1',
-    ...over,
-  };
-}
 
 describe('toCheckResponse', () => {
   it('sets headers with append=false and OVERWRITE_IF_EXISTS_OR_ADD, and never removes a header it sets', () => {

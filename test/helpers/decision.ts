@@ -1,0 +1,21 @@
+/** A Decision for tests of what is made from one (responses, decision lines): an allow, overridable. */
+import type { Decision } from '../../src/pipeline/decision.js';
+import { UpstreamMutations } from '../../src/pipeline/state.js';
+
+export function decision(over: Partial<Decision> = {}): Decision {
+  return {
+    allow: true,
+    reason: 'OK',
+    httpStatus: 200,
+    body: '',
+    denyHeaders: [],
+    upstream: new UpstreamMutations(),
+    attribution: {},
+    identity: null,
+    actor: null,
+    message: 'allowed',
+    trace: null,
+    requestId: 'r1',
+    ...over,
+  };
+}
