@@ -10,7 +10,8 @@ import { decodeJwt, SignJWT } from 'jose';
 import { sanitizeRemoteText } from '../observability/redact.js';
 import type { Runtime } from '../pipeline/runtime.js';
 import { fail, OAUTH_ERRORS, type ExchangeFailure } from './errors.js';
-import { BodyTooLargeError, MAX_RESPONSE_BYTES, readCapped } from '../pipeline/runtime.js';
+import { HttpPostClient, type PostAnswer } from '../pipeline/http-post.js';
+import { BodyTooLargeError, MAX_RESPONSE_BYTES } from '../pipeline/runtime.js';
 import { GRANT_TYPE_TOKEN_EXCHANGE, isAbort, isJwtShaped } from './util.js';
 
 export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt' | 'none';
@@ -58,10 +59,17 @@ function normAud(a: string): string {
 }
 
 export class RemoteStsClient {
+  /** Keep-alive connections to the token endpoint (pipeline/http-post.ts). */
+  private readonly http = new HttpPostClient();
+
   constructor(
     readonly opts: RemoteStsOptions,
     private readonly runtime: Runtime,
   ) {}
+
+  dispose(): void {
+    this.http.dispose();
+  }
 
   /** The form body (exposed for tests). */
   async buildForm(req: RemoteExchangeRequest): Promise<{ body: URLSearchParams; headers: Record<string, string> }> {
@@ -124,18 +132,17 @@ export class RemoteStsClient {
    */
   async exchange(req: RemoteExchangeRequest, signal?: AbortSignal): Promise<RemoteIssuedToken | ExchangeFailure> {
     const o = this.opts;
-    const timeout = AbortSignal.timeout(o.timeoutMs);
-    const sig = signal ? AbortSignal.any([signal, timeout]) : timeout;
-    let res: Response;
+    let res: PostAnswer;
     let text: string;
     try {
       const { body, headers } = await this.buildForm(req);
-      res = await this.runtime.fetch(o.tokenEndpoint, { method: 'POST', headers, body: body.toString(), signal: sig, redirect: 'manual' });
-      // Streamed with a byte cap: a huge (or endless) body is an unusable response.
-      text = await readCapped(res, MAX_RESPONSE_BYTES);
+      // Read with a byte cap: a huge (or endless) body is an unusable response. Redirects are
+      // not followed (a 3xx is an unusable answer, as with fetch's redirect: 'manual').
+      res = await this.http.post(o.tokenEndpoint, { headers, body: body.toString(), signal, timeoutMs: o.timeoutMs, maxBytes: MAX_RESPONSE_BYTES });
+      text = res.text;
     } catch (e) {
       if (e instanceof BodyTooLargeError) return fail('ERR_EXCHANGE_MISCONFIGURED', `STS ${o.ref} sent an unusable response: body larger than ${MAX_RESPONSE_BYTES} bytes`);
-      if (timeout.aborted) return fail('ERR_EXCHANGE_UNAVAILABLE', `STS ${o.ref} timed out after ${o.timeoutMs}ms`);
+      if ((e as Error)?.name === 'TimeoutError') return fail('ERR_EXCHANGE_UNAVAILABLE', `STS ${o.ref} timed out after ${o.timeoutMs}ms`);
       if (signal?.aborted || isAbort(e)) return fail('ERR_DEADLINE', `STS ${o.ref} call aborted at the Check deadline`);
       const code = (e as { cause?: { code?: string } })?.cause?.code;
       return fail('ERR_EXCHANGE_UNAVAILABLE', `STS ${o.ref} unreachable${code ? ` (${sanitizeRemoteText(code, 40)})` : ''}`);

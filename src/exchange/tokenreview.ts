@@ -9,14 +9,14 @@
  * single-flight per token). Reused by credential validation (issue 6).
  */
 import { readFileSync } from 'node:fs';
-import { request as httpsRequest } from 'node:https';
 import { decodeJwt } from 'jose';
 import { LRUCache } from 'lru-cache';
 import { sanitizeRemoteText } from '../observability/redact.js';
 import type { Identity } from '../pipeline/identity.js';
 import type { Runtime } from '../pipeline/runtime.js';
 import { FileTokenSource } from './file-token.js';
-import { BodyTooLargeError, MAX_RESPONSE_BYTES, readCapped } from '../pipeline/runtime.js';
+import { HttpPostClient } from '../pipeline/http-post.js';
+import { BodyTooLargeError, MAX_RESPONSE_BYTES } from '../pipeline/runtime.js';
 import { isAbort, sha256 } from './util.js';
 
 export const IN_CLUSTER_CA_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt';
@@ -103,7 +103,7 @@ export class TokenReviewClient {
   private readonly cache: LRUCache<string, { result: TokenReviewResult; untilMs: number }>;
   private readonly inflight = new Map<string, Promise<TokenReviewResult>>();
   private readonly bearer: FileTokenSource | undefined;
-  private readonly ca: string | undefined;
+  private readonly http: HttpPostClient;
   readonly url: string;
   constructor(
     readonly opts: TokenReviewOptions,
@@ -112,7 +112,8 @@ export class TokenReviewClient {
     this.url = opts.apiServer.replace(/\/+$/, '') + TOKENREVIEW_PATH;
     this.cache = new LRUCache({ max: Math.max(1, opts.cacheMax ?? 10_000) });
     this.bearer = opts.tokenFile ? new FileTokenSource(opts.tokenFile, runtime) : undefined;
-    this.ca = opts.caFile ? readFileSync(opts.caFile, 'utf8') : undefined;
+    const ca = opts.caFile ? readFileSync(opts.caFile, 'utf8') : undefined;
+    this.http = new HttpPostClient(ca !== undefined ? { ca } : {});
   }
 
   /** Review a token. Never throws; `unavailable` results are never cached. */
@@ -199,59 +200,15 @@ export class TokenReviewClient {
     };
   }
 
-  private async post(body: string, headers: Record<string, string>, timeoutMs: number): Promise<HttpAnswer> {
-    if (this.ca && this.url.startsWith('https:')) {
-      // A private CA needs a TLS option fetch does not offer without undici's Agent.
-      return new Promise<HttpAnswer>((resolve, reject) => {
-        let settled = false;
-        const finish = (fn: () => void) => {
-          if (settled) return;
-          settled = true;
-          clearTimeout(total);
-          fn();
-        };
-        const timeoutError = () => {
-          const e = new Error('timeout');
-          e.name = 'TimeoutError';
-          return e;
-        };
-        const req = httpsRequest(this.url, { method: 'POST', headers: { ...headers, 'content-length': Buffer.byteLength(body) }, ca: this.ca, timeout: timeoutMs }, (res) => {
-          const chunks: Buffer[] = [];
-          let size = 0;
-          res.on('data', (c: Buffer) => {
-            size += c.length;
-            if (size > MAX_RESPONSE_BYTES) req.destroy(new BodyTooLargeError(MAX_RESPONSE_BYTES));
-            else chunks.push(c);
-          });
-          res.on('end', () => finish(() => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') })));
-          res.on('error', (e) => finish(() => reject(e)));
-        });
-        // node's `timeout` is an idle timeout: a server trickling bytes would keep the request
-        // alive for ever. The total timer bounds the whole exchange (connect, send, read).
-        let timedOut = false;
-        const total = setTimeout(() => {
-          timedOut = true;
-          req.destroy(timeoutError());
-        }, timeoutMs);
-        total.unref?.();
-        req.on('timeout', () => {
-          timedOut = true;
-          req.destroy(timeoutError());
-        });
-        req.on('error', (e) => finish(() => reject(e)));
-        // Backstop: a request destroyed after the response began may close without 'error'.
-        req.on('close', () => finish(() => reject(timedOut ? timeoutError() : new Error('connection closed'))));
-        req.end(body);
-      });
-    }
-    const res = await this.runtime.fetch(this.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(timeoutMs), redirect: 'manual' });
-    // Streamed with a byte cap: a huge (or endless) body is an unusable response.
-    return { status: res.status, text: await readCapped(res, MAX_RESPONSE_BYTES) };
+  private post(body: string, headers: Record<string, string>, timeoutMs: number): Promise<HttpAnswer> {
+    // Keep-alive connections, the private CA when one is configured, the whole request bounded.
+    return this.http.post(this.url, { headers, body, timeoutMs, maxBytes: MAX_RESPONSE_BYTES });
   }
 
   dispose(): void {
     this.cache.clear();
     this.inflight.clear();
+    this.http.dispose();
   }
 }
 

@@ -165,8 +165,12 @@ describe('remote STS client (RFC 8693 over real HTTP)', () => {
     const { c } = client(BASIC, '    timeout: 100ms');
     const t0 = Date.now();
     const r = await c.exchange(req);
-    expect(r).toMatchObject({ ok: false, reason: 'ERR_EXCHANGE_UNAVAILABLE' });
+    expect(r).toMatchObject({ ok: false, reason: 'ERR_EXCHANGE_UNAVAILABLE', message: 'STS default/remote timed out after 100ms' });
     expect(Date.now() - t0).toBeLessThan(2000);
+    // the Check's deadline (the caller's signal) comes first: ERR_DEADLINE, not an STS outage
+    const { c: c2 } = client(BASIC, '    timeout: 5s');
+    const r2 = await c2.exchange(req, AbortSignal.timeout(50));
+    expect(r2).toMatchObject({ ok: false, reason: 'ERR_DEADLINE' });
     expect(c.opts.timeoutMs).toBe(100);
     expect(client(BASIC).c.opts.timeoutMs).toBe(750);
   });
@@ -182,7 +186,7 @@ spec:
   remote: {tokenEndpoint: ${dead.url}/token}
 `, rt);
     const c = (cfg.exchange.stss.get('default/dead') as CompiledRemoteSts).client;
-    expect(await c.exchange(req)).toMatchObject({ ok: false, reason: 'ERR_EXCHANGE_UNAVAILABLE' });
+    expect(await c.exchange(req)).toMatchObject({ ok: false, reason: 'ERR_EXCHANGE_UNAVAILABLE', message: 'STS default/dead unreachable (ECONNREFUSED)' });
   });
 
   it('checks the aud of a returned JWT and takes its exp into account', async () => {
