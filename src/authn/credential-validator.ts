@@ -9,10 +9,9 @@
 import type { CompileContext } from '../config/compile.js';
 import type { KindDocument } from '../config/kinds.js';
 import { any, bool, duration, list, num, obj, record, str, type Schema } from '../config/schema.js';
-import { parseScope, scopeApplies, splitByNamespace, type CompiledScope } from '../config/scope.js';
-import type { RequestContext, Workload } from '../pipeline/context.js';
+import { parseScope, ScopedIndex, type CompiledScope } from '../config/scope.js';
+import type { RequestContext } from '../pipeline/context.js';
 import { createTokenReviewClient, inClusterDefaults, type TokenReviewClient } from '../exchange/tokenreview.js';
-import { LRUCache } from 'lru-cache';
 import { ApiKeyMember, parseApiKeyFiles } from './api-keys.js';
 import type { CredentialValidatorMember } from './chain.js';
 import { claimHeaderName, DEFAULT_CLAIM_PREFIX, toLocations, type ClaimForwarding, type CredentialLocation, type RawHeaderLocation } from './credential-common.js';
@@ -490,29 +489,12 @@ export function compileCredentialValidator(k: KindDocument, cc: CompileContext):
 }
 
 /** Validators by namespace; per workload: root namespace first, then the workload's, each by name. */
-export class CredentialValidatorIndex {
-  private readonly root: readonly CompiledValidator[];
-  private readonly byNamespace: ReadonlyMap<string, readonly CompiledValidator[]>;
-  private readonly memo = new LRUCache<string, readonly CompiledValidator[]>({ max: 4096 });
-  readonly count: number;
-
+export class CredentialValidatorIndex extends ScopedIndex<CompiledValidator, CompiledValidator> {
   constructor(validators: readonly CompiledValidator[], rootNamespace: string) {
-    const sorted = [...validators].sort((a, b) => (a.ref < b.ref ? -1 : a.ref > b.ref ? 1 : 0));
-    const { root, byNamespace } = splitByNamespace(sorted, rootNamespace);
-    this.root = root;
-    this.byNamespace = byNamespace;
-    this.count = validators.length;
-  }
-
-  forWorkload(w: Workload, key: string): readonly CompiledValidator[] {
-    if (this.count === 0) return [];
-    const hit = this.memo.get(key);
-    if (hit) return hit;
-    const out: CompiledValidator[] = [];
-    for (const v of this.root) if (scopeApplies(v.scope, w)) out.push(v);
-    for (const v of this.byNamespace.get(w.namespace) ?? []) if (scopeApplies(v.scope, w)) out.push(v);
-    const frozen = Object.freeze(out);
-    this.memo.set(key, frozen);
-    return frozen;
+    super(
+      [...validators].sort((a, b) => (a.ref < b.ref ? -1 : a.ref > b.ref ? 1 : 0)),
+      rootNamespace,
+      (v) => [v],
+    );
   }
 }

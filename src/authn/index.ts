@@ -76,15 +76,6 @@ export function compileAuthn(input: AuthnInput, cc: CompileContext): AuthnConfig
   });
 }
 
-function workloadKey(state: CheckState): string {
-  const w = state.ctx.workload;
-  const labels = Object.keys(w.labels)
-    .sort()
-    .map((k) => `${k}=${w.labels[k]}`)
-    .join('\u0001');
-  return `${w.namespace}\u0000${w.hasLabels ? 1 : 0}\u0000${labels}\u0000${w.gateway}\u0000${w.service}`;
-}
-
 interface Chain {
   readonly members: readonly CredentialValidatorMember[];
   /**
@@ -116,7 +107,7 @@ const SANITIZED: ChainOptions = Object.freeze({ sanitized: true });
 function chainFor(state: CheckState, cfg: AuthnConfig): Chain {
   const w = state.ctx.workload;
   const rules: readonly CompiledJwtRule[] = cfg.requestAuthentications.rulesFor(w);
-  const all = cfg.validators.count > 0 ? cfg.validators.forWorkload(w, workloadKey(state)) : [];
+  const all = cfg.validators.count > 0 ? cfg.validators.forWorkload(w) : [];
   if (all.length === 0) {
     if (rules.length === 0) return NO_CHAIN;
     // Only the jwtRules: the chain depends on the rules (one frozen array per workload, per
@@ -169,7 +160,7 @@ function chainFor(state: CheckState, cfg: AuthnConfig): Chain {
 /** 401 ERR_NO_VALIDATOR_ADMITTED with one challenge per credential scheme of the chain. */
 function noValidatorAdmitted(state: CheckState, cfg: AuthnConfig, chain: Chain, by: CompiledValidator) {
   const challenges = new Set<string>();
-  const all = cfg.validators.forWorkload(state.ctx.workload, workloadKey(state));
+  const all = cfg.validators.forWorkload(state.ctx.workload);
   const ctx = state.ctx;
   const host = normalizeHost(ctx.host);
   for (const v of all) {

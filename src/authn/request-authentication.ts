@@ -14,11 +14,10 @@
 import type { CompileContext } from '../config/compile.js';
 import type { KindDocument } from '../config/kinds.js';
 import { bool, duration, list, obj, str, type Schema } from '../config/schema.js';
-import { parseScope, scopeApplies, splitByNamespace, type CompiledScope } from '../config/scope.js';
+import { parseScope, ScopedIndex, type CompiledScope } from '../config/scope.js';
 import type { Workload } from '../pipeline/context.js';
 import type { Identity } from '../pipeline/identity.js';
 import { deny, type CheckState, type Deny, type Trace } from '../pipeline/state.js';
-import { LRUCache } from 'lru-cache';
 import { ABSTAIN, type CredentialValidatorMember, type ValidatorResult } from './chain.js';
 import { claimHeaderValue, DEFAULT_SPACE_DELIMITED, getClaim, splitSpaceDelimited } from './claims.js';
 import { DEFAULT_JWKS_TIMEOUT_MS, type JwksTuning } from './jwks-source.js';
@@ -237,58 +236,23 @@ export function compileRequestAuthentication(
   return Object.freeze({ ref: k.ref, scope, rules: Object.freeze(rules) });
 }
 
-/** Policies indexed by namespace, so a request only looks at policies that can apply. */
-export class RequestAuthenticationIndex {
-  private readonly root: readonly CompiledRequestAuthentication[];
-  private readonly byNamespace: ReadonlyMap<string, readonly CompiledRequestAuthentication[]>;
-  private readonly memo = new LRUCache<string, readonly CompiledJwtRule[]>({ max: 4096 });
-  readonly policyCount: number;
-
+/**
+ * RequestAuthentication policies indexed by namespace. rulesFor(): the concatenated jwtRules
+ * of every applying policy, root namespace first, then the workload's namespace, each in
+ * config order (Istio concatenates all applying policies).
+ */
+export class RequestAuthenticationIndex extends ScopedIndex<CompiledRequestAuthentication, CompiledJwtRule> {
   constructor(policies: readonly CompiledRequestAuthentication[], rootNamespace: string) {
-    const { root, byNamespace } = splitByNamespace(policies, rootNamespace);
-    this.root = root;
-    this.byNamespace = byNamespace;
-    this.policyCount = policies.length;
+    super(policies, rootNamespace, (p) => p.rules);
   }
 
-  /**
-   * The concatenated jwtRules of every applying policy: root namespace first, then the
-   * workload's namespace, each in config order (Istio concatenates all applying policies).
-   */
+  get policyCount(): number {
+    return this.count;
+  }
+
   rulesFor(w: Workload): readonly CompiledJwtRule[] {
-    if (this.policyCount === 0) return [];
-    // Asked again for the same Check's workload (authn, then exchange): no key to rebuild.
-    if (w === this.lastWorkload) return this.lastRules;
-    const rules = this.lookup(w);
-    this.lastWorkload = w;
-    this.lastRules = rules;
-    return rules;
+    return this.forWorkload(w);
   }
-
-  private lastWorkload: Workload | null = null;
-  private lastRules: readonly CompiledJwtRule[] = [];
-
-  private lookup(w: Workload): readonly CompiledJwtRule[] {
-    const key = workloadKey(w);
-    const hit = this.memo.get(key);
-    if (hit) return hit;
-    const out: CompiledJwtRule[] = [];
-    for (const p of this.root) if (scopeApplies(p.scope, w)) out.push(...p.rules);
-    for (const p of this.byNamespace.get(w.namespace) ?? []) if (scopeApplies(p.scope, w)) out.push(...p.rules);
-    const frozen = Object.freeze(out);
-    this.memo.set(key, frozen);
-    return frozen;
-  }
-}
-
-function workloadKey(w: Workload): string {
-  const names = Object.keys(w.labels);
-  let labels = '';
-  if (names.length > 0) {
-    if (names.length > 1) names.sort();
-    for (let i = 0; i < names.length; i++) labels += `${i > 0 ? '\u0001' : ''}${names[i]!}=${w.labels[names[i]!]}`;
-  }
-  return `${w.namespace}\u0000${w.hasLabels ? 1 : 0}\u0000${labels}\u0000${w.gateway}\u0000${w.service}`;
 }
 
 /** 1 for a base64url character or a dot (0-9 A-Z a-z _ . -): what a JWT is made of. */

@@ -4,6 +4,7 @@
  * (matchLabels) and `targetRefs` (Gateway / Service by name) narrow that. Shared by
  * RequestAuthentication, AuthorizationPolicy and TokenExchangePolicy.
  */
+import { LRUCache } from 'lru-cache';
 import type { Workload } from '../pipeline/context.js';
 import type { KindDocument } from './kinds.js';
 import { list, obj, record, str, type Schema } from './schema.js';
@@ -154,6 +155,60 @@ export function splitByNamespace<T extends { readonly scope: CompiledScope }>(
     }
   }
   return { root, byNamespace };
+}
+
+/** Everything scopeApplies reads from a Workload, as one string (labels sorted by name). */
+export function workloadKey(w: Workload): string {
+  const names = Object.keys(w.labels);
+  let labels = '';
+  if (names.length > 0) {
+    if (names.length > 1) names.sort();
+    for (let i = 0; i < names.length; i++) labels += `${i > 0 ? '\u0001' : ''}${names[i]!}=${w.labels[names[i]!]}`;
+  }
+  return `${w.namespace}\u0000${w.hasLabels ? 1 : 0}\u0000${labels}\u0000${w.gateway}\u0000${w.service}`;
+}
+
+/**
+ * Namespaced documents indexed so a request looks only at those that can apply: per workload,
+ * the applying ones of the root namespace, then of the workload's namespace, in the given
+ * order, each expanded (a RequestAuthentication into its jwtRules). Memoised by workloadKey
+ * (bounded), and the last workload also by identity (one Check asks more than once).
+ */
+export class ScopedIndex<T extends { readonly scope: CompiledScope }, U> {
+  private readonly root: readonly T[];
+  private readonly byNamespace: ReadonlyMap<string, readonly T[]>;
+  private readonly memo = new LRUCache<string, readonly U[]>({ max: 4096 });
+  private lastWorkload: Workload | null = null;
+  private lastResult: readonly U[] = [];
+  readonly count: number;
+
+  constructor(
+    items: readonly T[],
+    rootNamespace: string,
+    private readonly expand: (item: T) => readonly U[],
+  ) {
+    const { root, byNamespace } = splitByNamespace(items, rootNamespace);
+    this.root = root;
+    this.byNamespace = byNamespace;
+    this.count = items.length;
+  }
+
+  forWorkload(w: Workload): readonly U[] {
+    if (this.count === 0) return [];
+    if (w === this.lastWorkload) return this.lastResult;
+    const key = workloadKey(w);
+    let out = this.memo.get(key);
+    if (!out) {
+      const list: U[] = [];
+      for (const it of this.root) if (scopeApplies(it.scope, w)) list.push(...this.expand(it));
+      for (const it of this.byNamespace.get(w.namespace) ?? []) if (scopeApplies(it.scope, w)) list.push(...this.expand(it));
+      out = Object.freeze(list);
+      this.memo.set(key, out);
+    }
+    this.lastWorkload = w;
+    this.lastResult = out;
+    return out;
+  }
 }
 
 /** Specificity for choosing among several matching policies: workload-targeted 2, namespace 1, root 0. */
