@@ -45,29 +45,24 @@ export function startServer(name, cmd, args, { core = PIN.server, env = {}, time
         if (!j.grpcAddress) return;
         settled = true;
         clearTimeout(timer);
-        resolve({
-          name,
-          child,
-          pid: child.pid,
-          grpcAddress: j.grpcAddress,
-          httpAddress: j.httpAddress,
-          info: j,
-          /** The latest JSON log line holding `key`, if still in the tail. */
-          lastJson: (key) => {
-            for (let i = tail.length - 1; i >= 0; i--) {
-              if (!tail[i].includes(key)) continue;
-              try {
-                return JSON.parse(tail[i]);
-              } catch {
-                /* partial */
+        resolve(
+          serverHandle(name, child, j, {
+            /** The latest JSON log line holding `key`, if still in the tail. */
+            lastJson: (key) => {
+              for (let i = tail.length - 1; i >= 0; i--) {
+                if (!tail[i].includes(key)) continue;
+                try {
+                  return JSON.parse(tail[i]);
+                } catch {
+                  /* partial */
+                }
               }
-            }
-            return undefined;
-          },
-          tail: () => tail.slice(),
-          logBytes: () => bytes,
-          stop: () => stopChild(child),
-        });
+              return undefined;
+            },
+            tail: () => tail.slice(),
+            logBytes: () => bytes,
+          }),
+        );
       } catch {
         /* not JSON */
       }
@@ -127,24 +122,19 @@ export function startServerToFile(name, cmd, args, logPath, { core = PIN.server,
         try {
           const j = JSON.parse(line);
           if (j.grpcAddress) {
-            return resolve({
-              name,
-              child,
-              pid: child.pid,
-              grpcAddress: j.grpcAddress,
-              httpAddress: j.httpAddress,
-              info: j,
-              logPath,
-              tail: () => tail(),
-              truncateLog: () => {
-                try {
-                  truncateSync(logPath, 0);
-                } catch {
-                  /* gone */
-                }
-              },
-              stop: () => stopChild(child),
-            });
+            return resolve(
+              serverHandle(name, child, j, {
+                logPath,
+                tail: () => tail(),
+                truncateLog: () => {
+                  try {
+                    truncateSync(logPath, 0);
+                  } catch {
+                    /* gone */
+                  }
+                },
+              }),
+            );
           }
         } catch {
           /* partial line */
@@ -159,6 +149,11 @@ export function startServerToFile(name, cmd, args, logPath, { core = PIN.server,
     };
     poll();
   });
+}
+
+/** What both start functions resolve with: the process, its addresses, and `extra`. */
+function serverHandle(name, child, listening, extra) {
+  return { name, child, pid: child.pid, grpcAddress: listening.grpcAddress, httpAddress: listening.httpAddress, info: listening, stop: () => stopChild(child), ...extra };
 }
 
 export function stopChild(child) {
