@@ -15,7 +15,7 @@ import { sanitizeRemoteText } from '../observability/redact.js';
 import type { Identity } from '../pipeline/identity.js';
 import type { Runtime } from '../pipeline/runtime.js';
 import { FileTokenSource } from './file-token.js';
-import { HttpPostClient } from '../pipeline/http-post.js';
+import { HttpPostClient, type PostAnswer } from '../pipeline/http-post.js';
 import { BodyTooLargeError, MAX_RESPONSE_BYTES } from '../pipeline/runtime.js';
 import { isAbort, sha256 } from './util.js';
 
@@ -94,11 +94,6 @@ export function tokenReviewIdentity(r: Extract<TokenReviewResult, { ok: true }>,
   };
 }
 
-interface HttpAnswer {
-  status: number;
-  text: string;
-}
-
 export class TokenReviewClient {
   private readonly cache: LRUCache<string, { result: TokenReviewResult; untilMs: number }>;
   private readonly inflight = new Map<string, Promise<TokenReviewResult>>();
@@ -149,10 +144,11 @@ export class TokenReviewClient {
     const bearer = this.bearer?.read();
     if (this.bearer && !bearer) return { ok: false, kind: 'unavailable', message: 'TokenReview credentials file is unreadable' };
     if (bearer) headers['authorization'] = `Bearer ${bearer}`;
-    let ans: HttpAnswer;
+    let ans: PostAnswer;
     const timeoutMs = this.opts.timeoutMs ?? 1000;
     try {
-      ans = await this.post(body, headers, timeoutMs);
+      // Keep-alive connections, the private CA when one is configured, the whole request bounded.
+      ans = await this.http.post(this.url, { headers, body, timeoutMs, maxBytes: MAX_RESPONSE_BYTES });
     } catch (e) {
       if (e instanceof BodyTooLargeError) return { ok: false, kind: 'unavailable', message: 'TokenReview API sent an unusable response (body too large)' };
       return { ok: false, kind: 'unavailable', message: isAbort(e) ? `TokenReview timed out after ${timeoutMs}ms` : 'TokenReview API unreachable' };
@@ -198,11 +194,6 @@ export class TokenReviewClient {
       ...(exp !== undefined ? { expiresAt: exp } : {}),
       claims,
     };
-  }
-
-  private post(body: string, headers: Record<string, string>, timeoutMs: number): Promise<HttpAnswer> {
-    // Keep-alive connections, the private CA when one is configured, the whole request bounded.
-    return this.http.post(this.url, { headers, body, timeoutMs, maxBytes: MAX_RESPONSE_BYTES });
   }
 
   dispose(): void {
