@@ -37,9 +37,9 @@ export class UpstreamMutations {
   get responseAdd(): Map<string, string> {
     return (this.ra ??= new Map());
   }
-  /** removeQuery's entries, without making the set. */
-  queryRemovals(): string[] {
-    return this.rq ? [...this.rq] : [];
+  /** removeQuery's entries (undefined when there are none), without making the set. */
+  queryRemovals(): string[] | undefined {
+    return this.rq && this.rq.size > 0 ? [...this.rq] : undefined;
   }
   /** responseAdd's entries, without making the map. */
   responseHeaders(): ReadonlyMap<string, string> {

@@ -81,37 +81,40 @@ function hvo(key: string, value: string): HeaderValueOption {
   return { header: { key, value }, append: APPEND_FALSE, append_action: OVERWRITE_IF_EXISTS_OR_ADD };
 }
 
-/** Dynamic metadata (under envoy.filters.http.ext_authz in Envoy): reason, policy, rule, subject. Never a token. */
+/**
+ * Dynamic metadata (under envoy.filters.http.ext_authz in Envoy): reason, policy, rule,
+ * subject. Never a token. The one list of its fields, in order, for both forms below.
+ */
+function forEachMetadataField(d: Decision, f: (key: string, value: string | number | readonly unknown[]) => void): void {
+  const a = d.attribution;
+  f('decision', d.allow ? 'allow' : 'deny');
+  f('reason', d.reason);
+  if (a.policy) f('policy', a.policy);
+  if (a.rule !== undefined) f('rule', a.rule);
+  if (d.identity) f('principal', d.identity.principal);
+  if (d.actor) f('actor', d.actor.principal);
+  if (a.exchangePolicy) f('exchange_policy', a.exchangePolicy);
+  if (a.audience) f('audience', a.audience);
+  if (a.audit?.length) f('audit', a.audit);
+  if (a.shadow?.length) f('shadow', a.shadow);
+  if (d.requestId) f('request_id', d.requestId);
+}
+
+/** The dynamic metadata as plain values (--explain, tests). */
 export function decisionMetadata(d: Decision): Record<string, unknown> {
-  const m: Record<string, unknown> = { decision: d.allow ? 'allow' : 'deny', reason: d.reason };
-  if (d.attribution.policy) m['policy'] = d.attribution.policy;
-  if (d.attribution.rule !== undefined) m['rule'] = d.attribution.rule;
-  if (d.identity) m['principal'] = d.identity.principal;
-  if (d.actor) m['actor'] = d.actor.principal;
-  if (d.attribution.exchangePolicy) m['exchange_policy'] = d.attribution.exchangePolicy;
-  if (d.attribution.audience) m['audience'] = d.attribution.audience;
-  if (d.attribution.audit?.length) m['audit'] = d.attribution.audit;
-  if (d.attribution.shadow?.length) m['shadow'] = d.attribution.shadow.map((x) => ({ ...x }));
-  if (d.requestId) m['request_id'] = d.requestId;
+  const m: Record<string, unknown> = {};
+  forEachMetadataField(d, (k, v) => {
+    m[k] = k === 'shadow' ? (v as readonly object[]).map((x) => ({ ...x })) : v;
+  });
   return m;
 }
 
-/**
- * decisionMetadata() as a Struct, built directly (one Check, one Struct: no intermediate
- * record). Same fields, same order.
- */
+/** The dynamic metadata as a Struct, built directly (no intermediate record). */
 function metadataStruct(d: Decision): StructObject {
-  const a = d.attribution;
-  const fields: Record<string, ValueObject> = { decision: { stringValue: d.allow ? 'allow' : 'deny' }, reason: { stringValue: d.reason } };
-  if (a.policy) fields['policy'] = { stringValue: a.policy };
-  if (a.rule !== undefined) fields['rule'] = { numberValue: a.rule };
-  if (d.identity) fields['principal'] = { stringValue: d.identity.principal };
-  if (d.actor) fields['actor'] = { stringValue: d.actor.principal };
-  if (a.exchangePolicy) fields['exchange_policy'] = { stringValue: a.exchangePolicy };
-  if (a.audience) fields['audience'] = { stringValue: a.audience };
-  if (a.audit?.length) fields['audit'] = toValue(a.audit);
-  if (a.shadow?.length) fields['shadow'] = toValue(a.shadow);
-  if (d.requestId) fields['request_id'] = { stringValue: d.requestId };
+  const fields: Record<string, ValueObject> = {};
+  forEachMetadataField(d, (k, v) => {
+    fields[k] = toValue(v);
+  });
   return { fields };
 }
 
@@ -143,14 +146,14 @@ export function toCheckResponse(d: Decision, opts: RespondOptions): CheckRespons
       responseAdd = [];
       for (const [k, v] of added) if (isValidHeaderValue(v)) responseAdd.push(hvo(k, v));
     }
-    const queryRemove = d.upstream.queryRemovals();
+
     return {
       status: STATUS_OK,
       ok_response: {
         headers,
         headers_to_remove: remove,
         response_headers_to_add: responseAdd,
-        query_parameters_to_remove: queryRemove.length > 0 ? queryRemove : NO_STRINGS,
+        query_parameters_to_remove: d.upstream.queryRemovals() ?? NO_STRINGS,
       },
       dynamic_metadata: metadata,
     };
