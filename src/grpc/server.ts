@@ -5,7 +5,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { CompiledConfig } from '../config/compile.js';
-import { DecisionLog, type DecisionSink } from '../observability/decision-log.js';
+import { DecisionLog, LineWriter, type DecisionSink } from '../observability/decision-log.js';
 import type { RawCheckRequest } from '../pipeline/context.js';
 import type { Decision } from '../pipeline/decision.js';
 import { evaluateCheck } from '../pipeline/pipeline.js';
@@ -78,13 +78,13 @@ function deadlineOf(call: grpc.ServerUnaryCall<unknown, unknown>): number | unde
 
 export interface GrpcServerOptions {
   readonly maxConcurrentStreams?: number;
-  /** Where decision lines go (default: runtime.decisionSink, else the main logger). */
+  /** Where decision lines go (default: runtime.decisionSink, else stdout). */
   readonly decisionSink?: DecisionSink;
 }
 
 export function createGrpcServer(state: ServingState, runtime: Runtime, opts: GrpcServerOptions = {}): grpc.Server {
   const protos = loadProtos();
-  const decisionLog = new DecisionLog(opts.decisionSink ?? runtime.decisionSink ?? runtime.logger);
+  const decisionLog = new DecisionLog(opts.decisionSink ?? runtime.decisionSink ?? new LineWriter(1, { flushOnExit: true }));
   const m = runtime.metrics;
   m.trackInflight(() => state.inflight);
   // Label children resolved once per (decision, reason): both come from closed sets, and

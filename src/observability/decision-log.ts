@@ -11,51 +11,8 @@
  */
 import { closeSync, fsyncSync, mkdirSync, openSync, write, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { Logger } from 'pino';
 import type { Settings } from '../config/settings.js';
 import type { Decision } from '../pipeline/decision.js';
-
-export interface DecisionLogEntry {
-  requestId: string;
-  decision: 'allow' | 'deny';
-  reason: string;
-  status?: number;
-  policy?: string;
-  rule?: number;
-  subject?: string;
-  actor?: string;
-  audience?: string;
-  exchangePolicy?: string;
-  exchangeCache?: string;
-  audit?: string[];
-  shadow?: unknown[];
-  latencyMs: number;
-  detail?: string;
-}
-
-export function decisionLogEntry(d: Decision, latencyMs: number): DecisionLogEntry {
-  const e: DecisionLogEntry = {
-    requestId: d.requestId,
-    decision: d.allow ? 'allow' : 'deny',
-    reason: d.reason,
-    latencyMs: Math.round(latencyMs * 1000) / 1000,
-  };
-  if (!d.allow) {
-    e.status = d.httpStatus;
-    e.detail = d.message;
-  }
-  const a = d.attribution;
-  if (a.policy) e.policy = a.policy;
-  if (a.rule !== undefined) e.rule = a.rule;
-  if (d.identity) e.subject = d.identity.principal;
-  if (d.actor) e.actor = d.actor.principal;
-  if (a.audience) e.audience = a.audience;
-  if (a.exchangePolicy) e.exchangePolicy = a.exchangePolicy;
-  if (a.exchangeCache) e.exchangeCache = a.exchangeCache;
-  if (a.audit?.length) e.audit = a.audit;
-  if (a.shadow?.length) e.shadow = a.shadow;
-  return e;
-}
 
 /** Where finished lines go (each ends with '\n'). */
 export interface LineSink {
@@ -121,8 +78,10 @@ function policyFragment(policy: string): string {
 }
 
 /**
- * The entry of decisionLogEntry() as one JSON line, fields in the same order. Every string
- * goes through JSON.stringify (request ids and subjects are request data).
+ * One decision as one JSON line: requestId, decision, reason, latencyMs, then (when present)
+ * status and detail (denies), policy, rule, subject, actor, audience, exchangePolicy,
+ * exchangeCache, audit, shadow. Every string goes through JSON.stringify (request ids and
+ * subjects are request data).
  */
 export function decisionLine(d: Decision, latencyMs: number, time: string = isoNow()): string {
   let s = `${PREFIX}${time}${BASE},"requestId":${q(d.requestId)},${verdictFragment(d.allow, d.reason)},"latencyMs":${Math.round(latencyMs * 1000) / 1000}`;
@@ -141,17 +100,10 @@ export function decisionLine(d: Decision, latencyMs: number, time: string = isoN
 }
 
 export class DecisionLog {
-  private readonly logger: Logger | undefined;
-  /**
-   * `out`: a LineSink (production: a LineWriter on stdout or the --decision-log file), or a
-   * pino Logger (lines then go through it as objects: slower, used when nothing else is set).
-   */
   constructor(
-    private readonly out: LineSink | Logger,
+    private readonly out: LineSink,
     private readonly random: () => number = Math.random,
-  ) {
-    this.logger = isLogger(out) ? out.child({ component: 'decision' }) : undefined;
-  }
+  ) {}
 
   record(settings: Settings, d: Decision, latencyMs: number): void {
     const cfg = settings.decisionLog;
@@ -160,14 +112,10 @@ export class DecisionLog {
     const a = d.attribution;
     const mustLog = !d.allow || (a.audit !== undefined && a.audit.length > 0) || (a.shadow !== undefined && a.shadow.length > 0);
     if (!mustLog && cfg.allowSampleRate < 1 && this.random() >= cfg.allowSampleRate) return;
-    if (this.logger) this.logger.info(decisionLogEntry(d, latencyMs), 'decision');
-    else (this.out as LineSink).write(decisionLine(d, latencyMs));
+    this.out.write(decisionLine(d, latencyMs));
   }
 }
 
-function isLogger(o: LineSink | Logger): o is Logger {
-  return typeof (o as Logger).child === 'function';
-}
 
 export interface LineWriterOptions {
   /** Bytes per write (a full chunk is written at once); below it, lines wait up to `maxDelayMs`. */

@@ -48,7 +48,7 @@ export interface Runtime {
   now(): number;
   readonly fetch: FetchLike;
   readonly logger: Logger;
-  /** Where decision lines go (observability/decision-log.ts); defaults to `logger`. */
+  /** Where decision lines go (observability/decision-log.ts); stdout when unset. */
   readonly decisionSink?: DecisionSink;
   readonly metrics: Metrics;
   readonly shared: SharedResources;

@@ -6,7 +6,7 @@ import { pathToFileURL } from 'node:url';
 import { Writable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DEFAULT_SETTINGS } from '../../../src/config/settings.js';
-import { DecisionLog, decisionLine, decisionLogEntry, isoNow, LineWriter } from '../../../src/observability/decision-log.js';
+import { DecisionLog, decisionLine, isoNow, LineWriter } from '../../../src/observability/decision-log.js';
 import { createLogger } from '../../../src/observability/logger.js';
 import type { Decision } from '../../../src/pipeline/decision.js';
 import type { Identity } from '../../../src/pipeline/identity.js';
@@ -19,6 +19,50 @@ function identity(principal: string): Identity {
 
 const tmp = mkdtempSync(join(tmpdir(), 'obo-dlog-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+/** The oracle: the decision as the object a pino logger would be given, field by field. */
+interface DecisionLogEntry {
+  requestId: string;
+  decision: 'allow' | 'deny';
+  reason: string;
+  status?: number;
+  policy?: string;
+  rule?: number;
+  subject?: string;
+  actor?: string;
+  audience?: string;
+  exchangePolicy?: string;
+  exchangeCache?: string;
+  audit?: string[];
+  shadow?: unknown[];
+  latencyMs: number;
+  detail?: string;
+}
+
+function decisionLogEntry(d: Decision, latencyMs: number): DecisionLogEntry {
+  const e: DecisionLogEntry = {
+    requestId: d.requestId,
+    decision: d.allow ? 'allow' : 'deny',
+    reason: d.reason,
+    latencyMs: Math.round(latencyMs * 1000) / 1000,
+  };
+  if (!d.allow) {
+    e.status = d.httpStatus;
+    e.detail = d.message;
+  }
+  const a = d.attribution;
+  if (a.policy) e.policy = a.policy;
+  if (a.rule !== undefined) e.rule = a.rule;
+  if (d.identity) e.subject = d.identity.principal;
+  if (d.actor) e.actor = d.actor.principal;
+  if (a.audience) e.audience = a.audience;
+  if (a.exchangePolicy) e.exchangePolicy = a.exchangePolicy;
+  if (a.exchangeCache) e.exchangeCache = a.exchangeCache;
+  if (a.audit?.length) e.audit = a.audit;
+  if (a.shadow?.length) e.shadow = a.shadow;
+  return e;
+}
+
 
 /** The same decision logged through pino (object) and by hand (line): same JSON. */
 function viaPino(d: Decision, latencyMs: number): Record<string, unknown> {
@@ -34,7 +78,7 @@ function viaPino(d: Decision, latencyMs: number): Record<string, unknown> {
     }),
   });
   // pino writes synchronously to a Writable
-  new DecisionLog(logger).record(DEFAULT_SETTINGS, d, latencyMs);
+  logger.child({ component: 'decision' }).info(decisionLogEntry(d, latencyMs), 'decision');
   expect(lines).toHaveLength(1);
   return JSON.parse(lines[0]!) as Record<string, unknown>;
 }
