@@ -160,15 +160,12 @@ function metricsOf(rt: Runtime): ExchangeMetrics {
   return m;
 }
 
-/** token_exchange_cache_total{result="hit"} of one policy, resolved once. */
-const HIT_COUNTERS = new WeakMap<CompiledPolicy, { readonly metrics: Runtime['metrics']; readonly child: { inc(): void } }>();
+/** token_exchange_cache_total{result="hit"} of one policy, its label child resolved once. */
 function hitCounter(rt: Runtime, p: CompiledPolicy): { inc(): void } {
-  let h = HIT_COUNTERS.get(p);
-  if (h === undefined || h.metrics !== rt.metrics) {
-    h = { metrics: rt.metrics, child: metricsOf(rt).cache.labels({ policy: p.ref, result: 'hit' }) };
-    HIT_COUNTERS.set(p, h);
-  }
-  return h.child;
+  const m = metricsOf(rt);
+  let c = m.hits.get(p.ref);
+  if (!c) m.hits.set(p.ref, (c = m.cache.labels({ policy: p.ref, result: 'hit' })));
+  return c;
 }
 
 function makeMetrics(rt: Runtime) {
@@ -178,6 +175,8 @@ function makeMetrics(rt: Runtime) {
     latency: m.histogram('token_exchange_duration_seconds', 'Time of one STS exchange (built-in mint or remote call), by STS.', ['sts'] as const),
     cache: m.counter('token_exchange_cache_total', 'Exchange cache lookups by policy and result (hit|miss|negative).', ['policy', 'result'] as const),
     denials: m.counter('token_exchange_denials_total', 'Exchange-stage denials by policy and reason code.', ['policy', 'reason'] as const),
+    /** Children of `cache` for hits, by policy ref (config-bounded). */
+    hits: new Map<string, { inc(): void }>(),
   };
 }
 
