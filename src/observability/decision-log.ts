@@ -119,10 +119,10 @@ export class DecisionLog {
 
 export interface LineWriterOptions {
   /** Bytes per write (a full chunk is written at once); below it, lines wait up to `maxDelayMs`. */
-  readonly batchChars?: number;
+  readonly batchBytes?: number;
   readonly maxDelayMs?: number;
   /** Bytes waiting beyond which new lines are dropped (and counted) instead of buffered. */
-  readonly maxPendingChars?: number;
+  readonly maxPendingBytes?: number;
   /** Called once per dropped line (a metric). */
   readonly onDrop?: () => void;
   /** Write what is still buffered synchronously when the process exits (until close()). */
@@ -135,7 +135,7 @@ export interface LineWriterOptions {
  * encoded at once into the current chunk (a Buffer outside the JS heap), so the strings die
  * young and nothing is left for the garbage collector to copy while a batch fills. A
  * non-blocking pipe that is full (EAGAIN) is retried; when the reader stays behind and
- * `maxPendingChars` bytes wait, lines are dropped (counted) rather than held without bound.
+ * `maxPendingBytes` bytes wait, lines are dropped (counted) rather than held without bound.
  */
 export class LineWriter implements LineSink {
   /** Filled chunks waiting for their write, oldest first. */
@@ -165,9 +165,9 @@ export class LineWriter implements LineSink {
       this.fd = target;
       this.ownsFd = false;
     }
-    this.chunk = Math.max(1024, opts.batchChars ?? 64 * 1024);
+    this.chunk = Math.max(1024, opts.batchBytes ?? 64 * 1024);
     this.maxDelayMs = opts.maxDelayMs ?? 100;
-    this.maxPending = opts.maxPendingChars ?? 16 * 1024 * 1024;
+    this.maxPending = opts.maxPendingBytes ?? 16 * 1024 * 1024;
     this.onDrop = opts.onDrop;
     this.cur = Buffer.allocUnsafe(this.chunk);
     if (opts.flushOnExit) {

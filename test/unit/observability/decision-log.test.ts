@@ -153,7 +153,7 @@ describe('decisionLine', () => {
 describe('LineWriter', () => {
   it('batches lines into a file in order and flushes on demand', async () => {
     const path = join(tmp, 'sub', 'decisions.jsonl');
-    const w = new LineWriter(path, { batchChars: 1000, maxDelayMs: 10_000 });
+    const w = new LineWriter(path, { batchBytes: 1000, maxDelayMs: 10_000 });
     for (let i = 0; i < 500; i++) w.write(`{"n":${i}}\n`);
     await w.flush();
     const got = readFileSync(path, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { n: number }).n);
@@ -168,7 +168,7 @@ describe('LineWriter', () => {
 
   it('keeps multi-byte text and lines longer than a chunk intact and in order', async () => {
     const path = join(tmp, 'utf8.jsonl');
-    const w = new LineWriter(path, { batchChars: 1024, maxDelayMs: 10_000 });
+    const w = new LineWriter(path, { batchBytes: 1024, maxDelayMs: 10_000 });
     const want: string[] = [];
     for (let i = 0; i < 300; i++) {
       const line = i % 50 === 7 ? `{"n":${i},"big":"${'x€'.repeat(900)}"}\n` : `{"n":${i},"s":"é€😀 ${i}"}\n`;
@@ -181,7 +181,7 @@ describe('LineWriter', () => {
 
   it('counts every line of a batch whose write fails', async () => {
     let drops = 0;
-    const w = new LineWriter('/dev/full', { batchChars: 1024, maxDelayMs: 10_000, onDrop: () => drops++ });
+    const w = new LineWriter('/dev/full', { batchBytes: 1024, maxDelayMs: 10_000, onDrop: () => drops++ });
     for (let i = 0; i < 500; i++) w.write(`{"n":${i}}\n`);
     await w.close();
     expect(w.dropped).toBe(500);
@@ -190,7 +190,7 @@ describe('LineWriter', () => {
 
   it('flushSync writes whatever is buffered at once', () => {
     const path = join(tmp, 'sync.jsonl');
-    const w = new LineWriter(path, { batchChars: 1_000_000, maxDelayMs: 10_000 });
+    const w = new LineWriter(path, { batchBytes: 1_000_000, maxDelayMs: 10_000 });
     for (let i = 0; i < 100; i++) w.write(`{"n":${i}}\n`);
     w.flushSync();
     expect(readFileSync(path, 'utf8').trim().split('\n')).toHaveLength(100);
@@ -200,7 +200,7 @@ describe('LineWriter', () => {
     const path = join(tmp, 'exit.jsonl');
     const mod = pathToFileURL(join(process.cwd(), 'dist/src/observability/decision-log.js')).href;
     const script = `const { LineWriter } = await import(${JSON.stringify(mod)});
-const w = new LineWriter(${JSON.stringify(path)}, { batchChars: 1_000_000, maxDelayMs: 60_000, flushOnExit: true });
+const w = new LineWriter(${JSON.stringify(path)}, { batchBytes: 1_000_000, maxDelayMs: 60_000, flushOnExit: true });
 for (let i = 0; i < 1000; i++) w.write('{"n":' + i + '}\\n');
 process.exit(3);`;
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
@@ -212,7 +212,7 @@ process.exit(3);`;
 
   it('writes a short burst after maxDelayMs without a flush', async () => {
     const path = join(tmp, 'delay.jsonl');
-    const w = new LineWriter(path, { batchChars: 1_000_000, maxDelayMs: 20 });
+    const w = new LineWriter(path, { batchBytes: 1_000_000, maxDelayMs: 20 });
     w.write('a\n');
     w.write('b\n');
     await new Promise((r) => setTimeout(r, 150));
@@ -220,10 +220,10 @@ process.exit(3);`;
     await w.close();
   });
 
-  it('drops and counts lines beyond maxPendingChars instead of buffering without bound', async () => {
+  it('drops and counts lines beyond maxPendingBytes instead of buffering without bound', async () => {
     const path = join(tmp, 'drop.jsonl');
     let drops = 0;
-    const w = new LineWriter(path, { batchChars: 1_000_000, maxDelayMs: 10_000, maxPendingChars: 100, onDrop: () => drops++ });
+    const w = new LineWriter(path, { batchBytes: 1_000_000, maxDelayMs: 10_000, maxPendingBytes: 100, onDrop: () => drops++ });
     for (let i = 0; i < 20; i++) w.write('0123456789\n'); // 11 chars each: 9 fit
     expect(w.dropped).toBe(11);
     expect(drops).toBe(11);
