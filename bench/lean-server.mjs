@@ -8,7 +8,7 @@
 import http2 from 'node:http2';
 import { parseArgs } from 'node:util';
 import { createRuntime } from '../dist/src/cli/serve.js';
-import { loadConfig } from '../dist/src/config/compile.js';
+import { loadConfig } from '../dist/src/pipeline/compile.js';
 import { protoRoot } from '../dist/src/grpc/proto.js';
 import { DecisionLog } from '../dist/src/observability/decision-log.js';
 import { evaluateCheck } from '../dist/src/pipeline/pipeline.js';

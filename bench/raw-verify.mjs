@@ -14,9 +14,9 @@ import { createPublicKey, verify } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { compactVerify, importJWK } from 'jose';
-import { StaticKeySource } from '../dist/src/authn/jwks-source.js';
-import { parseJwks } from '../dist/src/authn/keys.js';
-import { JwtVerifier } from '../dist/src/authn/verifier.js';
+import { StaticKeySource } from '../dist/src/jwt/jwks-source.js';
+import { parseJwks } from '../dist/src/jwt/keys.js';
+import { JwtVerifier } from '../dist/src/jwt/verifier.js';
 import { Metrics } from '../dist/src/observability/metrics.js';
 
 const spec = JSON.parse(readFileSync(process.argv[2], 'utf8'));

@@ -16,7 +16,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
-import type { CheckState } from '../pipeline/state.js';
+import type { CheckState } from '../core/state.js';
 import { ABSTAIN, type CredentialValidatorMember, type ValidatorResult } from './chain.js';
 import {
   applyClaimHeaders,

@@ -1,5 +1,5 @@
 /**
- * The credential chain (DESIGN.md §6): an ordered list of validators, each of which
+ * The credential chain: an ordered list of validators, each of which
  * admits (one or more identities), rejects (a credential of its kind was presented and is
  * bad) or abstains (no credential of its kind). The RequestAuthentication jwtRules are one
  * member; API keys, shared tokens, Kubernetes service-account tokens and edge headers
@@ -21,8 +21,8 @@
  * - Nobody admitted and nothing rejected: `onNoAdmit` decides (ERR_NO_VALIDATOR_ADMITTED
  *   when authentication is required for the request, else anonymous).
  */
-import type { Identity } from '../pipeline/identity.js';
-import type { CheckState, Deny } from '../pipeline/state.js';
+import type { Identity } from '../core/identity.js';
+import type { CheckState, Deny } from '../core/state.js';
 
 export type ValidatorResult =
   | { readonly kind: 'admit'; readonly identities: readonly Identity[] }

@@ -4,19 +4,13 @@
  * per scheme) and the uniform Identity shape, plus claim forwarding to upstream headers.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { CredentialKind, Identity } from '../pipeline/identity.js';
-import { deny, type CheckState, type Deny } from '../pipeline/state.js';
-import type { ReasonCode } from '../errors/codes.js';
+import type { CredentialKind, Identity } from '../core/identity.js';
+import { deny, type CheckState, type Deny } from '../core/state.js';
+import type { ReasonCode } from '../core/reasons.js';
 import { claimHeaderValue } from './claims.js';
-import { isJwtShaped } from './request-authentication.js';
+import { isJwtShaped } from '../jwt/jwt-format.js';
 
 /** Fixed deny bodies: never the credential, never request data. */
-export const CREDENTIAL_BODIES = {
-  ERR_INVALID_CREDENTIAL: 'Invalid credential',
-  ERR_CREDENTIAL_EXPIRED: 'Credential is expired',
-  ERR_NO_VALIDATOR_ADMITTED: 'Authentication required',
-} as const;
-
 export interface CredentialLocation {
   /** Lower-case header name. */
   readonly name: string;
@@ -43,7 +37,7 @@ export function toLocations(raw: readonly RawHeaderLocation[] | undefined): read
   );
 }
 
-/** The `Authorization: Bearer` location, where JWTs and other bearer values meet (DESIGN.md §6). */
+/** The `Authorization: Bearer` location, where JWTs and other bearer values meet. */
 export function isSharedBearer(l: CredentialLocation): boolean {
   return l.name === 'authorization' && l.prefix.trim().toLowerCase() === 'bearer';
 }
@@ -103,7 +97,7 @@ function quote(s: string): string {
   return s.replace(/[\\"]/g, (m) => `\\${m}`).replace(/[\r\n\0]/g, '');
 }
 
-/** Realm as for JWT denies: `<scheme>://<host><path>` without the query (DESIGN.md §4). */
+/** Realm as for JWT denies: `<scheme>://<host><path>` without the query. */
 export function realmOf(state: CheckState): string {
   const c = state.ctx;
   return quote(`${c.scheme}://${c.host}${c.path}`);
@@ -127,7 +121,7 @@ export function credentialDeny(
   l: CredentialLocation,
   ref: string,
 ): Deny {
-  return deny(reason, message, { status: 401, body: CREDENTIAL_BODIES[reason], headers: [['www-authenticate', challengeFor(state, l, true)]], policy: ref });
+  return deny(reason, message, { status: 401, headers: [['www-authenticate', challengeFor(state, l, true)]], policy: ref });
 }
 
 export function makeIdentity(o: {

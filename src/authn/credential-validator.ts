@@ -6,17 +6,17 @@
  * and optionally marking authentication `required`. docs/configuration/credentials.md
  * documents every field.
  */
-import type { CompileContext } from '../config/compile.js';
+import type { CompileContext } from '../config/kinds.js';
 import type { KindDocument } from '../config/kinds.js';
 import { any, bool, duration, list, num, obj, record, str, type Schema } from '../config/schema.js';
 import { parseScope, ScopedIndex, type CompiledScope } from '../config/scope.js';
-import type { RequestContext } from '../pipeline/context.js';
-import { createTokenReviewClient, inClusterDefaults, type TokenReviewClient } from '../exchange/tokenreview.js';
+import type { RequestContext } from '../core/context.js';
+import { createTokenReviewClient, inClusterDefaults, type TokenReviewClient } from '../kubernetes/tokenreview.js';
 import { ApiKeyMember, parseApiKeyFiles } from './api-keys.js';
 import type { CredentialValidatorMember } from './chain.js';
 import { claimHeaderName, DEFAULT_CLAIM_PREFIX, toLocations, type ClaimForwarding, type CredentialLocation, type RawHeaderLocation } from './credential-common.js';
 import { EdgeMember, parseBlocks, principalMatcher } from './edge.js';
-import { createJwtValidator } from './jwt-validator.js';
+import { createJwtValidator } from '../jwt/jwt-validator.js';
 import { KubernetesMember } from './kubernetes-sa.js';
 import { DEFAULT_RELOAD_INTERVAL_MS, MAX_RELOAD_INTERVAL_MS, sharedSecretFile } from './secret-file.js';
 import { parseSharedTokenFile, SharedTokenMember } from './shared-token.js';

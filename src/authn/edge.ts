@@ -7,7 +7,7 @@
  * removed before the request goes upstream and ignored.
  */
 import { BlockList, isIP } from 'node:net';
-import type { CheckState } from '../pipeline/state.js';
+import type { CheckState } from '../core/state.js';
 import { ABSTAIN, type CredentialValidatorMember, type ValidatorResult } from './chain.js';
 import { applyClaimHeaders, makeIdentity, sanitizeClaimHeaders, type ClaimForwarding } from './credential-common.js';
 

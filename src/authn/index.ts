@@ -6,28 +6,28 @@
  * state.identities and the upstream header mutations, or returns a Deny. It never throws
  * for bad input.
  */
-import type { CompileContext } from '../config/compile.js';
+import type { CompileContext } from '../config/kinds.js';
 import type { KindDocument } from '../config/kinds.js';
 import type { Settings } from '../config/settings.js';
-import type { CheckState, Deny } from '../pipeline/state.js';
+import type { CheckState, Deny } from '../core/state.js';
 import { runChain, type ChainOptions, type CredentialValidatorMember } from './chain.js';
-import { challengeFor, CREDENTIAL_BODIES, BEARER_LOCATION } from './credential-common.js';
+import { challengeFor, BEARER_LOCATION } from './credential-common.js';
 import { compileCredentialValidator, CredentialValidatorIndex, JWT_DEFAULT_ORDER, normalizeHost, routeMatches, type CompiledValidator } from './credential-validator.js';
-import { DEFAULT_JWKS_TUNING, type JwksTuning } from './jwks-source.js';
+import { DEFAULT_JWKS_TUNING, type JwksTuning } from '../jwt/jwks-source.js';
 import {
   compileRequestAuthentication,
-  isCorsPreflight,
   JwtRulesMember,
   RequestAuthenticationIndex,
   type CompiledJwtRule,
   type CompiledRequestAuthentication,
 } from './request-authentication.js';
-import { deny } from '../pipeline/state.js';
-import { ENVOY_BODIES } from '../errors/codes.js';
+import { deny } from '../core/state.js';
+import { isCorsPreflight } from '../core/context.js';
+import { JWT_STATUS } from '../jwt/jwt-format.js';
 
 export type { CredentialValidatorMember, ValidatorResult } from './chain.js';
-export type { JwksTuning } from './jwks-source.js';
-export { createJwtValidator, type JwtResult, type JwtValidator, type JwtValidatorOptions } from './jwt-validator.js';
+export type { JwksTuning } from '../jwt/jwks-source.js';
+export { createJwtValidator, type JwtResult, type JwtValidator, type JwtValidatorOptions } from '../jwt/jwt-validator.js';
 export type { CompiledValidator } from './credential-validator.js';
 
 export interface AuthnInput {
@@ -172,13 +172,16 @@ function noValidatorAdmitted(state: CheckState, cfg: AuthnConfig, chain: Chain, 
   const list = [...challenges].sort((a, b) => (a.startsWith('Bearer ') ? 0 : 1) - (b.startsWith('Bearer ') ? 0 : 1));
   return deny('ERR_NO_VALIDATOR_ADMITTED', `authentication is required by ${by.ref} and no validator admitted the request (${chain.members.length} in the chain)`, {
     status: 401,
-    body: chain.jwtOnly && chain.members.length > 0 ? ENVOY_BODIES.JWT_MISSING : CREDENTIAL_BODIES.ERR_NO_VALIDATOR_ADMITTED,
+    // Only jwtRules in the chain: Envoy's jwt_authn text for a required token that is missing.
+    ...(chain.jwtOnly && chain.members.length > 0 ? { body: JWT_STATUS.JwtMissed } : {}),
     headers: [['www-authenticate', list.join(', ')]],
     policy: by.ref,
   });
 }
 
 export function authenticate(state: CheckState, cfg: AuthnConfig): Deny | null | Promise<Deny | null> {
+  // Recorded for the stages after authn: an exchange strips every place a user token can be.
+  state.tokenLocations = cfg.requestAuthentications.locationsFor(state.ctx.workload);
   const chain = chainFor(state, cfg);
   // Before any early return: whatever takes part, no applying validator's headers may be forged.
   for (const m of chain.sanitizers) m.sanitize?.(state);

@@ -11,8 +11,8 @@
  * lacks them (legacy tokens), so policies can use request.auth.claims[kubernetes.io][namespace].
  */
 import { decodeJwt } from 'jose';
-import { deny, type CheckState } from '../pipeline/state.js';
-import { parseServiceAccountUser, type TokenReviewClient } from '../exchange/tokenreview.js';
+import { deny, type CheckState } from '../core/state.js';
+import { parseServiceAccountUser, type TokenReviewClient } from '../kubernetes/tokenreview.js';
 import { removeCredentialHeader } from './api-keys.js';
 import { ABSTAIN, type CredentialValidatorMember, type ValidatorResult } from './chain.js';
 import {
@@ -26,8 +26,7 @@ import {
   type CredentialLocation,
   type FoundCredential,
 } from './credential-common.js';
-import type { JwtValidator } from './jwt-validator.js';
-import { ENVOY_BODIES } from '../errors/codes.js';
+import type { JwtValidator } from '../jwt/jwt-validator.js';
 
 export interface KubernetesMemberOptions {
   readonly ref: string;
@@ -93,7 +92,6 @@ export class KubernetesMember implements CredentialValidatorMember {
       if (r.reason === 'ERR_JWKS_UNAVAILABLE') {
         const d = deny('ERR_JWKS_UNAVAILABLE', `${this.name}: ${r.message}`, {
           status: o.jwksUnavailableStatus,
-          body: ENVOY_BODIES.JWKS_FETCH_FAILED,
           headers: o.jwksUnavailableStatus === 401 ? [['www-authenticate', challengeFor(state, found.location, true)]] : [],
           policy: o.ref,
         });

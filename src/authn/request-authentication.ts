@@ -1,6 +1,6 @@
 /**
  * Istio RequestAuthentication as Envoy's jwt_authn runs it when Istio configures it
- * (DESIGN.md §4): one provider per jwtRule, `requires_any: [rule..., allow_missing]`,
+ *: one provider per jwtRule, `requires_any: [rule..., allow_missing]`,
  * CORS preflight bypass.
  *
  * Per rule (Envoy ProviderVerifier): tokens are taken from the rule's locations (default
@@ -11,19 +11,20 @@
  * JwtUnknownIssuer, else JwtUnknownIssuer if any, else JwtMissed — and JwtMissed is
  * allowed (anonymous; requiring a token is AuthorizationPolicy's job).
  */
-import type { CompileContext } from '../config/compile.js';
+import type { CompileContext } from '../config/kinds.js';
 import type { KindDocument } from '../config/kinds.js';
 import { bool, duration, list, obj, str, type Schema } from '../config/schema.js';
 import { parseScope, ScopedIndex, type CompiledScope } from '../config/scope.js';
-import type { Workload } from '../pipeline/context.js';
-import type { Identity } from '../pipeline/identity.js';
-import { deny, type CheckState, type Deny, type Trace } from '../pipeline/state.js';
+import type { Workload } from '../core/context.js';
+import type { Identity } from '../core/identity.js';
+import { deny, NO_TOKEN_LOCATIONS, type CheckState, type Deny, type TokenLocation, type Trace } from '../core/state.js';
+import { isCorsPreflight, removeCookie } from '../core/context.js';
 import { ABSTAIN, type CredentialValidatorMember, type ValidatorResult } from './chain.js';
 import { claimHeaderValue, DEFAULT_SPACE_DELIMITED, getClaim, splitSpaceDelimited } from './claims.js';
-import { DEFAULT_JWKS_TIMEOUT_MS, type JwksTuning } from './jwks-source.js';
-import { JWT_STATUS, parseJwt, reasonForStatus, type JwtStatus, type ParsedJwt } from './jwt-format.js';
-import { createKeySource } from './jwt-validator.js';
-import { JwtVerifier, sharedVerifiedCache, type VerifiedEntry, type VerifyOutcome } from './verifier.js';
+import { DEFAULT_JWKS_TIMEOUT_MS, type JwksTuning } from '../jwt/jwks-source.js';
+import { isJwtShaped, JWT_STATUS, parseJwt, reasonForStatus, type JwtStatus, type ParsedJwt } from '../jwt/jwt-format.js';
+import { createKeySource } from '../jwt/jwt-validator.js';
+import { JwtVerifier, sharedVerifiedCache, type VerifiedEntry, type VerifyOutcome } from '../jwt/verifier.js';
 
 interface RawHeaderLocation {
   name?: string;
@@ -79,14 +80,7 @@ const specSchema: Schema<RawSpec> = obj<RawSpec>({
   jwtRules: list(jwtRuleSchema),
 });
 
-export interface TokenLocation {
-  readonly kind: 'header' | 'param' | 'cookie';
-  /** Header names lower-cased. */
-  readonly name: string;
-  readonly prefix: string;
-  /** `header:authorization`, `param:access_token`, `cookie:session` (Identity.location). */
-  readonly label: string;
-}
+export type { TokenLocation };
 
 export interface CompiledJwtRule {
   /** `namespace/name` of the RequestAuthentication. */
@@ -253,6 +247,22 @@ export class RequestAuthenticationIndex extends ScopedIndex<CompiledRequestAuthe
   rulesFor(w: Workload): readonly CompiledJwtRule[] {
     return this.forWorkload(w);
   }
+
+  /** Every token location of the jwtRules in force for the workload (one array per rules array). */
+  locationsFor(w: Workload): readonly TokenLocation[] {
+    const rules = this.forWorkload(w);
+    if (rules.length === 0) return NO_TOKEN_LOCATIONS;
+    let out = this.locations.get(rules);
+    if (!out) {
+      const seen = new Set<string>();
+      const list: TokenLocation[] = [];
+      for (const r of rules) for (const l of r.locations) if (!seen.has(l.label)) (seen.add(l.label), list.push(l));
+      this.locations.set(rules, (out = Object.freeze(list)));
+    }
+    return out;
+  }
+
+  private readonly locations = new WeakMap<readonly CompiledJwtRule[], readonly TokenLocation[]>();
 }
 
 /** A run of JWT characters from lastIndex (matches empty: test() always succeeds). */
@@ -298,7 +308,7 @@ function extractFromHeader(value: string, l: TokenLocation, nonJwt: boolean, out
       JWT_RUN.test(value);
       const end = JWT_RUN.lastIndex;
       const t = start >= partEnd ? value.slice(partStart, partEnd) : value.slice(start, end);
-      // DESIGN.md §6: with API-key / shared-token validators reading this header, a value
+      // with API-key / shared-token validators reading this header, a value
       // that is not JWT-shaped belongs to them, not to the jwtRules.
       if (!nonJwt || isJwtShaped(t)) out.push({ token: t, location: l });
     }
@@ -307,12 +317,6 @@ function extractFromHeader(value: string, l: TokenLocation, nonJwt: boolean, out
   }
 }
 
-const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
-
-/** Three base64url segments (DESIGN.md §6): what a JWT looks like before any parsing. */
-export function isJwtShaped(t: string): boolean {
-  return JWT_SHAPE.test(t);
-}
 
 function extractTokens(state: CheckState, rule: CompiledJwtRule, nonJwtElsewhere?: ReadonlySet<string>): FoundToken[] {
   const ctx = state.ctx;
@@ -335,11 +339,6 @@ function extractTokens(state: CheckState, rule: CompiledJwtRule, nonJwtElsewhere
   return out;
 }
 
-/** Envoy bypass_cors_preflight: OPTIONS with Origin and Access-Control-Request-Method. */
-export function isCorsPreflight(state: CheckState): boolean {
-  const c = state.ctx;
-  return c.method === 'OPTIONS' && !!c.header('origin') && !!c.header('access-control-request-method');
-}
 
 /** RFC 9110 quoted-string escaping for the realm. */
 function quote(s: string): string {
@@ -453,14 +452,6 @@ function traceVerified(trace: Trace, rule: CompiledJwtRule, found: FoundToken, k
   trace.add('authn', `${rule.id}: token at ${found.location.label} verified with key ${keyId} (${alg}) from ${rule.verifier.source.description}${cached ? ' [cached]' : ''}`);
 }
 
-/** Remove one cookie from a Cookie header value; '' when none is left. */
-export function removeCookie(header: string, name: string): string {
-  return header
-    .split(';')
-    .map((s) => s.trim())
-    .filter((s) => s !== '' && s.slice(0, s.indexOf('=') < 0 ? s.length : s.indexOf('=')).trim() !== name)
-    .join('; ');
-}
 
 /** The jwtRules member of the credential chain for one request's workload. */
 export class JwtRulesMember implements CredentialValidatorMember {

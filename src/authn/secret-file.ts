@@ -15,7 +15,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Runtime } from '../pipeline/runtime.js';
+import type { Runtime } from '../core/runtime.js';
 
 export interface SourceFile {
   /** File name (no folder), '' for a single file. */

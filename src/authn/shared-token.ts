@@ -4,7 +4,7 @@
  * 30 s) of a change, compared in constant time (SHA-256 of both sides, timingSafeEqual).
  * The identity is static, from the validator's config.
  */
-import type { CheckState } from '../pipeline/state.js';
+import type { CheckState } from '../core/state.js';
 import { removeCredentialHeader } from './api-keys.js';
 import { ABSTAIN, type CredentialValidatorMember, type ValidatorResult } from './chain.js';
 import {

@@ -7,12 +7,12 @@
  * (bad claim/header key syntax), we reject it at load instead: a policy never means less
  * (or, for DENY, more) than it says.
  */
-import type { CompileContext } from '../config/compile.js';
+import type { CompileContext } from '../config/kinds.js';
 import type { KindDocument } from '../config/kinds.js';
 import type { Path } from '../config/issues.js';
 import { list, obj, str, type Schema } from '../config/schema.js';
 import { parseScope, type CompiledScope } from '../config/scope.js';
-import { parseCidr, type Cidr } from './ip.js';
+import { parseCidr, type Cidr } from '../match/ip.js';
 import {
   AudienceField,
   ClaimField,
@@ -28,7 +28,7 @@ import {
   type Field,
   type IpWhich,
 } from './matchers.js';
-import { checkPathValue, PathSet, StringSet } from './strings.js';
+import { checkPathValue, PathSet, StringSet } from '../match/strings.js';
 
 export type Action = 'ALLOW' | 'DENY' | 'AUDIT' | 'CUSTOM';
 

@@ -1,5 +1,5 @@
 /**
- * AuthorizationPolicy evaluation (Istio semantics, DESIGN.md §4):
+ * AuthorizationPolicy evaluation (Istio semantics):
  *   1. AUDIT policies that match are recorded (never change the decision);
  *   2. any matching DENY policy denies;
  *   3. no ALLOW policy applies -> allow; a matching ALLOW policy allows; otherwise deny.
@@ -14,8 +14,8 @@
  * separate, string-building pass.
  */
 import { scopeApplies } from '../config/scope.js';
-import type { Workload } from '../pipeline/context.js';
-import { deny, type CheckState, type Deny } from '../pipeline/state.js';
+import type { Workload } from '../core/context.js';
+import { deny, type CheckState, type Deny } from '../core/state.js';
 import type { Clause, CompiledPolicy, CompiledRule } from './compile.js';
 import { fieldPasses, RequestView, type Field } from './matchers.js';
 
@@ -36,7 +36,6 @@ export interface PolicyIndex {
   readonly byNamespace: ReadonlyMap<string, PolicyBucket>;
 }
 
-export const RBAC_BODY = 'RBAC: access denied';
 
 const VIEW = new RequestView();
 
@@ -113,7 +112,7 @@ export function evaluatePolicies(state: CheckState, index: PolicyIndex): Deny | 
       const rule = firstMatchingRule(p, r);
       if (rule >= 0) {
         state.trace?.add('authz', `decision: deny by DENY policy ${p.ref} rule[${rule}]`);
-        return deny('ERR_RBAC_DENIED', `denied by DENY AuthorizationPolicy ${p.ref} rule ${rule}`, { body: RBAC_BODY, policy: p.ref, rule });
+        return deny('ERR_RBAC_DENIED', `denied by DENY AuthorizationPolicy ${p.ref} rule ${rule}`, { policy: p.ref, rule });
       }
     }
   }
@@ -141,7 +140,7 @@ export function evaluatePolicies(state: CheckState, index: PolicyIndex): Deny | 
     return null;
   }
   state.trace?.add('authz', `decision: deny (${applicable} ALLOW ${applicable === 1 ? 'policy applies' : 'policies apply'} and none matched; see the failing fields above)`);
-  return deny('ERR_RBAC_DENIED', `no ALLOW AuthorizationPolicy matched (${applicable} applicable)`, { body: RBAC_BODY });
+  return deny('ERR_RBAC_DENIED', `no ALLOW AuthorizationPolicy matched (${applicable} applicable)`);
 }
 
 function shadow(state: CheckState, r: RequestView, w: Workload, root: PolicyBucket, ns: PolicyBucket | undefined): void {

@@ -6,16 +6,16 @@
  * records the allowing policy/rule, AUDIT matches and dry-run (shadow) outcomes in
  * state.attribution. See docs/configuration/authorization.md.
  */
-import type { CompileContext } from '../config/compile.js';
+import type { CompileContext } from '../config/kinds.js';
 import type { KindDocument } from '../config/kinds.js';
 import { splitByNamespace } from '../config/scope.js';
-import type { CheckState, Deny } from '../pipeline/state.js';
+import type { CheckState, Deny } from '../core/state.js';
 import { compilePolicy, type CompiledPolicy } from './compile.js';
 import { evaluatePolicies, type PolicyBucket, type PolicyIndex } from './evaluate.js';
 
 export type { Action, Clause, CompiledPolicy, CompiledRule } from './compile.js';
 export { parseConditionKey, DRY_RUN_ANNOTATION } from './compile.js';
-export { explainRule, firstMatchingRule, ruleMatches, RBAC_BODY, type PolicyBucket, type PolicyIndex } from './evaluate.js';
+export { explainRule, firstMatchingRule, ruleMatches, type PolicyBucket, type PolicyIndex } from './evaluate.js';
 export { RequestView } from './matchers.js';
 
 export interface AuthzConfig extends PolicyIndex {

@@ -10,11 +10,11 @@
  * that parses IPs and derives values (lower-cased host, trust domain) lazily, once per
  * Check, into preallocated slots: evaluation allocates nothing on the common paths.
  */
-import type { RequestContext } from '../pipeline/context.js';
-import type { Identity } from '../pipeline/identity.js';
+import type { RequestContext } from '../core/context.js';
+import type { Identity } from '../core/identity.js';
 import { isSecretHeader } from '../observability/redact.js';
-import { cidrContains, parseIp, type Cidr } from './ip.js';
-import { Kind, PathSet, StringMatch, StringSet } from './strings.js';
+import { cidrContains, parseIp, type Cidr } from '../match/ip.js';
+import { Kind, PathSet, StringMatch, StringSet } from '../match/strings.js';
 
 const SPIFFE = 'spiffe://';
 
@@ -295,7 +295,7 @@ export class ServiceAccountField extends BaseField {
 /**
  * `requestPrincipals` / `request.auth.principal`: each value is split at its LAST '/' into
  * issuer and subject parts matched separately against `iss` and `sub` (Istio
- * requestPrincipalGenerator; see DESIGN.md §4 for the wildcard forms).
+ * requestPrincipalGenerator).
  */
 export class RequestPrincipalField extends BaseField {
   private readonly pairs: readonly { iss: StringSet; sub: StringSet }[];
@@ -375,7 +375,7 @@ export class AudienceField extends BaseField {
   }
 }
 
-/** Claims Envoy's jwt_authn splits on spaces before AuthorizationPolicy sees them (DESIGN.md §4). */
+/** Claims Envoy's jwt_authn splits on spaces before AuthorizationPolicy sees them. */
 const SPACE_DELIMITED = new Set(['scope', 'permission']);
 
 /**

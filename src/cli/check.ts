@@ -6,11 +6,11 @@
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { parse as parseYaml } from 'yaml';
-import { loadConfig } from '../config/compile.js';
+import { loadConfig } from '../pipeline/compile.js';
 import { formatIssue } from '../config/issues.js';
 import { fromProto3Json, toProto3Json } from '../grpc/json.js';
 import { loadProtos } from '../grpc/proto.js';
-import type { RawCheckRequest } from '../pipeline/context.js';
+import type { RawCheckRequest } from '../core/context.js';
 import { evaluate } from '../pipeline/pipeline.js';
 import { toCheckResponse, type CheckResponseObject } from '../respond/respond.js';
 import { offlineRuntime, type Io } from './validate.js';

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import { loadConfig, type CompiledConfig } from '../config/compile.js';
+import { loadConfig, type CompiledConfig } from '../pipeline/compile.js';
 import { formatIssue } from '../config/issues.js';
 import { watchConfig, type Watcher } from '../config/watch.js';
 import { createGrpcServer, ServingState } from '../grpc/server.js';
@@ -14,7 +14,8 @@ import { handleStsHttp } from '../http/sts.js';
 import { LineWriter } from '../observability/decision-log.js';
 import { createLogger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
-import { SharedResources, type Runtime } from '../pipeline/runtime.js';
+import { SharedResources } from '../core/runtime.js';
+import type { ServerRuntime as Runtime } from '../observability/metrics.js';
 
 export interface TlsFiles {
   readonly cert: string;

@@ -1,9 +1,10 @@
 /** `obo-authz validate --config PATH...`: every error as file:line:col: document N (Kind/name): field: message. */
-import { loadConfig } from '../config/compile.js';
+import { loadConfig } from '../pipeline/compile.js';
 import { formatIssue } from '../config/issues.js';
 import { createLogger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
-import { SharedResources, type Runtime } from '../pipeline/runtime.js';
+import { SharedResources } from '../core/runtime.js';
+import type { ServerRuntime as Runtime } from '../observability/metrics.js';
 
 /** A runtime for offline use (validate, check --config): no background fetch is awaited. */
 export function offlineRuntime(level = 'silent'): Runtime {

@@ -26,7 +26,7 @@ export function formatPath(path: Path): string {
   return out || '(document)';
 }
 
-/** `file:line:col: document N (Kind/name): field.path: message` (DESIGN.md §1). */
+/** `file:line:col: document N (Kind/name): field.path: message`. */
 export function formatIssue(i: ConfigIssue): string {
   const prefix = i.severity === 'warning' ? 'warning: ' : '';
   return `${i.file}:${i.line}:${i.col}: document ${i.document} (${i.kind || '?'}/${i.name || '?'}): ${i.field}: ${prefix}${i.message}`;

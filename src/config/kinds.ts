@@ -2,6 +2,8 @@
 import type { LoadedDocument } from './loader.js';
 import type { Metadata } from './schema.js';
 import type { ValidationContext } from './schema.js';
+import type { Settings } from './settings.js';
+import type { Runtime } from '../core/runtime.js';
 
 export const ISTIO_SECURITY_VERSIONS = ['security.istio.io/v1', 'security.istio.io/v1beta1'] as const;
 export const OBO_VERSION = 'obo-authz.dev/v1alpha1';
@@ -39,4 +41,12 @@ export interface KindDocument {
   readonly spec: unknown;
   /** Report issues located in this document. */
   readonly v: ValidationContext;
+}
+
+/** What a stage's compile function gets besides its documents: the server settings and the runtime. */
+export interface CompileContext {
+  readonly settings: Settings;
+  readonly runtime: Runtime;
+  /** Resolve a file path written in `doc` relative to that document's file. */
+  resolvePath(doc: LoadedDocument, p: string): string;
 }

@@ -1,11 +1,11 @@
 /**
- * Which workloads a namespaced policy applies to (Istio scoping, DESIGN.md §1): documents
+ * Which workloads a namespaced policy applies to (Istio scoping): documents
  * in the root namespace apply everywhere, others to their own namespace; `selector`
  * (matchLabels) and `targetRefs` (Gateway / Service by name) narrow that. Shared by
  * RequestAuthentication, AuthorizationPolicy and TokenExchangePolicy.
  */
 import { LRUCache } from 'lru-cache';
-import type { Workload } from '../pipeline/context.js';
+import type { Workload } from '../core/context.js';
 import type { KindDocument } from './kinds.js';
 import { list, obj, record, str, type Schema } from './schema.js';
 import type { Settings } from './settings.js';

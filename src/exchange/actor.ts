@@ -2,14 +2,14 @@
  * The actor: where its token comes from (a request header such as x-actor-token, with
  * or without `Bearer `, or a file such as a projected service-account token) and how it
  * is validated (JWKS, or Kubernetes TokenReview). The actor token is a credential: it is
- * always validated, never trusted as a plain statement (DESIGN.md §5).
+ * always validated, never trusted as a plain statement.
  */
-import type { Identity } from '../pipeline/identity.js';
-import type { RequestContext } from '../pipeline/context.js';
-import type { ReasonCode } from '../errors/codes.js';
+import type { Identity } from '../core/identity.js';
+import type { RequestContext } from '../core/context.js';
+import type { ReasonCode } from '../core/reasons.js';
 import { fail, type ExchangeFailure } from './errors.js';
-import type { FileTokenSource } from './file-token.js';
-import { tokenReviewIdentity, type TokenReviewClient } from './tokenreview.js';
+import type { FileTokenSource } from '../kubernetes/file-token.js';
+import { tokenReviewIdentity, type TokenReviewClient } from '../kubernetes/tokenreview.js';
 import { stripBearer } from './util.js';
 
 export interface ActorTokenSource {

@@ -2,13 +2,13 @@
  * Exchange cache: bounded LRU (lru-cache v11) of exchanged tokens, keyed by a hash of
  * everything that affects the result (subject token, actor identity, targets, scopes,
  * token type, STS). An entry lives until min(exchanged exp, subject exp, actor exp)
- * minus a skew margin, capped when no expiry is known (DESIGN.md §5). Expiry is checked
+ * minus a skew margin, capped when no expiry is known. Expiry is checked
  * against the injected clock on every read, so a cached token is never served past the
  * subject's exp. Definitive refusals are cached briefly (negative cache). Identical
  * concurrent misses share one STS call (single-flight).
  */
 import { LRUCache } from 'lru-cache';
-import type { Runtime } from '../pipeline/runtime.js';
+import type { Runtime } from '../core/runtime.js';
 import type { ExchangeFailure } from './errors.js';
 
 export interface CachedToken {

@@ -6,20 +6,20 @@
  * with the same settings reuses them.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import type { CompileContext } from '../config/compile.js';
+import type { CompileContext } from '../config/kinds.js';
 import type { KindDocument } from '../config/kinds.js';
 import { any, bool, duration, list, num, obj, record, str, type Schema, type ValidationContext } from '../config/schema.js';
 import { parseScope, scopeSpecificity, type CompiledScope } from '../config/scope.js';
 import type { Path } from '../config/issues.js';
-import { isValidHeaderName } from '../respond/respond.js';
+import { isValidHeaderName } from '../core/headers.js';
 import { jwtActorValidator, tokenReviewActorValidator, type ActorTokenSource, type ActorValidator, type JwtVerifyFn } from './actor.js';
 import { ExchangeCache, type ExchangeCacheOptions } from './cache.js';
 import { compileDelegationRules, type CompiledDelegationPolicy, type MayActMode, type RawDelegationRule } from './delegation.js';
-import { FileTokenSource } from './file-token.js';
+import { FileTokenSource } from '../kubernetes/file-token.js';
 import { loadKey, type LoadedKey, type SigningAlg } from './keys.js';
 import { BuiltinSts } from './sts-builtin.js';
 import { RemoteStsClient, type ClientAuthMethod } from './sts-remote.js';
-import { createTokenReviewClient, inClusterDefaults, type TokenReviewClient } from './tokenreview.js';
+import { createTokenReviewClient, inClusterDefaults, type TokenReviewClient } from '../kubernetes/tokenreview.js';
 import { exchangeKeyPrefix, istioMatch, sha256, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT } from './util.js';
 import { makeTrustedIssuer, verifyWithIssuers, type TrustedIssuer, type TrustedIssuerSpec } from './verify.js';
 
@@ -330,7 +330,7 @@ export interface CompiledPolicy {
     readonly actorHeader: string;
     readonly removeHeaders: readonly string[];
     /**
-     * Precomputed (DESIGN.md §5): the headers always removed when the actor token is not
+     * Precomputed: the headers always removed when the actor token is not
      * forwarded — the actor headers (`actorHeader`, `x-actor-token`, the actor source
      * header), then `removeHeaders` — deduplicated in that order, never the output header.
      */
@@ -464,7 +464,7 @@ export function compileExchangeDocs(input: CompileExchangeInput, cc: CompileCont
     const p = compilePolicy(k, cc, stss, delegations, rootNs, input.jwtVerifier);
     if (p) policies.push(p);
   }
-  // DESIGN.md §5: most specific scope first, ties by namespace/name.
+  // most specific scope first, ties by namespace/name.
   policies.sort((a, b) => b.specificity - a.specificity || (a.ref < b.ref ? -1 : a.ref > b.ref ? 1 : 0));
   warnTies(policies, input.tokenExchangePolicies);
   return { policies: Object.freeze(policies), stss, httpSts };

@@ -1,9 +1,9 @@
 /**
  * Exchange-stage failures as values. Every failure carries a closed reason code
- * (DESIGN.md §6) and a secret-free internal message; deny bodies are fixed strings
+ * and a secret-free internal message; deny bodies are fixed strings
  * per code and never carry STS error text.
  */
-import type { ReasonCode } from '../errors/codes.js';
+import type { ReasonCode } from '../core/reasons.js';
 
 export type ExchangeReason =
   | 'ERR_SUBJECT_MISSING'
@@ -28,19 +28,6 @@ export interface ExchangeFailure {
 export function fail(reason: ExchangeReason, message: string, oauthError?: string): ExchangeFailure {
   return oauthError === undefined ? { ok: false, reason, message } : { ok: false, reason, message, oauthError };
 }
-
-/** Fixed deny bodies: no request data, no STS text. */
-export const EXCHANGE_BODIES: Partial<Record<ReasonCode, string>> = {
-  ERR_SUBJECT_MISSING: 'Jwt is missing',
-  ERR_ACTOR_TOKEN_MISSING: 'Actor token is missing',
-  ERR_ACTOR_TOKEN_INVALID: 'Actor token verification fails',
-  ERR_DELEGATION_DENIED: 'Delegation is not allowed',
-  ERR_EXCHANGE_REFUSED: 'Token exchange refused',
-  ERR_EXCHANGE_UNAVAILABLE: 'Token exchange service unavailable',
-  ERR_EXCHANGE_MISCONFIGURED: 'Token exchange service unavailable',
-  ERR_JWKS_UNAVAILABLE: 'Jwks remote fetch is failed',
-  ERR_DEADLINE: 'ext_authz: deadline exceeded',
-};
 
 /** Closed set of OAuth error codes we recognise (RFC 6749 §5.2, RFC 8693 §2.2.2); others become 'other'. */
 export const OAUTH_ERRORS = new Set([

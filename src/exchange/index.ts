@@ -5,27 +5,26 @@
  * read (header or file), validated (JWKS or TokenReview), checked against the
  * DelegationPolicy (and may_act) — always, also when the actor is the subject — and the
  * minted token carries `act` unless the actor is the subject. Upstream gets only the
- * exchanged token (DESIGN.md §5): every token location of the applying jwtRules and of the
+ * exchanged token: every token location of the applying jwtRules and of the
  * admitted identities, and any client-sent actor/identity headers, are removed. CORS
  * preflights skip the stage. Never throws; every failure is a Deny
  * with a closed reason code and a fixed body (never STS text).
  */
-import type { AuthnConfig } from '../authn/index.js';
-import { createJwtValidator } from '../authn/jwt-validator.js';
-import { isCorsPreflight, removeCookie, type CompiledJwtRule } from '../authn/request-authentication.js';
-import type { CompileContext } from '../config/compile.js';
+import { createJwtValidator } from '../jwt/jwt-validator.js';
+import { isCorsPreflight, removeCookie } from '../core/context.js';
+import type { CompileContext } from '../config/kinds.js';
 import type { KindDocument } from '../config/kinds.js';
 import { scopeAppliesStrict } from '../config/scope.js';
-import { isValidHeaderValue } from '../respond/respond.js';
+import { isValidHeaderValue } from '../core/headers.js';
 import { sanitizeRemoteText } from '../observability/redact.js';
-import type { Workload } from '../pipeline/context.js';
-import type { Identity } from '../pipeline/identity.js';
-import type { Runtime } from '../pipeline/runtime.js';
-import { deny, type CheckState, type Deny } from '../pipeline/state.js';
+import type { Workload } from '../core/context.js';
+import type { Identity } from '../core/identity.js';
+import type { Runtime } from '../core/runtime.js';
+import { deny, type CheckState, type Deny } from '../core/state.js';
 import { readActorToken } from './actor.js';
 import { compileExchangeDocs, matchApplies, type CompiledBuiltinSts, type CompiledPolicy, type CompiledSts } from './compile.js';
 import { checkDelegation } from './delegation.js';
-import { EXCHANGE_BODIES, fail, outcomeOf, type ExchangeFailure, type ExchangeReason } from './errors.js';
+import { fail, outcomeOf, type ExchangeFailure, type ExchangeReason } from './errors.js';
 import type { CachedToken, CacheLookup } from './cache.js';
 import { exchangeCacheKey } from './util.js';
 
@@ -33,38 +32,26 @@ export type { CompiledBuiltinSts, CompiledPolicy, CompiledSts } from './compile.
 export { BuiltinSts } from './sts-builtin.js';
 export { RemoteStsClient } from './sts-remote.js';
 export { ExchangeCache } from './cache.js';
-export * from './tokenreview.js';
+export * from '../kubernetes/tokenreview.js';
 
 export interface ExchangeInput {
   readonly tokenExchangePolicies: readonly KindDocument[];
   readonly securityTokenServices: readonly KindDocument[];
   readonly delegationPolicies: readonly KindDocument[];
-  readonly authn: AuthnConfig;
 }
 
 export interface ExchangeConfig {
   /** Number of TokenExchangePolicy documents in force. */
   readonly count: number;
-  /** Most specific first, ties by namespace/name (DESIGN.md §5). */
+  /** Most specific first, ties by namespace/name. */
   readonly policies: readonly CompiledPolicy[];
   /** Every SecurityTokenService by `namespace/name`. */
   readonly stss: ReadonlyMap<string, CompiledSts>;
   /** The builtin STS served on the HTTP port (the one with `default: true`, or the only one). */
   readonly builtinSts: CompiledBuiltinSts | null;
-  /**
-   * The jwtRules that apply to a workload (AuthnConfig.requestAuthentications): every token
-   * location they read is stripped when an exchange applies (DESIGN.md §5). Null when no
-   * RequestAuthentication index is available.
-   */
-  readonly jwtRules: JwtRuleSource | null;
 }
 
-/** The part of RequestAuthenticationIndex the exchange stage reads. */
-export interface JwtRuleSource {
-  rulesFor(w: Workload): readonly CompiledJwtRule[];
-}
-
-export const EMPTY_EXCHANGE: ExchangeConfig = Object.freeze({ count: 0, policies: [], stss: new Map(), builtinSts: null, jwtRules: null });
+export const EMPTY_EXCHANGE: ExchangeConfig = Object.freeze({ count: 0, policies: [], stss: new Map(), builtinSts: null });
 
 export function compileExchange(input: ExchangeInput, cc: CompileContext): ExchangeConfig {
   const r = compileExchangeDocs(
@@ -80,39 +67,7 @@ export function compileExchange(input: ExchangeInput, cc: CompileContext): Excha
     },
     cc,
   );
-  crossCheckAuthn(input, r.policies);
-  const idx = (input.authn as Partial<AuthnConfig> | undefined)?.requestAuthentications;
-  const jwtRules = idx && typeof idx.rulesFor === 'function' ? idx : null;
-  return Object.freeze({ count: r.policies.length, policies: r.policies, stss: r.stss, builtinSts: r.httpSts, jwtRules });
-}
-
-/**
- * DESIGN.md §5: a header that is both a claim/payload output and the exchange output is a
- * config error; an applying exchange overrides `forwardOriginalToken: true` (warning).
- * Checked against the jwtRules that apply to the policy's namespace. RequestAuthentication
- * scoping keeps the loose "no labels -> selector applies" rule, so asking for a request
- * without labels yields every jwtRule that can apply to any workload the (strictly selected)
- * exchange policy covers: a superset, which is what a config error check wants.
- */
-function crossCheckAuthn(input: ExchangeInput, policies: readonly CompiledPolicy[]): void {
-  const idx = (input.authn as Partial<AuthnConfig>).requestAuthentications;
-  if (!idx || typeof idx.rulesFor !== 'function') return;
-  for (const p of policies) {
-    const k = input.tokenExchangePolicies.find((d) => d.ref === p.ref);
-    if (!k) continue;
-    const rules = idx.rulesFor({ namespace: p.scope.namespace, labels: {}, hasLabels: false, gateway: '', service: '', backend: '' });
-    const forwarded = new Set<string>();
-    for (const r of rules) {
-      const outs = [...r.outputClaimToHeaders.map((c) => c.header), ...(r.outputPayloadToHeader ? [r.outputPayloadToHeader.toLowerCase()] : [])];
-      if (outs.includes(p.upstream.header)) {
-        k.v.error(['spec', 'upstream', 'header'], `header ${JSON.stringify(p.upstream.header)} is also an output header of RequestAuthentication ${r.id}`);
-      }
-      if (r.forwardOriginalToken) forwarded.add(r.id);
-    }
-    if (forwarded.size > 0) {
-      k.v.warn(['spec', 'upstream'], `overrides forwardOriginalToken: true of ${[...forwarded].join(', ')}: upstream gets only the exchanged token`);
-    }
-  }
+  return Object.freeze({ count: r.policies.length, policies: r.policies, stss: r.stss, builtinSts: r.httpSts });
 }
 
 /**
@@ -147,7 +102,7 @@ function toDeny(state: CheckState, p: CompiledPolicy, f: ExchangeFailure | { rea
   if (f.reason === 'ERR_SUBJECT_MISSING' || f.reason === 'ERR_ACTOR_TOKEN_MISSING') headers.push(['www-authenticate', realm(state)]);
   if (f.reason === 'ERR_ACTOR_TOKEN_INVALID') headers.push(['www-authenticate', `${realm(state)}, error="invalid_token"`]);
   state.trace?.add('exchange', `${p.ref}: denied ${f.reason}: ${f.message}`);
-  return deny(f.reason, f.message, { body: EXCHANGE_BODIES[f.reason] ?? '', headers, policy: p.ref });
+  return deny(f.reason, f.message, { headers, policy: p.ref });
 }
 
 type ExchangeMetrics = ReturnType<typeof makeMetrics>;
@@ -209,7 +164,7 @@ async function callSts(p: CompiledPolicy, subject: Identity, actor: Identity | n
       {
         subjectClaims: subject.claims,
         ...(subjectExp(subject) !== undefined ? { subjectExp: subjectExp(subject)! } : {}),
-        // Actor == subject (machine-to-machine): no act claim (DESIGN.md §5).
+        // Actor == subject (machine-to-machine): no act claim.
         ...(actor && !actorIsSubject ? { actor: { sub: actor.subject, ...(actor.issuer ? { iss: actor.issuer } : {}) } } : {}),
         audiences: p.audiences,
         resources: p.resources,
@@ -294,7 +249,7 @@ function enter(state: CheckState, p: CompiledPolicy): void {
   state.trace?.add('exchange', `${p.ref} applies (mode ${p.mode}, STS ${p.sts.ref})`);
 }
 
-/** Cache key: a hash of everything that affects the result (DESIGN.md §5). */
+/** Cache key: a hash of everything that affects the result. */
 /**
  * Impersonation keys by subject Identity. A repeated token brings back the same frozen
  * Identity (the verified-token cache keeps it), so a cache hit costs a lookup here instead of
@@ -351,7 +306,7 @@ async function runExchange(state: CheckState, cfg: ExchangeConfig, p: CompiledPo
     state.actor = actor;
     // The delegation check always runs in Delegation mode, also when the actor is the
     // subject: sending one's own token as the actor token must not bypass DelegationPolicy
-    // and may_act. Actor == subject only suppresses the `act` link (DESIGN.md §5).
+    // and may_act. Actor == subject only suppresses the `act` link.
     const v = checkDelegation(
       p.delegation!,
       { sub: actor.subject, iss: actor.issuer },
@@ -420,7 +375,7 @@ async function runExchange(state: CheckState, cfg: ExchangeConfig, p: CompiledPo
 }
 
 /**
- * Upstream gets only the exchanged token (DESIGN.md §5): the location of every admitted
+ * Upstream gets only the exchanged token: the location of every admitted
  * identity and every header / query parameter / cookie token location of every jwtRule that
  * applies to the workload is removed (a second user token at another rule's location must
  * not travel next to the exchanged one), as are client-sent actor/identity headers. The
@@ -447,17 +402,16 @@ function applyUpstream(state: CheckState, p: CompiledPolicy, cfg: ExchangeConfig
   };
   addLocation(subject.location);
   for (const id of state.identities) if (id !== subject) addLocation(id.location);
-  for (const rule of cfg.jwtRules?.rulesFor(ctx.workload) ?? []) {
-    for (const l of rule.locations) {
-      if (l.kind === 'header') {
-        const h = l.name.toLowerCase();
-        if (ctx.header(h) !== undefined || up.set.has(h)) headers.push(h);
-      } else if (l.kind === 'param') {
-        // No query string, no parameter (and no parse of it).
-        if (ctx.query !== '' && ctx.queryParams.has(l.name)) (params ??= new Set()).add(l.name);
-      } else if (ctx.cookie(l.name) !== undefined) {
-        (cookies ??= new Set()).add(l.name);
-      }
+  // Every place authn looked for a user token on this request (state.tokenLocations).
+  for (const l of state.tokenLocations) {
+    if (l.kind === 'header') {
+      const h = l.name.toLowerCase();
+      if (ctx.header(h) !== undefined || up.set.has(h)) headers.push(h);
+    } else if (l.kind === 'param') {
+      // No query string, no parameter (and no parse of it).
+      if (ctx.query !== '' && ctx.queryParams.has(l.name)) (params ??= new Set()).add(l.name);
+    } else if (ctx.cookie(l.name) !== undefined) {
+      (cookies ??= new Set()).add(l.name);
     }
   }
   for (const h of headers) remove(h);

@@ -1,14 +1,14 @@
 /**
  * The built-in STS: mints RFC 8693 tokens signed with our own keys, in process (no
  * network hop on the Check path) and over HTTP (src/http/sts.ts). What it mints
- * (DESIGN.md §5): iss = our issuer, sub = the user, aud = the target, scopes narrowed
+ *: iss = our issuer, sub = the user, aud = the target, scopes narrowed
  * to what was requested and the subject held, exp = min(now + lifetime, subject exp),
  * `act` for delegation (RFC 8693 §4.1; an existing chain nests under the new actor,
  * outermost = current actor), no `act` when the actor is the subject, and a jti.
  */
 import { randomUUID } from 'node:crypto';
 import { SignJWT } from 'jose';
-import type { Runtime } from '../pipeline/runtime.js';
+import type { Runtime } from '../core/runtime.js';
 import { fail, type ExchangeFailure } from './errors.js';
 import type { LoadedKey } from './keys.js';
 import { scopesOf, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT } from './util.js';

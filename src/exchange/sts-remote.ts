@@ -2,17 +2,19 @@
  * RFC 8693 client for a remote STS. Builds the form (repeated `resource` / `audience`),
  * authenticates the client (client_secret_basic, client_secret_post, private_key_jwt
  * per RFC 7523 §2.2, or none), validates the response (RFC 8693 §2.2.1) and maps errors
- * to reason codes (DESIGN.md §5). The STS's own error text is sanitized and only logged,
+ * to reason codes. The STS's own error text is sanitized and only logged,
  * never echoed in a deny.
  */
 import { randomUUID, type KeyObject } from 'node:crypto';
 import { decodeJwt, SignJWT } from 'jose';
 import { sanitizeRemoteText } from '../observability/redact.js';
-import type { Runtime } from '../pipeline/runtime.js';
+import type { Runtime } from '../core/runtime.js';
 import { fail, OAUTH_ERRORS, type ExchangeFailure } from './errors.js';
-import { HttpPostClient, type PostAnswer } from '../pipeline/http-post.js';
-import { BodyTooLargeError, MAX_RESPONSE_BYTES } from '../pipeline/runtime.js';
-import { GRANT_TYPE_TOKEN_EXCHANGE, isAbort, isJwtShaped } from './util.js';
+import { HttpPostClient, type PostAnswer } from '../net/http-post.js';
+import { BodyTooLargeError, MAX_RESPONSE_BYTES } from '../net/read-capped.js';
+import { GRANT_TYPE_TOKEN_EXCHANGE } from './util.js';
+import { isAbort } from '../net/errors.js';
+import { isJwtShaped } from '../jwt/jwt-format.js';
 
 export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt' | 'none';
 
@@ -194,7 +196,7 @@ export class RemoteStsClient {
     const nowSec = this.runtime.now() / 1000;
     let expiresAt = typeof ei === 'number' ? Math.floor(nowSec + ei) : undefined;
     if (isJwtShaped(token)) {
-      // DESIGN.md §5: when the issued token is a JWT, check it is for the audience we asked for.
+      // when the issued token is a JWT, check it is for the audience we asked for.
       let payload: Record<string, unknown>;
       try {
         payload = decodeJwt(token) as Record<string, unknown>;

@@ -8,7 +8,7 @@
  * Error answers follow RFC 6749 §5.2 / RFC 8693 §2.2.2 and carry no token material.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { Runtime } from '../pipeline/runtime.js';
+import type { Runtime } from '../core/runtime.js';
 import type { CompiledBuiltinSts, HttpClient } from './compile.js';
 import { checkDelegation } from './delegation.js';
 import { compileGlob, GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_TOKEN, TOKEN_TYPE_JWT } from './util.js';

@@ -13,7 +13,7 @@ export function sha256(...parts: readonly string[]): string {
 }
 
 /**
- * The constant part of an exchange cache key (DESIGN.md §5: the key covers everything that
+ * The constant part of an exchange cache key (the key covers everything that
  * affects the result), computed once per TokenExchangePolicy at compile time. JSON keeps
  * the fields unambiguous and never contains a raw NUL, so the NUL that ends it delimits it.
  */
@@ -83,11 +83,4 @@ export function stripBearer(v: string): string {
   return /^bearer\s+/i.test(t) ? t.replace(/^bearer\s+/i, '').trim() : t;
 }
 
-export function isJwtShaped(t: string): boolean {
-  return /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(t);
-}
-
-export function isAbort(e: unknown): boolean {
-  return e instanceof Error && (e.name === 'AbortError' || e.name === 'TimeoutError');
-}
 

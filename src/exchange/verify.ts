@@ -4,7 +4,7 @@
  * injected fetch, cached by jose), or this STS's own keys when the issuer is ours.
  */
 import { createLocalJWKSet, createRemoteJWKSet, customFetch, jwtVerify, type JWTVerifyGetKey } from 'jose';
-import type { Runtime } from '../pipeline/runtime.js';
+import type { Runtime } from '../core/runtime.js';
 
 export interface TrustedIssuer {
   readonly issuer: string;

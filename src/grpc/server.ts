@@ -4,12 +4,13 @@
  * is an explicit CheckResponse (Envoy would otherwise apply failure_mode_allow).
  */
 import * as grpc from '@grpc/grpc-js';
-import type { CompiledConfig } from '../config/compile.js';
+import type { CompiledConfig } from '../pipeline/compile.js';
 import { DecisionLog, LineWriter, type DecisionSink } from '../observability/decision-log.js';
-import type { RawCheckRequest } from '../pipeline/context.js';
-import type { Decision } from '../pipeline/decision.js';
+import type { RawCheckRequest } from '../core/context.js';
+import type { Decision } from '../core/decision.js';
 import { evaluateCheck } from '../pipeline/pipeline.js';
-import type { Runtime } from '../pipeline/runtime.js';
+import { REASONS } from '../core/reasons.js';
+import type { ServerRuntime as Runtime } from '../observability/metrics.js';
 import { toCheckResponse, type CheckResponseObject } from '../respond/respond.js';
 import { loadProtos } from './proto.js';
 
@@ -114,9 +115,8 @@ export function createGrpcServer(state: ServingState, runtime: Runtime, opts: Gr
     try {
       resp = toCheckResponse(d, { reasonHeader: reasonHeader(cfg) });
       const ms = performance.now() - start;
-      const allowed = resp.status.code === 0;
-      checkCounter(allowed ? 'allow' : 'deny', d.allow && !allowed ? 'ERR_BAD_REQUEST' : d.reason).inc();
-      (allowed ? durationAllow : durationDeny).observe(ms / 1000);
+      checkCounter(d.allow ? 'allow' : 'deny', d.reason).inc();
+      (d.allow ? durationAllow : durationDeny).observe(ms / 1000);
       if (cfg) decisionLog.record(cfg.settings, d, ms);
     } catch (e) {
       // Nothing above should throw; if it does, the Check is still answered, with a deny.
@@ -131,7 +131,7 @@ export function createGrpcServer(state: ServingState, runtime: Runtime, opts: Gr
     checkCounter('deny', 'ERR_INTERNAL').inc();
     return {
       status: { code: 13, message: 'ERR_INTERNAL' },
-      denied_response: { status: { code: 500 }, headers: [], body: 'ext_authz: internal error' },
+      denied_response: { status: { code: REASONS.ERR_INTERNAL.http }, headers: [], body: REASONS.ERR_INTERNAL.body },
       dynamic_metadata: { fields: { reason: { stringValue: 'ERR_INTERNAL' } } },
     };
   };

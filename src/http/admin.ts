@@ -5,7 +5,7 @@
  */
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { Runtime } from '../pipeline/runtime.js';
+import type { ServerRuntime as Runtime } from '../observability/metrics.js';
 import type { ServingState } from '../grpc/server.js';
 
 export type RouteHandler = (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;

@@ -1,14 +1,14 @@
 /**
- * Built-in STS HTTP endpoints on the admin port (DESIGN.md §1): POST /oauth2/token
+ * Built-in STS HTTP endpoints on the admin port: POST /oauth2/token
  * (RFC 8693), GET /.well-known/jwks.json and GET /.well-known/openid-configuration, so
  * backends can verify the tokens we mint. The STS served is the builtin
  * SecurityTokenService marked `default: true`, or the only builtin one. Returns false for
  * other paths (and when no builtin STS is configured) so the caller answers 404.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { CompiledConfig } from '../config/compile.js';
+import type { CompiledConfig } from '../pipeline/compile.js';
 import { handleTokenRequest } from '../exchange/token-endpoint.js';
-import type { Runtime } from '../pipeline/runtime.js';
+import type { Runtime } from '../core/runtime.js';
 
 const MAX_BODY = 64 * 1024;
 const PATHS = new Set(['/oauth2/token', '/.well-known/jwks.json', '/.well-known/openid-configuration']);

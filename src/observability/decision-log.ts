@@ -12,18 +12,11 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, write, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Settings } from '../config/settings.js';
-import type { Decision } from '../pipeline/decision.js';
+import type { Decision } from '../core/decision.js';
+import type { DecisionSink, LineSink } from '../core/runtime.js';
 
-/** Where finished lines go (each ends with '\n'). */
-export interface LineSink {
-  write(line: string): void;
-}
+export type { DecisionSink, LineSink };
 
-/** A LineSink the server flushes (and closes, if it opened a file) on shutdown. */
-export interface DecisionSink extends LineSink {
-  flush?(): Promise<void>;
-  close?(): Promise<void>;
-}
 
 let lastMs = -1;
 let lastIso = '';

@@ -5,11 +5,12 @@
  * request data.
  */
 import client from 'prom-client';
+import type { MetricsRegistry, Runtime } from '../core/runtime.js';
 import { HotCounter, HotHistogram } from './hot-metrics.js';
 
 const PREFIX = 'obo_authz_';
 
-export class Metrics {
+export class Metrics implements MetricsRegistry {
   readonly registry: client.Registry;
   readonly checks: HotCounter<'decision' | 'reason'>;
   readonly checkDuration: HotHistogram<'decision'>;
@@ -76,3 +77,6 @@ export class Metrics {
     return m;
   }
 }
+
+/** The Runtime the composition floor makes: its metrics are the Prometheus registry above. */
+export type ServerRuntime = Runtime<Metrics>;

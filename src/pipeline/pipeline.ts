@@ -6,36 +6,22 @@
  */
 import { authenticate } from '../authn/index.js';
 import { authorize } from '../authz/index.js';
-import type { CompiledConfig } from '../config/compile.js';
-import { ENVOY_BODIES, REASONS, type ReasonCode } from '../errors/codes.js';
+import type { CompiledConfig } from './compile.js';
+import { REASONS, type ReasonCode } from '../core/reasons.js';
+import { isValidHeaderName, isValidHeaderValue } from '../core/headers.js';
 import { exchange } from '../exchange/index.js';
 import { sanitizeRemoteText } from '../observability/redact.js';
-import { buildRequestContext, type RawCheckRequest, type RequestContext } from './context.js';
-import type { Decision } from './decision.js';
-import type { Runtime } from './runtime.js';
-import type { Identity } from './identity.js';
-import { Trace, UpstreamMutations, type CheckState, type DecisionAttribution, type Deny } from './state.js';
+import { buildRequestContext, type RawCheckRequest, type RequestContext } from '../core/context.js';
+import type { Decision } from '../core/decision.js';
+import type { Runtime } from '../core/runtime.js';
+import type { Identity } from '../core/identity.js';
+import { NO_TOKEN_LOCATIONS, Trace, UpstreamMutations, type TokenLocation, type CheckState, type DecisionAttribution, type Deny } from '../core/state.js';
 
 export interface EvaluateOptions {
   /** Absolute deadline (ms since epoch) from grpc-timeout; undefined = Settings.defaultTimeout. */
   readonly deadline?: number;
   readonly explain?: boolean;
 }
-
-const DEFAULT_BODIES: Partial<Record<ReasonCode, string>> = {
-  ERR_RBAC_DENIED: ENVOY_BODIES.RBAC_DENIED,
-  ERR_DEADLINE: 'ext_authz: deadline exceeded',
-  ERR_UNAVAILABLE: 'ext_authz: service unavailable',
-  ERR_INTERNAL: 'ext_authz: internal error',
-  ERR_BAD_REQUEST: 'ext_authz: bad request',
-  ERR_SUBJECT_MISSING: 'Jwt is missing',
-  ERR_ACTOR_TOKEN_MISSING: 'actor token is missing',
-  ERR_ACTOR_TOKEN_INVALID: 'actor token is invalid',
-  ERR_DELEGATION_DENIED: 'delegation denied',
-  ERR_EXCHANGE_REFUSED: 'token exchange refused',
-  ERR_EXCHANGE_UNAVAILABLE: 'token exchange unavailable',
-  ERR_EXCHANGE_MISCONFIGURED: 'token exchange unavailable',
-};
 
 function isPromise<T>(v: T | Promise<T>): v is Promise<T> {
   return typeof (v as { then?: unknown })?.then === 'function';
@@ -62,7 +48,23 @@ function afterAuthn(state: CheckState, cfg: CompiledConfig): Deny | null | Promi
   return exchange(state, cfg.exchange);
 }
 
+/**
+ * An allow whose upstream headers cannot be sent (a CR, LF or NUL in a value, e.g. a signed
+ * claim forwarded by outputClaimToHeaders; a name Envoy would refuse) becomes a deny here,
+ * before the Decision is final, so the response, the metric and the decision log agree.
+ */
+function unsendable(state: CheckState): Deny | null {
+  for (const [k, v] of state.upstream.set) {
+    if (!isValidHeaderName(k) || !isValidHeaderValue(v)) {
+      state.trace?.add('respond', `upstream header ${JSON.stringify(k)} has a value that cannot be sent (CR, LF or NUL): denied 400`);
+      return { reason: 'ERR_BAD_REQUEST', message: `upstream header ${JSON.stringify(k.slice(0, 64))} cannot be sent (invalid name or CR/LF/NUL in its value)` };
+    }
+  }
+  return null;
+}
+
 function toDecision(state: CheckState, d: Deny | null, requestId: string): Decision {
+  if (!d) d = unsendable(state);
   if (!d) {
     return {
       allow: true,
@@ -86,7 +88,7 @@ function toDecision(state: CheckState, d: Deny | null, requestId: string): Decis
     allow: false,
     reason: d.reason,
     httpStatus: d.status ?? info.http,
-    body: d.body ?? DEFAULT_BODIES[d.reason] ?? '',
+    body: d.body ?? info.body,
     denyHeaders: d.headers ?? [],
     upstream: state.upstream,
     attribution: state.attribution,
@@ -103,7 +105,7 @@ function internalDecision(reason: ReasonCode, message: string, requestId: string
     allow: false,
     reason,
     httpStatus: REASONS[reason].http,
-    body: DEFAULT_BODIES[reason] ?? '',
+    body: REASONS[reason].body,
     denyHeaders: [],
     upstream: new UpstreamMutations(),
     attribution: {},
@@ -186,6 +188,7 @@ class PipelineState implements CheckState {
   identity: Identity | null = null;
   identities: readonly Identity[] = NO_IDENTITIES;
   actor: Identity | null = null;
+  tokenLocations: readonly TokenLocation[] = NO_TOKEN_LOCATIONS;
   readonly upstream = new UpstreamMutations();
   readonly attribution: DecisionAttribution = {};
   abort: AbortController | undefined = undefined;

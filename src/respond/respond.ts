@@ -1,13 +1,14 @@
 /**
- * Decision -> CheckResponse (DESIGN.md §3). Allow: status.code 0 and ok_response with
+ * Decision -> CheckResponse. Allow: status.code 0 and ok_response with
  * headers set by overwrite (both `append: false` and OVERWRITE_IF_EXISTS_OR_ADD, which
  * every Envoy version honours) and headers_to_remove. A header that is set is never also
  * listed for removal: Envoy applies removals after sets, so that would drop it. Deny:
  * non-zero status and an explicit denied_response (never error_response, which follows
  * failure_mode_allow).
  */
-import { REASONS } from '../errors/codes.js';
-import type { Decision } from '../pipeline/decision.js';
+import { REASONS } from '../core/reasons.js';
+import type { Decision } from '../core/decision.js';
+import { isValidHeaderName, isValidHeaderValue } from '../core/headers.js';
 
 export const OVERWRITE_IF_EXISTS_OR_ADD = 2;
 export const REASON_HEADER = 'x-obo-authz-reason';
@@ -59,17 +60,6 @@ export function toStruct(o: Record<string, unknown>): StructObject {
   return { fields };
 }
 
-/** RFC 9110 field-value: no CR, LF or NUL (Envoy rejects them; they would allow header injection). */
-const VALID_HEADER_NAME = /^:?[!#$%&'*+\-.^_`|~0-9a-z]+$/;
-
-export function isValidHeaderValue(v: string): boolean {
-  // Three single-character searches (memchr speed) rather than a regex scan: values such as
-  // exchanged tokens are long and checked on every Check.
-  return v.indexOf('\r') < 0 && v.indexOf('\n') < 0 && v.indexOf('\0') < 0;
-}
-export function isValidHeaderName(n: string): boolean {
-  return VALID_HEADER_NAME.test(n);
-}
 
 // Shared, never mutated parts of every response (one Check, one response: fewer objects).
 const APPEND_FALSE = Object.freeze({ value: false });
@@ -123,19 +113,17 @@ export interface RespondOptions {
 }
 
 /**
- * Build the CheckResponse. Returns a deny (ERR_BAD_REQUEST) instead of an allow whose
- * header values could not be sent safely.
+ * Build the CheckResponse from a final Decision. It decides nothing: an allow whose upstream
+ * headers could not be sent was turned into a deny by the pipeline already, so reaching one
+ * here is a bug, thrown for the transport's fail-closed path (never sent, never skipped:
+ * skipping a set header would also skip the removal it replaces).
  */
 export function toCheckResponse(d: Decision, opts: RespondOptions): CheckResponseObject {
   const metadata = metadataStruct(d);
   if (d.allow) {
     const headers: HeaderValueOption[] = [];
     for (const [k, v] of d.upstream.set) {
-      if (!isValidHeaderName(k) || !isValidHeaderValue(v)) {
-        return denyResponse(400, REASONS.ERR_BAD_REQUEST.grpc, 'ext_authz: bad request', [], 'ERR_BAD_REQUEST', opts, {
-          fields: { ...metadata.fields, decision: { stringValue: 'deny' }, reason: { stringValue: 'ERR_BAD_REQUEST' } },
-        });
-      }
+      if (!isValidHeaderName(k) || !isValidHeaderValue(v)) throw new Error('allow decision with an unsendable upstream header');
       headers.push(hvo(k, v));
     }
     const remove: string[] = [];

@@ -1,8 +1,8 @@
 /** Compile YAML text in tests, failing loudly with the formatted issues. */
-import { compileDocuments, type CompiledConfig, type CompileResult } from '../../src/config/compile.js';
+import { compileDocuments, type CompiledConfig, type CompileResult } from '../../src/pipeline/compile.js';
 import { formatIssue } from '../../src/config/issues.js';
 import { parseYamlText } from '../../src/config/loader.js';
-import type { Runtime } from '../../src/pipeline/runtime.js';
+import type { Runtime } from '../../src/core/runtime.js';
 
 export function compileYaml(yamlText: string, runtime: Runtime, file = 'test.yaml'): CompileResult {
   const { documents, issues } = parseYamlText(yamlText, file);

@@ -1,6 +1,6 @@
 /** A Decision for tests of what is made from one (responses, decision lines): an allow, overridable. */
-import type { Decision } from '../../src/pipeline/decision.js';
-import { UpstreamMutations } from '../../src/pipeline/state.js';
+import type { Decision } from '../../src/core/decision.js';
+import { UpstreamMutations } from '../../src/core/state.js';
 
 export function decision(over: Partial<Decision> = {}): Decision {
   return {

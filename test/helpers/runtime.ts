@@ -2,10 +2,10 @@
 import { Writable } from 'node:stream';
 import { createLogger } from '../../src/observability/logger.js';
 import { Metrics } from '../../src/observability/metrics.js';
-import { SharedResources, type FetchLike, type Runtime } from '../../src/pipeline/runtime.js';
+import { SharedResources, type FetchLike, type Runtime } from '../../src/core/runtime.js';
 import { registerLogSink } from './secrets.js';
 
-export interface TestRuntime extends Runtime {
+export interface TestRuntime extends Runtime<Metrics> {
   /** Every log line written, as text (assert that no secret appears). */
   readonly logs: string[];
   /** Set the clock (ms since epoch); undefined = real time. */

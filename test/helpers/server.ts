@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { startServer, type RunningServer } from '../../src/cli/serve.js';
 import { loadProtos } from '../../src/grpc/proto.js';
-import type { RawCheckRequest } from '../../src/pipeline/context.js';
+import type { RawCheckRequest } from '../../src/core/context.js';
 import type { CheckResponseObject } from '../../src/respond/respond.js';
 import { createTestRuntime, type TestRuntime } from './runtime.js';
 

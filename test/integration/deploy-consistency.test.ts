@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { createLocalJWKSet, importJWK, jwtVerify } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
-import { loadConfig } from '../../src/config/compile.js';
+import { loadConfig } from '../../src/pipeline/compile.js';
 import { formatIssue } from '../../src/config/issues.js';
 import { listConfigFiles } from '../../src/config/loader.js';
 import { createTestRuntime } from '../helpers/runtime.js';
@@ -38,7 +38,7 @@ function readYamlDocs(file: string): Y[] {
     .filter((d) => d !== null && d !== undefined);
 }
 
-/** The service's contract (DESIGN.md section 1) that every deployment file must agree with. */
+/** The service's contract that every deployment file must agree with. */
 const SERVICE = {
   grpcPort: 9001,
   httpPort: 9002,
@@ -208,7 +208,7 @@ function checkEnvoy(cfg: Y, expect: EnvoyExpect): { problems: string[]; facts: E
         hcmCount++;
         const hcm = f.typed_config;
         if (hcm?.['@type'] !== TYPE.hcm) problems.push(`listener ${l?.name}: HCM @type is ${JSON.stringify(hcm?.['@type'])}`);
-        // DESIGN.md section 3: policies match normalized paths; plain Envoy does not normalize by default.
+        // policies match normalized paths; plain Envoy does not normalize by default.
         if (hcm?.normalize_path !== true) problems.push(`listener ${l?.name}: normalize_path must be true`);
         if (hcm?.merge_slashes !== true) problems.push(`listener ${l?.name}: merge_slashes must be true`);
         checkHttpFilters(hcm, l?.name, facts, problems, expect);

@@ -1,5 +1,5 @@
 /**
- * Wire compatibility: a CheckRequest encoded by hand from the field numbers in DESIGN.md §3
+ * Wire compatibility: a CheckRequest encoded by hand from Envoy's field numbers (proto/)
  * is sent as raw bytes over gRPC, and the CheckResponse bytes are decoded by hand the same
  * way. If a .proto field number drifts, this fails even though our own client would agree
  * with our own server.

@@ -2,7 +2,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { CompactSign, exportJWK, generateKeyPair, type JWK } from 'jose';
-import type { RawCheckRequest } from '../../../src/pipeline/context.js';
+import type { RawCheckRequest } from '../../../src/core/context.js';
 
 export interface TestKey {
   readonly alg: string;

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { cacheControlMaxAgeMs, DEFAULT_JWKS_TUNING, redactUrl, RemoteKeySource } from '../../../src/authn/jwks-source.js';
-import type { CompiledConfig } from '../../../src/config/compile.js';
+import { cacheControlMaxAgeMs, DEFAULT_JWKS_TUNING, redactUrl, RemoteKeySource } from '../../../src/jwt/jwks-source.js';
+import type { CompiledConfig } from '../../../src/pipeline/compile.js';
 import { formatIssue } from '../../../src/config/issues.js';
 import { evaluate } from '../../../src/pipeline/pipeline.js';
 import { compileYaml, mustCompile } from '../../helpers/config.js';

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { createJwtValidator } from '../../../src/authn/jwt-validator.js';
+import { createJwtValidator } from '../../../src/jwt/jwt-validator.js';
 import { createTestRuntime, type TestRuntime } from '../../helpers/runtime.js';
 import { jwks, makeKey, NOW_S, seg, sign, startIdp, type IdpServer } from './helpers.js';
 

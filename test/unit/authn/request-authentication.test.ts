@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import type { CompiledConfig } from '../../../src/config/compile.js';
+import type { CompiledConfig } from '../../../src/pipeline/compile.js';
 import { evaluate } from '../../../src/pipeline/pipeline.js';
 import { mustCompile } from '../../helpers/config.js';
 import { createTestRuntime, type TestRuntime } from '../../helpers/runtime.js';

@@ -7,8 +7,8 @@
 import { createHmac, createPrivateKey, createPublicKey, generateKeyPairSync, KeyObject, sign as cryptoSign } from 'node:crypto';
 import { compactVerify, importJWK, type JWK } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { parseJwt, type ParsedJwt } from '../../../src/authn/jwt-format.js';
-import { parseJwks, verifySignature, type KeySet } from '../../../src/authn/keys.js';
+import { parseJwt, type ParsedJwt } from '../../../src/jwt/jwt-format.js';
+import { parseJwks, verifySignature, type KeySet } from '../../../src/jwt/keys.js';
 import { jwks, makeKey, seg, sign, type TestKey } from './helpers.js';
 
 function keySet(doc: unknown, allowSymmetric = true): KeySet {

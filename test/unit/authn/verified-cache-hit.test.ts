@@ -5,11 +5,11 @@
  * pin down that a hit never outlives what makes it valid: time, key set, rule, location.
  */
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { CompiledConfig } from '../../../src/config/compile.js';
+import type { CompiledConfig } from '../../../src/pipeline/compile.js';
 import { authenticate } from '../../../src/authn/index.js';
-import { buildRequestContext } from '../../../src/pipeline/context.js';
+import { buildRequestContext } from '../../../src/core/context.js';
 import { evaluate } from '../../../src/pipeline/pipeline.js';
-import { UpstreamMutations, type CheckState } from '../../../src/pipeline/state.js';
+import { UpstreamMutations, type CheckState } from '../../../src/core/state.js';
 import { mustCompile } from '../../helpers/config.js';
 import { createTestRuntime, type TestRuntime } from '../../helpers/runtime.js';
 import { checkRequest, jwks, makeKey, NOW_S, sign, type ReqOpts, type TestKey } from './helpers.js';
@@ -118,6 +118,7 @@ describe('verified-token cache hit path', () => {
       identity: null,
       identities: [],
       actor: null,
+      tokenLocations: [],
       upstream: new UpstreamMutations(),
       attribution: {},
     });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { VerifiedCache } from '../../../src/authn/verifier.js';
+import { VerifiedCache } from '../../../src/jwt/verifier.js';
 
 type Entry = Parameters<VerifiedCache['set']>[1];
 

@@ -1,4 +1,5 @@
 /** --explain output (state.trace) and the attribution that reaches dynamic_metadata. */
+import { REASONS } from '../../../src/core/reasons.js';
 import { describe, expect, it } from 'vitest';
 import { authorize } from '../../../src/authz/index.js';
 import { evaluate } from '../../../src/pipeline/pipeline.js';
@@ -57,7 +58,8 @@ describe('--explain', () => {
 
   it('names the deciding DENY policy and rule', () => {
     const { res, lines } = explain({ path: '/debug/vars' });
-    expect(res).toMatchObject({ reason: 'ERR_RBAC_DENIED', policy: 'foo/deny-debug', rule: 0, body: 'RBAC: access denied' });
+    expect(res).toMatchObject({ reason: 'ERR_RBAC_DENIED', policy: 'foo/deny-debug', rule: 0 });
+    expect(res!.body ?? REASONS[res!.reason].body).toBe('RBAC: access denied');
     expect(lines).toContain('DENY foo/deny-debug [whole namespace]: rule[0] matched -> deny');
     expect(lines.at(-1)).toBe('decision: deny by DENY policy foo/deny-debug rule[0]');
   });

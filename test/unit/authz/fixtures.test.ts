@@ -3,6 +3,7 @@
  * Each file in test/fixtures/authz holds groups; a group's policies are compiled once
  * through the real config loader, each case is evaluated with authorize().
  */
+import { REASONS } from '../../../src/core/reasons.js';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
@@ -61,7 +62,8 @@ for (const file of files) {
             expect(res === null ? 'allow' : 'deny', res?.message ?? `allowed by ${state.attribution.policy ?? '(no policy)'}`).toBe(c.expect);
             if (res) {
               expect(res.reason).toBe('ERR_RBAC_DENIED');
-              expect(res.body).toBe('RBAC: access denied');
+              // The body sent: the Deny's own, else the reason table's default for its code.
+              expect(res.body ?? REASONS[res.reason].body).toBe('RBAC: access denied');
             }
             if ('policy' in c) {
               const got = res ? res.policy : state.attribution.policy;

@@ -1,9 +1,9 @@
 /** Shared helpers for the AuthorizationPolicy tests: build a state from a compact request description. */
 import { stringify } from 'yaml';
-import type { CompiledConfig } from '../../../src/config/compile.js';
-import { buildRequestContext, type RawCheckRequest } from '../../../src/pipeline/context.js';
-import type { Identity } from '../../../src/pipeline/identity.js';
-import { Trace, UpstreamMutations, type CheckState } from '../../../src/pipeline/state.js';
+import type { CompiledConfig } from '../../../src/pipeline/compile.js';
+import { buildRequestContext, type RawCheckRequest } from '../../../src/core/context.js';
+import type { Identity } from '../../../src/core/identity.js';
+import { Trace, UpstreamMutations, type CheckState } from '../../../src/core/state.js';
 import { mustCompile } from '../../helpers/config.js';
 import { createTestRuntime, type TestRuntime } from '../../helpers/runtime.js';
 
@@ -95,6 +95,7 @@ export function makeState(cfg: CompiledConfig, runtime: TestRuntime, req: Reques
     identity: id,
     identities: id ? [id] : [],
     actor: null,
+    tokenLocations: [],
     upstream: new UpstreamMutations(),
     attribution: {},
   };

@@ -5,9 +5,9 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { cidrContains, parseCidr, parseIp } from '../../../src/authz/ip.js';
+import { cidrContains, parseCidr, parseIp } from '../../../src/match/ip.js';
 import { splitRequestPrincipal } from '../../../src/authz/matchers.js';
-import { compileString, PathSet, PathTemplate, StringSet } from '../../../src/authz/strings.js';
+import { compileString, PathSet, PathTemplate, StringSet } from '../../../src/match/strings.js';
 
 const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 

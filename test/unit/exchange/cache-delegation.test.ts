@@ -6,7 +6,7 @@ import { createTestRuntime } from '../../helpers/runtime.js';
 import { ExchangeCache } from '../../../src/exchange/cache.js';
 import { checkDelegation, compileDelegationRules } from '../../../src/exchange/delegation.js';
 import { fail } from '../../../src/exchange/errors.js';
-import { FileTokenSource } from '../../../src/exchange/file-token.js';
+import { FileTokenSource } from '../../../src/kubernetes/file-token.js';
 import { compileGlob, scopesOf, stripBearer } from '../../../src/exchange/util.js';
 
 const NOW = 1_900_000_000_000;

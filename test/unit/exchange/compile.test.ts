@@ -158,7 +158,7 @@ spec:
   });
 });
 
-describe('compile: selection (DESIGN.md §5)', () => {
+describe('compile: selection', () => {
   const yaml =
     STS +
     policy('root', 'istio-system', '  target: {audience: root}\n  sts: sts\n') +

@@ -8,7 +8,7 @@ import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, jwtVerify } from 'jos
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mustCompile } from '../../helpers/config.js';
 import { createTestRuntime, type TestRuntime } from '../../helpers/runtime.js';
-import type { CompiledConfig } from '../../../src/config/compile.js';
+import type { CompiledConfig } from '../../../src/pipeline/compile.js';
 import { handleStsHttp } from '../../../src/http/sts.js';
 import { evaluate } from '../../../src/pipeline/pipeline.js';
 import { toCheckResponse } from '../../../src/respond/respond.js';

@@ -3,11 +3,11 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT, type JWTPayload } from 'jose';
-import type { CompiledConfig } from '../../../src/config/compile.js';
-import { buildRequestContext, type RawCheckRequest } from '../../../src/pipeline/context.js';
-import type { Identity } from '../../../src/pipeline/identity.js';
-import { Trace, UpstreamMutations, type CheckState } from '../../../src/pipeline/state.js';
-import type { Runtime } from '../../../src/pipeline/runtime.js';
+import type { CompiledConfig } from '../../../src/pipeline/compile.js';
+import { buildRequestContext, type RawCheckRequest } from '../../../src/core/context.js';
+import type { Identity } from '../../../src/core/identity.js';
+import { Trace, UpstreamMutations, type CheckState } from '../../../src/core/state.js';
+import type { Runtime } from '../../../src/core/runtime.js';
 
 export const FIXTURES = resolve(import.meta.dirname, '../../fixtures/exchange');
 export const fixture = (name: string): string => resolve(FIXTURES, name);
@@ -132,6 +132,8 @@ export function makeState(runtime: Runtime, cfg: CompiledConfig, raw: RawCheckRe
     identity,
     identities: identity ? [identity] : [],
     actor: null,
+    // What the authn stage records before exchange runs.
+    tokenLocations: cfg.authn.requestAuthentications.locationsFor(ctx.workload),
     upstream: new UpstreamMutations(),
     attribution: {},
   };

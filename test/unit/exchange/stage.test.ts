@@ -1,4 +1,5 @@
 /** The exchange stage on its own: a CheckState with state.identity set, exchange() called directly. */
+import { REASONS } from '../../../src/core/reasons.js';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,7 +7,7 @@ import { createLocalJWKSet, jwtVerify } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { mustCompile } from '../../helpers/config.js';
 import { createTestRuntime, type TestRuntime } from '../../helpers/runtime.js';
-import type { CompiledConfig } from '../../../src/config/compile.js';
+import type { CompiledConfig } from '../../../src/pipeline/compile.js';
 import type { CompiledJwtRule } from '../../../src/authn/request-authentication.js';
 import { exchange, type ExchangeConfig } from '../../../src/exchange/index.js';
 import { checkRequest, fixture, makeIdp, makeState, sq, userIdentity, type Idp } from './helpers.js';
@@ -83,7 +84,9 @@ const keys = () => createLocalJWKSet(cfg.exchange.builtinSts!.sts.jwks as never)
 describe('exchange stage', () => {
   it('an identity without a raw token cannot be exchanged: 401 ERR_SUBJECT_MISSING', async () => {
     const s = makeState(rt, cfg, checkRequest({ ext: { backend: 'imp' } }), { ...userIdentity('t', claims), token: undefined });
-    expect(await exchange(s, cfg.exchange)).toMatchObject({ reason: 'ERR_SUBJECT_MISSING', body: 'Jwt is missing' });
+    const d = await exchange(s, cfg.exchange);
+    expect(d).toMatchObject({ reason: 'ERR_SUBJECT_MISSING' });
+    expect(d!.body ?? REASONS[d!.reason].body).toBe('Jwt is missing');
   });
 
   it('the actor can be this workload itself, from a projected token file', async () => {
@@ -140,30 +143,27 @@ describe('exchange stage', () => {
     expect(d!.headers).toEqual([['www-authenticate', 'Bearer realm="https://mcp.example.com/a\\"b\\\\c"']]);
   });
 
-  it('removes the token locations of every applying jwtRule, not only the admitted ones; never the output header', async () => {
+  it('removes every token location authn recorded (all applying jwtRules, not only the admitted one); never the output header', async () => {
     // Rule 0 admitted the Authorization token; rule 1 (x-idp2-token, ?idp2_token, cookie idp2)
     // was never looked at, so its raw token would otherwise travel next to the exchanged one.
     const loc = (kind: 'header' | 'param' | 'cookie', name: string) => ({ kind, name, prefix: '', label: `${kind}:${name}` });
-    const rules = [
-      { id: 'istio-system/ra jwtRules[0]', locations: [loc('header', 'authorization')] },
-      { id: 'istio-system/ra jwtRules[1]', locations: [loc('header', 'x-idp2-token'), loc('header', 'x-not-sent'), loc('param', 'idp2_token'), loc('param', 'absent'), loc('cookie', 'idp2')] },
-    ] as unknown as CompiledJwtRule[];
-    const seen: unknown[] = [];
-    const xcfg: ExchangeConfig = { ...cfg.exchange, jwtRules: { rulesFor: (w) => (seen.push(w), rules) } };
+    const locations = [loc('header', 'authorization'), loc('header', 'x-idp2-token'), loc('header', 'x-not-sent'), loc('param', 'idp2_token'), loc('param', 'absent'), loc('cookie', 'idp2')];
+    const xcfg: ExchangeConfig = cfg.exchange;
     const raw = checkRequest({
       ext: { backend: 'imp' },
       path: '/mcp?idp2_token=raw-idp2-q&page=2',
       headers: { authorization: 'Bearer user-token', 'x-idp2-token': 'raw-idp2-h', cookie: 'theme=dark; idp2=raw-idp2-c; lang=en' },
     });
     const s = makeState(rt, cfg, raw, userIdentity('user-token', claims));
+    s.tokenLocations = locations;
     expect(await exchange(s, xcfg)).toBeNull();
-    expect(seen).toEqual([s.ctx.workload]);
     expect([...s.upstream.remove].sort()).toEqual(['x-actor-token', 'x-idp2-token']);
     expect([...s.upstream.removeQuery]).toEqual(['idp2_token']);
     expect(s.upstream.set.get('cookie')).toBe('theme=dark; lang=en');
     expect(s.upstream.set.get('authorization')).toMatch(/^Bearer ey/);
     // Only the cookie token present: the Cookie header goes entirely.
     const s2 = makeState(rt, cfg, checkRequest({ ext: { backend: 'imp' }, headers: { cookie: 'idp2=raw' } }), userIdentity('user-token', claims));
+    s2.tokenLocations = locations;
     expect(await exchange(s2, xcfg)).toBeNull();
     expect(s2.upstream.remove.has('cookie')).toBe(true);
     expect(s2.upstream.set.has('cookie')).toBe(false);

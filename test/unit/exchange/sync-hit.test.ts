@@ -7,10 +7,10 @@ import type { ServerResponse } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { mustCompile } from '../../helpers/config.js';
 import { createTestRuntime, type TestRuntime } from '../../helpers/runtime.js';
-import type { CompiledConfig } from '../../../src/config/compile.js';
+import type { CompiledConfig } from '../../../src/pipeline/compile.js';
 import { exchange } from '../../../src/exchange/index.js';
 import { exchangeCacheKey, exchangeKeyPrefix } from '../../../src/exchange/util.js';
-import type { Deny } from '../../../src/pipeline/state.js';
+import type { Deny } from '../../../src/core/state.js';
 import { checkRequest, json, makeIdp, makeState, sq, startLoopback, userIdentity, type Idp, type Loopback, type Recorded } from './helpers.js';
 
 const NOW = 1_900_000_000_000;

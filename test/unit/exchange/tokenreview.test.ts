@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type { ServerResponse } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestRuntime } from '../../helpers/runtime.js';
-import { createTokenReviewClient, inClusterDefaults, parseServiceAccountUser, tokenReviewIdentity } from '../../../src/exchange/tokenreview.js';
+import { createTokenReviewClient, inClusterDefaults, parseServiceAccountUser, tokenReviewIdentity } from '../../../src/kubernetes/tokenreview.js';
 import { fixture, json, startLoopback, type Loopback, type Recorded } from './helpers.js';
 
 let srv: Loopback;

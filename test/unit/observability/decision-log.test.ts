@@ -8,8 +8,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { DEFAULT_SETTINGS } from '../../../src/config/settings.js';
 import { DecisionLog, decisionLine, isoNow, LineWriter } from '../../../src/observability/decision-log.js';
 import { createLogger } from '../../../src/observability/logger.js';
-import type { Decision } from '../../../src/pipeline/decision.js';
-import type { Identity } from '../../../src/pipeline/identity.js';
+import type { Decision } from '../../../src/core/decision.js';
+import type { Identity } from '../../../src/core/identity.js';
 import { decision } from '../../helpers/decision.js';
 
 function identity(principal: string): Identity {

@@ -2,8 +2,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { HttpPostClient } from '../../../src/pipeline/http-post.js';
-import { BodyTooLargeError } from '../../../src/pipeline/runtime.js';
+import { HttpPostClient } from '../../../src/net/http-post.js';
+import { BodyTooLargeError } from '../../../src/net/read-capped.js';
 
 let handler: (req: IncomingMessage, body: string, res: ServerResponse) => void = (_q, _b, res) => res.end('ok');
 let server: Server;

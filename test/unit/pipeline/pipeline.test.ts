@@ -1,7 +1,7 @@
 /** The pipeline never throws and never fails open. */
 import { describe, expect, it } from 'vitest';
-import type { CompiledConfig } from '../../../src/config/compile.js';
-import { buildRequestContext, remoteIpFrom, parseQuery, parseCookies, namespaceFromPrincipal } from '../../../src/pipeline/context.js';
+import type { CompiledConfig } from '../../../src/pipeline/compile.js';
+import { buildRequestContext, remoteIpFrom, parseQuery, parseCookies, namespaceFromPrincipal } from '../../../src/core/context.js';
 import { evaluate } from '../../../src/pipeline/pipeline.js';
 import { DEFAULT_SETTINGS } from '../../../src/config/settings.js';
 import { mustCompile } from '../../helpers/config.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SharedResources } from '../../../src/pipeline/runtime.js';
+import { SharedResources } from '../../../src/core/runtime.js';
 
 class Res {
   disposed = 0;

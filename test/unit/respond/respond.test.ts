@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { Decision } from '../../../src/pipeline/decision.js';
-import { UpstreamMutations } from '../../../src/pipeline/state.js';
+import type { Decision } from '../../../src/core/decision.js';
+import { UpstreamMutations } from '../../../src/core/state.js';
 import { decisionMetadata, toCheckResponse, toStruct } from '../../../src/respond/respond.js';
 import { decision } from '../../helpers/decision.js';
 
@@ -20,13 +20,10 @@ describe('toCheckResponse', () => {
     expect(r.denied_response).toBeUndefined();
   });
 
-  it('refuses to send a header value with CR/LF: deny 400 instead of an allow', () => {
+  it('never sends an allow with a CR/LF header value: it throws (the pipeline denies such a Decision before it is final)', () => {
     const up = new UpstreamMutations();
     up.setHeader('x-user', 'alice\r\nx-admin: true');
-    const r = toCheckResponse(decision({ upstream: up }), { reasonHeader: false });
-    expect(r.status.code).not.toBe(0);
-    expect(r.denied_response!.status.code).toBe(400);
-    expect(r.ok_response).toBeUndefined();
+    expect(() => toCheckResponse(decision({ upstream: up }), { reasonHeader: false })).toThrow(/unsendable upstream header/);
   });
 
   it('denies with an explicit HTTP status, body, headers and the opt-in reason header', () => {

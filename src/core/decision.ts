@@ -1,5 +1,5 @@
 /** The Decision: the value every Check ends in, turned into a CheckResponse by respond/. */
-import type { ReasonCode } from '../errors/codes.js';
+import type { ReasonCode } from './reasons.js';
 import type { Identity } from './identity.js';
 import type { DecisionAttribution, Trace, UpstreamMutations } from './state.js';
 

@@ -12,8 +12,8 @@
  * a memo slot where the caller keeps what it derives from a verified token (the frozen
  * Identity, the upstream header values); the memo never takes part in verification.
  */
-import type { HotCounter } from '../observability/hot-metrics.js';
-import type { Runtime } from '../pipeline/runtime.js';
+import type { CounterInstrument } from '../core/runtime.js';
+import type { Runtime } from '../core/runtime.js';
 import {
   audiencesAllowed,
   CLOCK_SKEW_S,
@@ -187,7 +187,7 @@ export class JwtVerifier {
   private readonly timeoutMs: number;
   private readonly cache: VerifiedCache | undefined;
   private readonly cachePrefix: string;
-  private readonly verifications: HotCounter<'issuer' | 'result'>;
+  private readonly verifications: CounterInstrument<'issuer' | 'result'>;
   private readonly cachedCount: { inc: (value?: number) => void };
   /**
    * The key set this verifier saw last, and `cachePrefix + its hash + '\n'`: probe() looks

@@ -8,16 +8,17 @@
  * goes away, which only the API server knows). Results are cached briefly (bounded,
  * single-flight per token). Reused by credential validation (issue 6).
  */
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { decodeJwt } from 'jose';
 import { LRUCache } from 'lru-cache';
 import { sanitizeRemoteText } from '../observability/redact.js';
-import type { Identity } from '../pipeline/identity.js';
-import type { Runtime } from '../pipeline/runtime.js';
+import type { Identity } from '../core/identity.js';
+import type { Runtime } from '../core/runtime.js';
 import { FileTokenSource } from './file-token.js';
-import { HttpPostClient, type PostAnswer } from '../pipeline/http-post.js';
-import { BodyTooLargeError, MAX_RESPONSE_BYTES } from '../pipeline/runtime.js';
-import { isAbort, sha256 } from './util.js';
+import { HttpPostClient, type PostAnswer } from '../net/http-post.js';
+import { BodyTooLargeError, MAX_RESPONSE_BYTES } from '../net/read-capped.js';
+import { isAbort } from '../net/errors.js';
 
 export const IN_CLUSTER_CA_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt';
 export const IN_CLUSTER_TOKEN_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/token';
@@ -113,7 +114,7 @@ export class TokenReviewClient {
 
   /** Review a token. Never throws; `unavailable` results are never cached. */
   async review(token: string, signal?: AbortSignal): Promise<TokenReviewResult> {
-    const key = sha256(token, ...(this.opts.audiences ?? []));
+    const key = createHash('sha256').update([token, ...(this.opts.audiences ?? [])].join('\0')).digest('base64url');
     const hit = this.cache.get(key);
     const now = this.runtime.now();
     if (hit && now < hit.untilMs) return hit.result;

@@ -7,19 +7,12 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { compileAuthn, type AuthnConfig } from '../authn/index.js';
 import { compileAuthz, type AuthzConfig } from '../authz/index.js';
 import { compileExchange, type ExchangeConfig } from '../exchange/index.js';
-import type { Runtime } from '../pipeline/runtime.js';
-import { ConfigError, type ConfigIssue } from './issues.js';
-import { KIND_VERSIONS, type KindDocument, type KindName } from './kinds.js';
-import { loadConfigFiles, type LoadedDocument } from './loader.js';
-import { metadataSchema, ValidationContext } from './schema.js';
-import { DEFAULT_SETTINGS, parseSettings, type Settings } from './settings.js';
-
-export interface CompileContext {
-  readonly settings: Settings;
-  readonly runtime: Runtime;
-  /** Resolve a file path written in `doc` relative to that document's file. */
-  resolvePath(doc: LoadedDocument, p: string): string;
-}
+import type { Runtime } from '../core/runtime.js';
+import { ConfigError, type ConfigIssue } from '../config/issues.js';
+import { KIND_VERSIONS, type CompileContext, type KindDocument, type KindName } from '../config/kinds.js';
+import { loadConfigFiles, type LoadedDocument } from '../config/loader.js';
+import { metadataSchema, ValidationContext } from '../config/schema.js';
+import { DEFAULT_SETTINGS, parseSettings, type Settings } from '../config/settings.js';
 
 export interface CompiledConfig {
   readonly settings: Settings;
@@ -74,6 +67,33 @@ function classify(doc: LoadedDocument, defaultNamespace: string | undefined): Ki
     spec: val['spec'],
     v,
   };
+}
+
+/**
+ * Checks that span two stages' configs: a header that is both a claim/payload output of a
+ * jwtRule and the exchange output is a config error; an applying exchange overrides
+ * `forwardOriginalToken: true` (a warning). Checked against the jwtRules that can apply to
+ * the exchange policy's namespace: asking for a request without labels yields every jwtRule
+ * that can apply to any workload the policy covers (a superset, which is what an error
+ * check wants).
+ */
+function crossCheckAuthnExchange(authn: AuthnConfig, exchange: ExchangeConfig, docs: readonly KindDocument[]): void {
+  for (const p of exchange.policies) {
+    const k = docs.find((d) => d.ref === p.ref);
+    if (!k) continue;
+    const rules = authn.requestAuthentications.rulesFor({ namespace: p.scope.namespace, labels: {}, hasLabels: false, gateway: '', service: '', backend: '' });
+    const forwarded = new Set<string>();
+    for (const r of rules) {
+      const outs = [...r.outputClaimToHeaders.map((c) => c.header), ...(r.outputPayloadToHeader ? [r.outputPayloadToHeader.toLowerCase()] : [])];
+      if (outs.includes(p.upstream.header)) {
+        k.v.error(['spec', 'upstream', 'header'], `header ${JSON.stringify(p.upstream.header)} is also an output header of RequestAuthentication ${r.id}`);
+      }
+      if (r.forwardOriginalToken) forwarded.add(r.id);
+    }
+    if (forwarded.size > 0) {
+      k.v.warn(['spec', 'upstream'], `overrides forwardOriginalToken: true of ${[...forwarded].join(', ')}: upstream gets only the exchanged token`);
+    }
+  }
 }
 
 /** Compile loaded documents. Never throws for bad input: every problem becomes an issue. */
@@ -138,10 +158,10 @@ export function compileDocuments(
       tokenExchangePolicies: byKind('TokenExchangePolicy'),
       securityTokenServices: byKind('SecurityTokenService'),
       delegationPolicies: byKind('DelegationPolicy'),
-      authn,
     },
     cc,
   );
+  crossCheckAuthnExchange(authn, exchange, byKind('TokenExchangePolicy'));
   for (const c of contexts) issues.push(...c.issues);
   if (issues.some((i) => i.severity === 'error')) {
     runtime.shared.abortGeneration();

@@ -3,54 +3,54 @@
  * logger, metrics and a registry of resources that survive config reloads (JWKS
  * sources, STS clients, caches), keyed so a reload with the same settings reuses them.
  */
-import type { DecisionSink } from '../observability/decision-log.js';
 import type { Logger } from 'pino';
-import type { Metrics } from '../observability/metrics.js';
 
 export type FetchLike = (input: string | URL, init?: RequestInit) => Promise<Response>;
 
-/** Default cap on a remote response body (STS, TokenReview API): 1 MiB. */
-export const MAX_RESPONSE_BYTES = 1 << 20;
-
-/** A response body exceeded the byte cap: an unusable response, not an outage. */
-export class BodyTooLargeError extends Error {
-  constructor(readonly limit: number) {
-    super(`response body larger than ${limit} bytes`);
-    this.name = 'BodyTooLargeError';
-  }
-}
+/** Label values of one metric sample: a closed set or config names, never request data. */
+export type MetricLabels<L extends string> = Partial<Record<L, string | number>>;
 
 /**
- * Read a fetch Response body as UTF-8, streaming, and stop (cancelling the stream) as
- * soon as it exceeds `limit` bytes — never buffers an unbounded body.
+ * The metric instruments stages and libraries use, as interfaces: the Prometheus
+ * implementation lives in observability/metrics.ts (the composition floor makes it and puts
+ * it in the Runtime), so core depends on no library.
  */
-export async function readCapped(res: Response, limit = MAX_RESPONSE_BYTES): Promise<string> {
-  const body = res.body;
-  if (!body) return '';
-  const reader = body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > limit) {
-      await reader.cancel().catch(() => undefined);
-      throw new BodyTooLargeError(limit);
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
+export interface CounterInstrument<L extends string> {
+  inc(labels?: MetricLabels<L> | number, value?: number): void;
+  /** The child for fixed label values, kept by a caller that counts on the hot path. */
+  labels(labels: MetricLabels<L>): { inc(value?: number): void };
+}
+export interface GaugeInstrument<L extends string> {
+  set(labels: MetricLabels<L>, value: number): void;
+}
+export interface HistogramInstrument<L extends string> {
+  observe(labels: MetricLabels<L> | number, value?: number): void;
+}
+export interface MetricsRegistry {
+  counter<L extends string>(name: string, help: string, labelNames: readonly L[]): CounterInstrument<L>;
+  gauge<L extends string>(name: string, help: string, labelNames: readonly L[]): GaugeInstrument<L>;
+  histogram<L extends string>(name: string, help: string, labelNames: readonly L[], buckets?: number[]): HistogramInstrument<L>;
 }
 
-export interface Runtime {
+/** Where finished log lines go (each ends with '\n'). */
+export interface LineSink {
+  write(line: string): void;
+}
+
+/** A LineSink the server flushes (and closes, if it opened a file) on shutdown. */
+export interface DecisionSink extends LineSink {
+  flush?(): Promise<void>;
+  close?(): Promise<void>;
+}
+
+export interface Runtime<M extends MetricsRegistry = MetricsRegistry> {
   /** Milliseconds since epoch. Tests inject a controllable clock. */
   now(): number;
   readonly fetch: FetchLike;
   readonly logger: Logger;
   /** Where decision lines go (observability/decision-log.ts); stdout when unset. */
   readonly decisionSink?: DecisionSink;
-  readonly metrics: Metrics;
+  readonly metrics: M;
   readonly shared: SharedResources;
 }
 

@@ -2,7 +2,6 @@
  * RequestContext: everything later stages read about one Check, built once from the
  * decoded CheckRequest. Stages never look at the raw protobuf object.
  */
-import type { Settings } from '../config/settings.js';
 
 /** The decoded CheckRequest as produced by proto-loader (keepCase, defaults off). */
 export interface RawPeer {
@@ -170,8 +169,15 @@ export function remoteIpFrom(xff: string | undefined, hops: number, peerIp: stri
   return i >= 0 ? parts[i]! : peerIp;
 }
 
+/** The server settings a request context reads (config/settings.ts Settings has them all). */
+export interface ContextSettings {
+  readonly defaultNamespace: string;
+  readonly trustedProxyHops: number;
+  readonly workloadLabels?: Readonly<Record<string, string>>;
+}
+
 export interface BuildOptions {
-  readonly settings: Settings;
+  readonly settings: ContextSettings;
   /** Absolute deadline in ms since epoch; Infinity when the caller set none. */
   readonly deadline?: number;
   readonly fallbackId?: string;
@@ -221,7 +227,7 @@ class CheckRequestContext implements RequestContext {
   constructor(
     private readonly attrs: RawAttributes,
     http: RawHttp,
-    private readonly settings: Settings,
+    private readonly settings: ContextSettings,
     opts: BuildOptions,
   ) {
     const hdrs = http.headers;
@@ -348,4 +354,19 @@ const NO_HTTP: RawHttp = Object.freeze({});
 export function buildRequestContext(req: RawCheckRequest, opts: BuildOptions): RequestContext {
   const attrs = req.attributes ?? NO_ATTRIBUTES;
   return new CheckRequestContext(attrs, attrs.request?.http ?? NO_HTTP, opts.settings, opts);
+}
+
+/** Envoy bypass_cors_preflight: OPTIONS with Origin and Access-Control-Request-Method. */
+export function isCorsPreflight(state: { readonly ctx: RequestContext }): boolean {
+  const c = state.ctx;
+  return c.method === 'OPTIONS' && !!c.header('origin') && !!c.header('access-control-request-method');
+}
+
+/** Remove one cookie from a Cookie header value; '' when none is left. */
+export function removeCookie(header: string, name: string): string {
+  return header
+    .split(';')
+    .map((s) => s.trim())
+    .filter((s) => s !== '' && s.slice(0, s.indexOf('=') < 0 ? s.length : s.indexOf('=')).trim() !== name)
+    .join('; ');
 }

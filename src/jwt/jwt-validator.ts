@@ -6,8 +6,8 @@
  * token cache. Remote key sources are shared through runtime.shared, so a validator built
  * at each config compile reuses the same source (and its fetched keys).
  */
-import type { ReasonCode } from '../errors/codes.js';
-import type { Runtime } from '../pipeline/runtime.js';
+import type { ReasonCode } from '../core/reasons.js';
+import type { Runtime } from '../core/runtime.js';
 import { JWT_STATUS, reasonForStatus } from './jwt-format.js';
 import { DEFAULT_JWKS_TIMEOUT_MS, DEFAULT_JWKS_TUNING, sharedRemoteSource, StaticKeySource, type JwksTuning, type KeySource } from './jwks-source.js';
 import { parseJwks } from './keys.js';

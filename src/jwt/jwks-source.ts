@@ -17,7 +17,8 @@
  *   each waiting for a timeout; other issuers are never blocked.
  * Timers are unref'd and cleared by dispose(); the clock and network are the runtime's.
  */
-import { BodyTooLargeError, readCapped, type Runtime } from '../pipeline/runtime.js';
+import type { Runtime } from '../core/runtime.js';
+import { BodyTooLargeError, readCapped } from '../net/read-capped.js';
 import { sanitizeRemoteText } from '../observability/redact.js';
 import { parseJwks, type KeySet } from './keys.js';
 

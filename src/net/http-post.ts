@@ -12,7 +12,7 @@
  */
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { BodyTooLargeError, MAX_RESPONSE_BYTES } from './runtime.js';
+import { BodyTooLargeError, MAX_RESPONSE_BYTES } from './read-capped.js';
 
 export interface PostAnswer {
   readonly status: number;

@@ -5,7 +5,7 @@
  * string is the deny body Envoy would send, so clients scripted against Envoy see the
  * same bytes. Nothing here throws for bad input.
  */
-import type { ReasonCode } from '../errors/codes.js';
+import type { ReasonCode } from '../core/reasons.js';
 
 /**
  * jwt_verify_lib `getStatusString()` for the statuses a request can end in
@@ -246,4 +246,11 @@ export function audiencesAllowed(allowed: ReadonlySet<string> | null, tokenAudie
   if (!allowed) return true;
   for (const a of tokenAudiences) if (allowed.has(normalizeAudience(a))) return true;
   return false;
+}
+
+const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
+/** Three base64url segments: what a JWT looks like before any parsing. */
+export function isJwtShaped(t: string): boolean {
+  return JWT_SHAPE.test(t);
 }

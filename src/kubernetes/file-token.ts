@@ -5,7 +5,7 @@
  * `recheckMs` on use and re-read when mtime, size or inode changed.
  */
 import { readFileSync, statSync } from 'node:fs';
-import type { Runtime } from '../pipeline/runtime.js';
+import type { Runtime } from '../core/runtime.js';
 
 export class FileTokenSource {
   private value: string | undefined;

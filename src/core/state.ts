@@ -2,7 +2,7 @@
  * The mutable per-Check state threaded through the pipeline stages, and the `Deny`
  * value a stage returns to stop it. Stages never throw to deny.
  */
-import type { ReasonCode } from '../errors/codes.js';
+import type { ReasonCode } from './reasons.js';
 import type { RequestContext } from './context.js';
 import type { Identity } from './identity.js';
 import type { Runtime } from './runtime.js';
@@ -23,7 +23,7 @@ const NO_ENTRIES: ReadonlyMap<string, string> = new Map();
 export class UpstreamMutations {
   /** lower-case header name -> value; set with overwrite. */
   readonly set = new Map<string, string>();
-  /** lower-case header names to remove; a header also in `set` is never removed (DESIGN.md §3). */
+  /** lower-case header names to remove; a header also in `set` is never removed. */
   readonly remove = new Set<string>();
   // Rarely used: made on first use (one Check, one UpstreamMutations).
   private rq: Set<string> | null = null;
@@ -53,6 +53,18 @@ export class UpstreamMutations {
     this.remove.add(name.toLowerCase());
   }
 }
+
+/** A place in the request where a credential is read (a jwtRule's fromHeaders/fromParams/fromCookies). */
+export interface TokenLocation {
+  readonly kind: 'header' | 'param' | 'cookie';
+  /** Header names lower-cased. */
+  readonly name: string;
+  readonly prefix: string;
+  /** `header:authorization`, `param:access_token`, `cookie:session` (Identity.location). */
+  readonly label: string;
+}
+
+export const NO_TOKEN_LOCATIONS: readonly TokenLocation[] = Object.freeze([]);
 
 /** A stage's answer that stops the pipeline with a deny. */
 export interface Deny {
@@ -93,6 +105,11 @@ export interface CheckState {
   identities: readonly Identity[];
   /** The validated actor (delegation), when any. */
   actor: Identity | null;
+  /**
+   * Where authn looked for user tokens on this request (the jwtRules in force for the
+   * workload): a stage that replaces the user's token upstream strips every one of them.
+   */
+  tokenLocations: readonly TokenLocation[];
   readonly upstream: UpstreamMutations;
   readonly attribution: DecisionAttribution;
 }

@@ -1,0 +1,56 @@
+/**
+ * The reason table: the closed set of codes a Check ends with, one row per code. A code is
+ * at once the metric label (`obo_authz_checks_total{reason}`), the decision-log `reason`
+ * and `dynamic_metadata.reason`; its row gives the HTTP status of the deny, the gRPC code
+ * put in CheckResponse.status, and the default deny body. Bodies keep Envoy's own strings
+ * where Envoy has one (jwt_authn, RBAC filter); a stage may send a finer Envoy string for
+ * the same code (the JWT status texts in jwt/jwt-format.ts). Add a code here and nowhere else.
+ */
+import { status as GrpcStatus } from '@grpc/grpc-js';
+
+export interface ReasonInfo {
+  /** HTTP status Envoy sends downstream on deny; 0 for OK. */
+  readonly http: number;
+  /** google.rpc.Status code put in CheckResponse.status (never 0 for a deny). */
+  readonly grpc: number;
+  /** Default deny body: a fixed string, never request data, never remote text. */
+  readonly body: string;
+  /** Short human description (docs, --explain). */
+  readonly description: string;
+}
+
+const { OK, UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE, INVALID_ARGUMENT, INTERNAL } = GrpcStatus;
+
+export const REASONS = {
+  OK: { http: 0, grpc: OK, body: '', description: 'allowed' },
+  ERR_JWT_INVALID: { http: 401, grpc: UNAUTHENTICATED, body: 'Jwt verification fails', description: 'token present and invalid' },
+  ERR_JWT_EXPIRED: { http: 401, grpc: UNAUTHENTICATED, body: 'Jwt is expired', description: 'token expired' },
+  ERR_JWT_NOT_YET_VALID: { http: 401, grpc: UNAUTHENTICATED, body: 'Jwt not yet valid', description: 'token not yet valid (nbf)' },
+  ERR_JWT_SIGNATURE: { http: 401, grpc: UNAUTHENTICATED, body: 'Jwt verification fails', description: 'token signature or key mismatch' },
+  ERR_JWT_MALFORMED: {
+    http: 401,
+    grpc: UNAUTHENTICATED,
+    body: 'Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections',
+    description: 'token cannot be parsed',
+  },
+  ERR_JWT_ISSUER_UNKNOWN: { http: 401, grpc: UNAUTHENTICATED, body: 'Jwt issuer is not configured', description: 'token issuer matches no jwtRule' },
+  ERR_JWT_AUDIENCE: { http: 403, grpc: PERMISSION_DENIED, body: 'Audiences in Jwt are not allowed', description: 'token audience not allowed' },
+  ERR_JWKS_UNAVAILABLE: { http: 503, grpc: UNAVAILABLE, body: 'Jwks remote fetch is failed', description: 'identity provider keys unreachable and none cached' },
+  ERR_RBAC_DENIED: { http: 403, grpc: PERMISSION_DENIED, body: 'RBAC: access denied', description: 'AuthorizationPolicy denied the request' },
+  ERR_NO_VALIDATOR_ADMITTED: { http: 401, grpc: UNAUTHENTICATED, body: 'Authentication required', description: 'a required credential chain admitted nobody' },
+  ERR_INVALID_CREDENTIAL: { http: 401, grpc: UNAUTHENTICATED, body: 'Invalid credential', description: 'a presented credential was rejected' },
+  ERR_CREDENTIAL_EXPIRED: { http: 401, grpc: UNAUTHENTICATED, body: 'Credential is expired', description: 'a presented credential has expired' },
+  ERR_ACTOR_TOKEN_MISSING: { http: 401, grpc: UNAUTHENTICATED, body: 'Actor token is missing', description: 'delegation needs an actor token and none was sent' },
+  ERR_ACTOR_TOKEN_INVALID: { http: 401, grpc: UNAUTHENTICATED, body: 'Actor token verification fails', description: 'the actor token was rejected' },
+  ERR_SUBJECT_MISSING: { http: 401, grpc: UNAUTHENTICATED, body: 'Jwt is missing', description: 'token exchange applies but no authenticated subject token' },
+  ERR_DELEGATION_DENIED: { http: 403, grpc: PERMISSION_DENIED, body: 'Delegation is not allowed', description: 'DelegationPolicy or may_act refused the actor' },
+  ERR_EXCHANGE_REFUSED: { http: 403, grpc: PERMISSION_DENIED, body: 'Token exchange refused', description: 'the STS refused the exchange' },
+  ERR_EXCHANGE_UNAVAILABLE: { http: 503, grpc: UNAVAILABLE, body: 'Token exchange service unavailable', description: 'the STS is down, answered 5xx or timed out' },
+  ERR_EXCHANGE_MISCONFIGURED: { http: 503, grpc: UNAVAILABLE, body: 'Token exchange service unavailable', description: 'invalid_client or an unusable STS response' },
+  ERR_BAD_REQUEST: { http: 400, grpc: INVALID_ARGUMENT, body: 'ext_authz: bad request', description: 'the request cannot be evaluated, or its answer cannot be sent (e.g. CR/LF in a header value)' },
+  ERR_DEADLINE: { http: 503, grpc: UNAVAILABLE, body: 'ext_authz: deadline exceeded', description: 'the Check deadline would pass before a decision' },
+  ERR_UNAVAILABLE: { http: 503, grpc: UNAVAILABLE, body: 'ext_authz: service unavailable', description: 'the server has no configuration loaded or is shutting down' },
+  ERR_INTERNAL: { http: 500, grpc: INTERNAL, body: 'ext_authz: internal error', description: 'unexpected internal error (always a deny)' },
+} as const satisfies Record<string, ReasonInfo>;
+
+export type ReasonCode = keyof typeof REASONS;
