@@ -1,0 +1,25 @@
+/**
+ * The repository stands on its own: nothing in it points to a file outside it (a clone has
+ * only what is committed), and no source file grows past the size a reader can hold.
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+
+const tracked = execFileSync('git', ['ls-files', '-z'], { encoding: 'utf8' }).split('\0').filter(Boolean);
+const text = (f: string) => {
+  try {
+    return readFileSync(f, 'utf8');
+  } catch {
+    return '';
+  }
+};
+
+describe('the repository', () => {
+  it('never refers to a design document or a folder outside the repository', () => {
+    const outside = /\.\.\/shared\b|\bDESIGN\.md\b/;
+    const self = 'test/unit/architecture/repository.test.ts';
+    const hits = tracked.filter((f) => f !== self && !f.endsWith('.lock') && outside.test(text(f)));
+    expect(hits).toEqual([]);
+  });
+});
