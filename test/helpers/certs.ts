@@ -1,8 +1,11 @@
-/** A throw-away CA, server and client certificates made with the openssl CLI for TLS tests. */
+/**
+ * A throw-away CA, server and client certificates made with the openssl CLI for TLS tests.
+ * The private keys live in a temp folder: remove() deletes it (else it goes after the test file).
+ */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { removeTempDir, tempDir } from './tmp.js';
 
 export interface TestPki {
   dir: string;
@@ -11,6 +14,8 @@ export interface TestPki {
   serverKey: string;
   clientCert: string;
   clientKey: string;
+  /** Delete the folder with every key and certificate. */
+  remove(): void;
 }
 
 function ossl(args: string[], cwd: string): void {
@@ -18,7 +23,7 @@ function ossl(args: string[], cwd: string): void {
 }
 
 export function makeTestPki(): TestPki {
-  const dir = mkdtempSync(join(tmpdir(), 'obo-pki-'));
+  const dir = tempDir('obo-pki-');
   ossl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '1', '-subj', '/CN=obo-authz test CA'], dir);
   const leaf = (name: string, ext: string) => {
     writeFileSync(join(dir, `${name}.ext`), ext);
@@ -34,5 +39,6 @@ export function makeTestPki(): TestPki {
     serverKey: join(dir, 'server.key'),
     clientCert: join(dir, 'client.crt'),
     clientKey: join(dir, 'client.key'),
+    remove: () => removeTempDir(dir),
   };
 }

@@ -1,6 +1,5 @@
 /** Start the real server on loopback port 0 and talk to it with a real gRPC client. */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { startServer, type RunningServer } from '../../src/cli/serve.js';
@@ -8,6 +7,7 @@ import { loadProtos } from '../../src/grpc/proto.js';
 import type { RawCheckRequest } from '../../src/core/context.js';
 import type { CheckResponseObject } from '../../src/respond/respond.js';
 import { createTestRuntime, type TestRuntime } from './runtime.js';
+import { removeTempDir, tempDir } from './tmp.js';
 
 export interface TestServer {
   readonly server: RunningServer;
@@ -17,12 +17,13 @@ export interface TestServer {
   readonly health: grpc.Client;
   check(req: RawCheckRequest, deadlineMs?: number): Promise<CheckResponseObject>;
   healthStatus(service?: string): Promise<number>;
+  /** Stops the server, closes the clients and removes the config folder. */
   close(): Promise<void>;
 }
 
 /** Write `files` (name -> YAML) into a fresh temp folder and serve it. */
 export async function startTestServer(files: Record<string, string>, opts: { watch?: boolean } = {}): Promise<TestServer> {
-  const dir = mkdtempSync(join(tmpdir(), 'obo-authz-test-'));
+  const dir = tempDir('obo-authz-test-');
   for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
   const runtime = createTestRuntime({ level: 'debug' });
   const server = await startServer({
@@ -63,6 +64,7 @@ export async function startTestServer(files: Record<string, string>, opts: { wat
       client.close();
       health.close();
       await server.close();
+      removeTempDir(dir);
     },
   };
 }

@@ -1,17 +1,17 @@
 /** The real CLI process: start-up line, SIGTERM drain (exit 0), missing config (exit 2). */
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { loadProtos } from '../../src/grpc/proto.js';
 import { httpRequest } from '../helpers/server.js';
+import { tempDir } from '../helpers/tmp.js';
 
 const MAIN = 'dist/src/main.js';
 
 function quickstartCopy(graceMs: number): string {
-  const dir = mkdtempSync(join(tmpdir(), 'obo-cli-'));
+  const dir = tempDir('obo-cli-');
   for (const f of ['10-request-authentication.yaml', '20-authorization-policy.yaml']) {
     writeFileSync(join(dir, f), readFileSync(join('examples/quickstart', f)));
   }
@@ -22,6 +22,12 @@ function quickstartCopy(graceMs: number): string {
   return dir;
 }
 
+/** A server process a failed test left running is stopped. */
+const children: ChildProcess[] = [];
+afterEach(() => {
+  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+});
+
 describe('obo-authz serve (real process)', () => {
   it('logs the chosen addresses, keeps answering during the grace period after SIGTERM, then exits 0', async () => {
     const dir = quickstartCopy(600);
@@ -29,18 +35,24 @@ describe('obo-authz serve (real process)', () => {
     const child = spawn(process.execPath, [MAIN, 'serve', '--config', dir, '--grpc-address', '127.0.0.1:0', '--http-address', '127.0.0.1:0', '--decision-log', decisionLog], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    children.push(child);
     let out = '';
     child.stdout.on('data', (d) => (out += String(d)));
-    const addrs = await new Promise<{ grpcAddress: string; httpAddress: string }>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no start-up line: ${out}`)), 10_000);
-      child.stdout.on('data', () => {
-        const line = out.split('\n').find((l) => l.includes('"grpcAddress"'));
-        if (line) {
+    /** The first stdout line containing `text`, as soon as the process writes it. */
+    const lineWith = (text: string) =>
+      new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no line with ${text} within 10 s: ${out}`)), 10_000);
+        const look = () => {
+          const line = out.split('\n').find((l) => l.includes(text));
+          if (!line) return;
           clearTimeout(timer);
-          resolve(JSON.parse(line));
-        }
+          child.stdout.off('data', look);
+          resolve(line);
+        };
+        child.stdout.on('data', look);
+        look();
       });
-    });
+    const addrs = JSON.parse(await lineWith('"grpcAddress"')) as { grpcAddress: string; httpAddress: string };
     expect(addrs.grpcAddress).toMatch(/^127\.0\.0\.1:\d+$/);
     const { AuthorizationClient, HealthClient } = loadProtos();
     const client = new AuthorizationClient(addrs.grpcAddress, grpc.credentials.createInsecure());
@@ -56,7 +68,8 @@ describe('obo-authz serve (real process)', () => {
     expect(await healthStatus()).toBe(1);
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     child.kill('SIGTERM');
-    await new Promise((r) => setTimeout(r, 150));
+    // logged once draining has started: NOT_SERVING from then on, for the 600 ms grace period
+    await lineWith('shutting down: health NOT_SERVING');
     // during the grace period: NOT_SERVING, but Checks are still answered
     expect(await healthStatus()).toBe(2);
     const r = await check();
@@ -74,7 +87,7 @@ describe('obo-authz serve (real process)', () => {
   });
 
   it('exits 2 with a message when serve has no --config and there is no ./config folder', () => {
-    const cwd = mkdtempSync(join(tmpdir(), 'obo-noconf-'));
+    const cwd = tempDir('obo-noconf-');
     const r = spawnSync(process.execPath, [join(process.cwd(), MAIN), 'serve'], { cwd, encoding: 'utf8' });
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/--config/);
@@ -101,7 +114,7 @@ describe('obo-authz serve (real process)', () => {
   });
 
   it('check skips fields Envoy sends that obo-authz does not read, and says so with --explain', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'obo-req-'));
+    const dir = tempDir('obo-req-');
     const req = JSON.parse(readFileSync('examples/quickstart/requests/no-token.json', 'utf8'));
     req.attributes.metadataContext = { typedFilterMetadata: { 'envoy.filters.http.x': { '@type': 'type.googleapis.com/x' } } };
     req.attributes.request.http.headers[':path'] = '/healthz';

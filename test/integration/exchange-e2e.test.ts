@@ -8,6 +8,7 @@ import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, jwtVerify } from 'jos
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mustCompile } from '../helpers/config.js';
 import { createTestRuntime, type TestRuntime } from '../helpers/runtime.js';
+import { tempDir } from '../helpers/tmp.js';
 import type { CompiledConfig } from '../../src/pipeline/compile.js';
 import { handleStsHttp } from '../../src/http/sts.js';
 import { evaluate } from '../../src/pipeline/pipeline.js';
@@ -293,10 +294,9 @@ beforeAll(async () => {
   remote = await startLoopback(remoteHandler);
   remoteSlow = await startLoopback(() => undefined);
   k8s = await startLoopback(k8sHandler);
-  const { mkdtempSync, writeFileSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
+  const { writeFileSync } = await import('node:fs');
   const { join } = await import('node:path');
-  const dir = mkdtempSync(join(tmpdir(), 'obo-e2e-'));
+  const dir = tempDir('obo-e2e-');
   writeFileSync(join(dir, 'reviewer'), 'reviewer-token\n');
   rt = createTestRuntime();
   cfg = mustCompile(config(join(dir, 'reviewer')), rt);

@@ -1,7 +1,6 @@
 /** TLS and mutual TLS on both listeners (a shared deployment carries bearer tokens over the network). */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +9,7 @@ import { loadProtos } from '../../src/grpc/proto.js';
 import { makeTestPki, type TestPki } from '../helpers/certs.js';
 import { createTestRuntime } from '../helpers/runtime.js';
 import { httpRequest } from '../helpers/server.js';
+import { removeTempDir, tempDir } from '../helpers/tmp.js';
 
 function healthCheck(address: string, creds: grpc.ChannelCredentials): Promise<number> {
   const { HealthClient } = loadProtos();
@@ -48,9 +48,10 @@ function httpsGet(address: string, path: string, pki: TestPki, withClientCert: b
 describe('TLS listeners', () => {
   let pki: TestPki;
   let server: RunningServer;
+  let dir: string;
   beforeAll(async () => {
     pki = makeTestPki();
-    const dir = mkdtempSync(join(tmpdir(), 'obo-tls-'));
+    dir = tempDir('obo-tls-');
     writeFileSync(join(dir, 's.yaml'), 'apiVersion: obo-authz.dev/v1alpha1\nkind: Settings\nmetadata: {name: s}\n');
     server = await startServer({
       configPaths: [dir],
@@ -61,7 +62,11 @@ describe('TLS listeners', () => {
       tls: { cert: pki.serverCert, key: pki.serverKey, clientCa: pki.caCert },
     });
   });
-  afterAll(async () => server?.close());
+  afterAll(async () => {
+    await server?.close();
+    pki?.remove();
+    if (dir) removeTempDir(dir);
+  });
 
   it('serves gRPC over mTLS to a client with a certificate from the trusted CA', async () => {
     const creds = grpc.credentials.createSsl(readFileSync(pki.caCert), readFileSync(pki.clientKey), readFileSync(pki.clientCert));

@@ -2,14 +2,14 @@
  * Config errors name the file, line, column, document and field
  * (`file:line:col: document N (Kind/name): field.path: message`).
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runValidate } from '../../../src/cli/validate.js';
 import { formatIssue } from '../../../src/config/issues.js';
 import { compileYaml } from '../../helpers/config.js';
 import { createTestRuntime } from '../../helpers/runtime.js';
+import { tempDir } from '../../helpers/tmp.js';
 
 const SETTINGS = 'apiVersion: obo-authz.dev/v1alpha1\nkind: Settings\nmetadata:\n  name: s\n';
 
@@ -129,7 +129,7 @@ describe('config validation errors', () => {
   });
 
   it('validate prints every error with file:line:col and exits 2; a valid folder exits 0', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'obo-validate-'));
+    const dir = tempDir('obo-validate-');
     writeFileSync(join(dir, 'a.yaml'), `${SETTINGS}spec:\n  trustedProxyHops: -1\n  bogus: 1\n`);
     const out: string[] = [];
     const err: string[] = [];
@@ -139,7 +139,7 @@ describe('config validation errors', () => {
     expect(err.join('\n')).toContain(`${join(dir, 'a.yaml')}:7:3: document 1 (Settings/s): spec.bogus: unknown field "bogus"`);
     expect(err.at(-1)).toBe('2 errors');
 
-    const good = mkdtempSync(join(tmpdir(), 'obo-validate-'));
+    const good = tempDir('obo-validate-');
     writeFileSync(join(good, 'a.yaml'), `${SETTINGS}spec: {rootNamespace: mesh-root}\n`);
     expect(runValidate([good], { out: (s) => out.push(s), err: (s) => err.push(s) })).toBe(0);
     expect(out.at(-1)).toMatch(/^ok: 1 file\(s\): 1 Settings/);
@@ -149,7 +149,7 @@ describe('config validation errors', () => {
     const err: string[] = [];
     expect(runValidate(['/nonexistent/obo'], { out: () => undefined, err: (s) => err.push(s) })).toBe(2);
     expect(err[0]).toContain('/nonexistent/obo:1:1: document 0 (?/?): (file): cannot read config path: ENOENT');
-    const empty = mkdtempSync(join(tmpdir(), 'obo-empty-'));
+    const empty = tempDir('obo-empty-');
     expect(runValidate([empty], { out: () => undefined, err: (s) => err.push(s) })).toBe(2);
     expect(err.join('\n')).toContain('no *.yaml or *.yml files found');
   });

@@ -1,8 +1,8 @@
-import { mkdtempSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createTestRuntime } from '../../helpers/runtime.js';
+import { tempDir } from '../../helpers/tmp.js';
 import { ExchangeCache } from '../../../src/exchange/cache.js';
 import { checkDelegation, compileDelegationRules } from '../../../src/exchange/delegation.js';
 import { fail } from '../../../src/exchange/errors.js';
@@ -117,7 +117,7 @@ describe('helpers', () => {
   });
 
   it('a token file is re-read when it changes (Kubernetes swaps a symlink)', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tok-'));
+    const dir = tempDir('tok-');
     writeFileSync(join(dir, 'v1'), 'token-one\n');
     writeFileSync(join(dir, 'v2'), 'token-two-longer\n');
     symlinkSync(join(dir, 'v1'), join(dir, 'link'));

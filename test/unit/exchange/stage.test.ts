@@ -1,12 +1,12 @@
 /** The exchange stage on its own: a CheckState with state.identity set, exchange() called directly. */
 import { REASONS } from '../../../src/core/reasons.js';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createLocalJWKSet, jwtVerify } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { mustCompile } from '../../helpers/config.js';
 import { createTestRuntime, type TestRuntime } from '../../helpers/runtime.js';
+import { tempDir } from '../../helpers/tmp.js';
 import type { CompiledConfig } from '../../../src/pipeline/compile.js';
 import type { CompiledJwtRule } from '../../../src/authn/request-authentication.js';
 import { exchange, type ExchangeConfig } from '../../../src/exchange/index.js';
@@ -20,7 +20,7 @@ const claims = { iss: 'https://idp.example', sub: 'alice', scope: ['read'], exp:
 
 beforeAll(async () => {
   agents = await makeIdp('https://agents.example');
-  const dir = mkdtempSync(join(tmpdir(), 'stage-'));
+  const dir = tempDir('stage-');
   tokenFile = join(dir, 'agent-token');
   writeFileSync(tokenFile, await agents.sign({ sub: 'agent-self', aud: 'obo' }));
   rt = createTestRuntime();

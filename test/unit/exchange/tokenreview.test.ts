@@ -1,11 +1,11 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ServerResponse } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestRuntime } from '../../helpers/runtime.js';
+import { tempDir } from '../../helpers/tmp.js';
 import { createTokenReviewClient, inClusterDefaults, parseServiceAccountUser, tokenReviewIdentity } from '../../../src/kubernetes/tokenreview.js';
 import { fixture, json, startLoopback, type Loopback, type Recorded } from './helpers.js';
 
@@ -30,7 +30,7 @@ const authenticated = (username: string, audiences = ['obo-authz']) => (_r: Reco
 
 describe('Kubernetes TokenReview client', () => {
   it('POSTs spec.token and spec.audiences with our bearer token and admits a service account', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tr-'));
+    const dir = tempDir('tr-');
     writeFileSync(join(dir, 'token'), 'our-own-sa-token\n');
     behaviour = authenticated('system:serviceaccount:agents:planner');
     const rt = createTestRuntime();
