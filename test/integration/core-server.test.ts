@@ -6,7 +6,9 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { metricValue as registryValue } from '../helpers/metrics.js';
 import { httpRequest, setHeaders, startTestServer, type TestServer } from '../helpers/server.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const QS = 'examples/quickstart';
 const quickstart = (name: string) => readFileSync(join(QS, name), 'utf8');
@@ -98,11 +100,11 @@ describe('core server on the quick-start config', () => {
     const failuresBefore = await metricValue(t, 'obo_authz_config_reloads_total{result="failure"}');
     const hashBefore = t.server.state.config!.hash;
     writeFileSync(join(t.dir, '30-broken.yaml'), 'apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: x\n');
-    await waitFor(async () => (await metricValue(t, 'obo_authz_config_reloads_total{result="failure"}')) > failuresBefore);
+    await waitUntil(async () => (await metricValue(t, 'obo_authz_config_reloads_total{result="failure"}')) > failuresBefore, { what: 'the broken YAML to be rejected' });
     // an alias bomb is rejected like any invalid file (it once escaped as an exception)
     const bomb = ['a0: &a0 [x, x, x, x, x, x, x, x, x, x]', ...Array.from({ length: 7 }, (_, i) => `a${i + 1}: &a${i + 1} [${Array(10).fill(`*a${i}`).join(', ')}]`)];
     writeFileSync(join(t.dir, '31-bomb.yaml'), bomb.join('\n') + '\n');
-    await waitFor(async () => (await metricValue(t, 'obo_authz_config_reloads_total{result="failure"}')) > failuresBefore + 1);
+    await waitUntil(async () => (await metricValue(t, 'obo_authz_config_reloads_total{result="failure"}')) > failuresBefore + 1, { what: 'the alias bomb to be rejected' });
     rmSync(join(t.dir, '31-bomb.yaml'));
     expect(t.server.state.config!.hash).toBe(hashBefore);
     expect(await t.healthStatus('')).toBe(1);
@@ -123,7 +125,7 @@ describe('core server on the quick-start config', () => {
         '',
       ].join('\n'),
     );
-    await waitFor(() => t.server.state.config!.hash !== hashBefore);
+    await waitUntil(() => t.server.state.config!.hash !== hashBefore, { what: 'the valid change to be loaded' });
     const denied = await t.check(httpRequest({ method: 'POST', path: '/mcp/admin', headers: { authorization: token('allowed.json') } }));
     expect(denied.denied_response?.status?.code).toBe(403);
     expect((denied.dynamic_metadata?.fields?.['policy'] as { stringValue?: string })?.stringValue).toBe('default/no-admin');
@@ -168,17 +170,6 @@ describe('core server on the quick-start config', () => {
   });
 });
 
-async function metricValue(t: TestServer, series: string): Promise<number> {
-  const text = await t.server.runtime.metrics.registry.metrics();
-  const line = text.split('\n').find((l) => l.startsWith(series + ' '));
-  return line ? Number(line.split(' ')[1]) : 0;
-}
-
-async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = 8000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error('condition not met in time');
+function metricValue(t: TestServer, series: string): Promise<number> {
+  return registryValue(t.server.runtime.metrics.registry, series);
 }

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateApiKey, hashApiKey } from '../../src/authn/api-keys.js';
 import { httpRequest, setHeaders, startTestServer, type TestServer } from '../helpers/server.js';
 import { rememberSecret } from '../helpers/secrets.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const MAIN = 'dist/src/main.js';
 let ts: TestServer;
@@ -109,14 +110,8 @@ describe('credential chain over gRPC', () => {
     rememberSecret(hashApiKey(k2).slice(7));
     const file = join(ts.dir, 'agent-keys.txt');
     writeFileSync(file, `${readFileSync(file, 'utf8')}- {name: agent-2, hash: ${hashApiKey(k2)}, role: writer}\n`);
-    const deadline = Date.now() + 5000;
-    let code = -1;
-    while (Date.now() < deadline) {
-      code = (await ts.check(httpRequest({ contextExtensions: ext, headers: { authorization: `Bearer ${k2}` } }))).status.code;
-      if (code === 0) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    expect(code).toBe(0);
+    const allowed = async () => (await ts.check(httpRequest({ contextExtensions: ext, headers: { authorization: `Bearer ${k2}` } }))).status.code === 0;
+    await waitUntil(allowed, { what: 'the reloaded key file to admit the new key' });
   });
 });
 
@@ -149,14 +144,8 @@ describe('obo-authz apikey create (real CLI)', () => {
     rememberSecret(k);
     expect(k).toMatch(/^obo_/);
     expect(readFileSync(file, 'utf8')).not.toContain(k);
-    const deadline = Date.now() + 5000;
-    let code = -1;
-    while (Date.now() < deadline) {
-      code = (await ts.check(httpRequest({ contextExtensions: ext, headers: { authorization: `Bearer ${k}` } }))).status.code;
-      if (code === 0) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    expect(code).toBe(0);
+    const allowed = async () => (await ts.check(httpRequest({ contextExtensions: ext, headers: { authorization: `Bearer ${k}` } }))).status.code === 0;
+    await waitUntil(allowed, { what: 'the reloaded key file to admit the key the CLI made' });
   });
   it('usage line is in --help', () => {
     const p = spawnSync(process.execPath, [MAIN, '--help'], { encoding: 'utf8' });

@@ -5,6 +5,7 @@
  * say the same thing.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { metricValue as registryValue } from '../helpers/metrics.js';
 import { httpRequest, startTestServer, type TestServer } from '../helpers/server.js';
 import { jwks, makeKey, sign, type TestKey } from '../unit/authn/helpers.js';
 
@@ -28,10 +29,8 @@ spec:
 });
 afterAll(async () => t?.close());
 
-async function metricValue(reason: string, decision: string): Promise<number> {
-  const text = await t.runtime.metrics.registry.metrics();
-  const line = text.split('\n').find((l) => l.startsWith(`obo_authz_checks_total{`) && l.includes(`reason="${reason}"`) && l.includes(`decision="${decision}"`));
-  return line ? Number(line.split(' ').at(-1)) : 0;
+function metricValue(reason: string, decision: string): Promise<number> {
+  return registryValue(t.runtime.metrics.registry, `obo_authz_checks_total{decision="${decision}",reason="${reason}"}`);
 }
 
 function decisionLines(): Record<string, unknown>[] {

@@ -11,6 +11,7 @@ import { createLogger } from '../../../src/observability/logger.js';
 import type { Decision } from '../../../src/core/decision.js';
 import type { Identity } from '../../../src/core/identity.js';
 import { decision } from '../../helpers/decision.js';
+import { waitUntil } from '../../helpers/wait.js';
 
 function identity(principal: string): Identity {
   return { kind: 'jwt', principal, issuer: 'i', subject: 's', audiences: [], presenter: '', claims: {}, admittedBy: 'r' } as unknown as Identity;
@@ -215,8 +216,8 @@ process.exit(3);`;
     const w = new LineWriter(path, { batchBytes: 1_000_000, maxDelayMs: 20 });
     w.write('a\n');
     w.write('b\n');
-    await new Promise((r) => setTimeout(r, 150));
-    expect(readFileSync(path, 'utf8')).toBe('a\nb\n');
+    expect(readFileSync(path, 'utf8')).toBe(''); // buffered, not written yet
+    await waitUntil(() => readFileSync(path, 'utf8') === 'a\nb\n', { what: 'the buffered lines to be written after maxDelayMs' });
     await w.close();
   });
 

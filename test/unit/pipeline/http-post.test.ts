@@ -1,4 +1,5 @@
 /** The keep-alive POST client used for STS exchanges and TokenReviews, against a real loopback server. */
+import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -10,7 +11,6 @@ let server: Server;
 let url: string;
 const sockets = new Set<Socket>();
 let connections = 0;
-let closedSockets = 0;
 
 beforeAll(async () => {
   server = createServer((req, res) => {
@@ -21,10 +21,7 @@ beforeAll(async () => {
   server.on('connection', (s: Socket) => {
     connections++;
     sockets.add(s);
-    s.on('close', () => {
-      closedSockets++;
-      sockets.delete(s);
-    });
+    s.on('close', () => sockets.delete(s));
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/token`;
@@ -75,9 +72,8 @@ describe('HttpPostClient', () => {
   });
 
   it("stops at the caller's signal with an AbortError", async () => {
-    handler = () => undefined;
     const ac = new AbortController();
-    setTimeout(() => ac.abort(), 50);
+    handler = () => ac.abort(); // aborted while the request waits for its answer
     await expect(client().post(url, { headers: {}, body: 'x', timeoutMs: 5000, signal: ac.signal })).rejects.toMatchObject({ name: 'AbortError' });
     await expect(client().post(url, { headers: {}, body: 'x', timeoutMs: 5000, signal: AbortSignal.abort() })).rejects.toMatchObject({ name: 'AbortError' });
   });
@@ -113,11 +109,16 @@ describe('HttpPostClient', () => {
   });
 
   it('dispose() closes the kept-alive connections', async () => {
+    let served: Socket | undefined;
+    handler = (req, _b, res) => {
+      served = req.socket;
+      res.end('ok');
+    };
     const c = new HttpPostClient();
     await c.post(url, { headers: {}, body: '', timeoutMs: 2000 });
-    const closedBefore = closedSockets;
+    expect(served?.closed).toBe(false); // kept alive after the answer
     c.dispose();
-    await new Promise((r) => setTimeout(r, 100));
-    expect(closedSockets).toBeGreaterThan(closedBefore);
+    if (!served!.closed) await once(served!, 'close'); // the server sees the client close it
+    expect(served!.closed).toBe(true);
   });
 });
