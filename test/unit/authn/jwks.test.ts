@@ -1,15 +1,17 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { cacheControlMaxAgeMs, DEFAULT_JWKS_TUNING, redactUrl, RemoteKeySource } from '../../../src/jwt/jwks-source.js';
 import type { CompiledConfig } from '../../../src/pipeline/compile.js';
 import { formatIssue } from '../../../src/config/issues.js';
 import { evaluate } from '../../../src/pipeline/pipeline.js';
 import { compileYaml, mustCompile } from '../../helpers/config.js';
 import { createTestRuntime, type TestRuntime } from '../../helpers/runtime.js';
+import { waitUntil } from '../../helpers/wait.js';
 import { checkRequest, deadUrl, jwks, makeKey, NOW_S, sign, startIdp, type IdpServer } from './helpers.js';
 
 let rt: TestRuntime;
 const servers: IdpServer[] = [];
 afterEach(async () => {
+  vi.useRealTimers();
   rt?.shared.disposeAll();
   for (const s of servers.splice(0)) await s.close();
 });
@@ -32,6 +34,16 @@ async function check(cfg: CompiledConfig, token: string) {
 
 function metric(name: string): Promise<string> {
   return rt.metrics.registry.getSingleMetricAsString(`obo_authz_${name}`);
+}
+
+/** Wait until a background JWKS fetch has ended with `outcome` (it is counted when it ends). */
+function fetchEnded(outcome: string): Promise<void> {
+  return waitUntil(async () => (await metric('jwks_fetches_total')).includes(`outcome="${outcome}"`), { what: `a JWKS fetch with outcome ${outcome}` });
+}
+
+/** The remote key sources the runtime's shared resources handed out, in order (spy made before compiling). */
+function remoteSources(get: { mock: { results: { value: unknown }[] } }): RemoteKeySource[] {
+  return [...new Set(get.mock.results.map((r) => r.value).filter((v): v is RemoteKeySource => v instanceof RemoteKeySource))];
 }
 
 describe('remote JWKS', () => {
@@ -65,8 +77,7 @@ describe('remote JWKS', () => {
     const t2 = await sign(k2, { iss: 'https://idp', sub: 'u2' });
     const d = await check(cfg, t2);
     expect(d.allow, d.message).toBe(true);
-    expect(d.identity?.principal).toBe('https://idp/u2');
-    expect(d.trace?.entries.map((e) => e.message).join('\n')).toContain('verified with key k2 (ES256)');
+    expect(d.identity?.principal).toBe('https://idp/u2'); // t2 is signed with k2 only: the refetched key verified it
     expect(idp.hitCount('/jwks')).toBe(2);
     // k1 is gone from the JWKS: its tokens are no longer accepted (cache keyed by key-set hash)
     const d1 = await check(cfg, t1);
@@ -154,12 +165,11 @@ describe('remote JWKS', () => {
     rt.advance(21 * 60_000); // past the 20 min refresh: background refresh starts and hangs
     const d = await check(cfg, await sign(k, { iss: 'https://idp', n: 1 }));
     expect(d.allow, d.message).toBe(true);
-    await new Promise((r) => setTimeout(r, 400)); // refresh times out (200 ms)
+    await fetchEnded('timeout'); // the hanging refresh gives up after 200 ms
     idp.mode = 'error';
     rt.advance(6 * 86_400_000);
     expect((await check(cfg, await sign(k, { iss: 'https://idp', n: 2 }))).allow).toBe(true);
-    await new Promise((r) => setTimeout(r, 100));
-    expect(await metric('jwks_fetches_total')).toMatch(/outcome="timeout"/);
+    await fetchEnded('http_error'); // the retry it started failed: the old keys stay
     rt.advance(86_400_000 + 1); // more than 7 days since the last good fetch
     const stale = await check(cfg, await sign(k, { iss: 'https://idp', n: 3 }));
     expect(stale.httpStatus).toBe(503);
@@ -177,8 +187,7 @@ describe('remote JWKS', () => {
     idp.jwks = { keys: [{ kty: 'RSA', kid: 'broken' }] };
     rt.advance(21 * 60_000);
     await check(cfg, t); // triggers the background refresh
-    await new Promise((r) => setTimeout(r, 200));
-    expect(await metric('jwks_fetches_total')).toMatch(/outcome="invalid"/);
+    await fetchEnded('invalid');
     expect((await check(cfg, await sign(k, { iss: 'https://idp', n: 1 }))).allow).toBe(true);
   });
 
@@ -188,22 +197,26 @@ describe('remote JWKS', () => {
     const idp = await startIdp(jwks(k), { issuerPath: '/tenant' });
     servers.push(idp);
     idp.cacheControl = 'public, max-age=5';
+    const got = vi.spyOn(rt.shared, 'get');
     const cfg = mustCompile(ra('r', idp.issuer, ''), rt);
+    const [source] = remoteSources(got);
     const t = await sign(k, { iss: idp.issuer, sub: 'u', exp: NOW_S + 3600 });
     const d1 = await check(cfg, t);
     expect(d1.allow, d1.message).toBe(true);
     expect(idp.hitCount('/tenant/.well-known/openid-configuration')).toBe(1);
-    const d2 = await check(cfg, t);
-    expect(d2.trace?.entries.map((e) => e.message).join('\n')).toContain('[cached]');
-    expect(await metric('jwt_verifications_total')).toMatch(/result="cached"\} 1/);
-    // max-age=5 is below the 1 min lower bound: no refresh before a minute
+    expect((await check(cfg, t)).allow).toBe(true);
+    expect(await metric('jwt_verifications_total')).toMatch(/result="ok"\} 1$/m);
+    expect(await metric('jwt_verifications_total')).toMatch(/result="cached"\} 1$/m); // the second check
+    // max-age=5 is below the 1 min lower bound: the next refresh is due a minute after the fetch
+    expect(source!.status()).toMatchObject({ nextRefreshAt: NOW_S * 1000 + 60_000, inflight: false });
     rt.advance(30_000);
     await check(cfg, t);
-    await new Promise((r) => setTimeout(r, 50));
+    expect(source!.status().inflight).toBe(false); // a refresh would have started in check() itself
     expect(idp.hitCount('/jwks')).toBe(1);
     rt.advance(31_000);
     await check(cfg, t);
-    await new Promise((r) => setTimeout(r, 100));
+    expect(source!.status().inflight).toBe(true);
+    await waitUntil(() => !source!.status().inflight, { what: 'the background JWKS refresh' });
     expect(idp.hitCount('/jwks')).toBe(2);
     // a cached token still expires on time
     rt.advance(3600_000);
@@ -218,22 +231,45 @@ describe('remote JWKS', () => {
   });
 
   it('sources are shared across reloads and disposed when unused (timers cleared)', async () => {
+    // Fake setTimeout/clearTimeout only: the refresh timer a source schedules can be counted.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
     rt = createTestRuntime({ now: NOW_S * 1000 });
+    const got = vi.spyOn(rt.shared, 'get');
     const k = await makeKey('RS256', 'k');
     const idp = await startIdp(jwks(k));
     servers.push(idp);
     const text = ra('r', 'https://idp', `    jwksUri: ${idp.url}/jwks`);
     const cfg1 = mustCompile(text, rt);
-    await check(cfg1, await sign(k, { iss: 'https://idp' }));
+    expect((await check(cfg1, await sign(k, { iss: 'https://idp' }))).allow).toBe(true);
     const cfg2 = mustCompile(text, rt);
     rt.shared.sweep();
-    await check(cfg2, await sign(k, { iss: 'https://idp', n: 2 }));
-    expect(idp.hitCount('/jwks')).toBe(1); // reload reused the fetched keys
+    expect((await check(cfg2, await sign(k, { iss: 'https://idp', n: 2 }))).allow).toBe(true);
+    const [first, ...others] = remoteSources(got);
+    expect(others).toEqual([]); // the reload got the same source...
+    expect(idp.hitCount('/jwks')).toBe(1); // ...with the keys it had fetched
+    expect(first!.status()).toMatchObject({ hasKeys: true, inflight: false, nextRefreshAt: NOW_S * 1000 + 20 * 60_000 });
+    const disposed = vi.spyOn(first!, 'dispose');
+
+    // A config with another jwksUri: a new source; sweeping disposes the unused one.
     mustCompile(ra('r', 'https://idp', `    jwksUri: ${idp.url}/jwks?v=2`), rt);
-    const before = rt.shared.size;
+    const second = remoteSources(got)[1]!;
+    expect(second).not.toBe(first);
+    const timers = vi.getTimerCount();
+    const size = rt.shared.size;
     rt.shared.sweep();
-    expect(rt.shared.size).toBeLessThan(before);
-    expect(RemoteKeySource).toBeDefined();
+    expect(disposed).toHaveBeenCalledTimes(1);
+    expect(vi.getTimerCount()).toBe(timers - 1); // its refresh timer is gone
+    expect(rt.shared.size).toBe(size - 1);
+    // Due for a refresh, the disposed source fetches nothing (the one in use still does).
+    await waitUntil(() => !second.status().inflight, { what: 'the new source\'s first fetch' });
+    const hits = idp.hitCount('/jwks');
+    rt.advance(21 * 60_000);
+    first!.peek();
+    expect(first!.status().inflight).toBe(false);
+    second.peek();
+    expect(second.status().inflight).toBe(true);
+    await waitUntil(() => !second.status().inflight, { what: 'the new source\'s refresh' });
+    expect(idp.hitCount('/jwks')).toBe(hits + 1);
   });
 });
 
