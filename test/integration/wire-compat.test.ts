@@ -95,6 +95,15 @@ spec:
   rules:
   - from: [{source: {namespaces: ["agents"]}}]
     to: [{operation: {paths: ["/tools/*"], hosts: ["wire.example.com"]}}]
+---
+# Allows only with a header the request carries nowhere but in header_map.
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: header-only, namespace: wire-hdr}
+spec:
+  action: ALLOW
+  rules:
+  - when: [{key: "request.headers[x-agent]", values: ["bot-7"]}]
 `;
 
 describe('ext_authz v3 wire compatibility (hand-encoded protobuf)', () => {
@@ -145,11 +154,20 @@ describe('ext_authz v3 wire compatibility (hand-encoded protobuf)', () => {
   });
 
   it('reads headers from header_map(13) with raw_value(3) when Envoy uses encode_raw_headers', async () => {
-    const headerMap = Buffer.concat([ld(1, Buffer.concat([ld(1, ':path'), ld(3, Buffer.from('/tools/x'))]))]);
-    const http = Buffer.concat([ld(2, 'GET'), ld(4, '/tools/x'), ld(5, 'wire.example.com'), ld(13, headerMap)]);
-    const sourcePeer = ld(4, 'spiffe://cluster.local/ns/agents/sa/bot');
-    const bytes = ld(1, Buffer.concat([ld(1, sourcePeer), ld(4, ld(2, http)), mapEntry(10, 'namespace', 'wire')]));
-    const resp = decode(await call(bytes));
-    expect(one(resp, 3)).toBeDefined();
+    // HeaderMap: headers=1 (HeaderValue: key=1 value=2 raw_value=3)
+    const request = (agent: string) => {
+      const header = (k: string, v: string) => ld(1, Buffer.concat([ld(1, k), ld(3, Buffer.from(v))]));
+      const headerMap = Buffer.concat([header(':path', '/tools/x'), header('x-agent', agent)]);
+      const http = Buffer.concat([ld(2, 'GET'), ld(4, '/tools/x'), ld(5, 'wire.example.com'), ld(13, headerMap)]);
+      const sourcePeer = ld(4, 'spiffe://cluster.local/ns/agents/sa/bot');
+      return ld(1, Buffer.concat([ld(1, sourcePeer), ld(4, ld(2, http)), mapEntry(10, 'namespace', 'wire-hdr')]));
+    };
+    // x-agent is only in header_map: the allow shows it was read, the deny that its value counts
+    const allowed = decode(await call(request('bot-7')));
+    expect(one(allowed, 3)).toBeDefined(); // ok_response
+    expect(one(allowed, 2)).toBeUndefined();
+    const denied = decode(await call(request('bot-8')));
+    expect(one(denied, 3)).toBeUndefined();
+    expect(one(decode(one(sub(denied, 2), 1)!.value as Buffer), 1)?.value).toBe(403);
   });
 });

@@ -114,7 +114,11 @@ describe('createJwtValidator: algorithms', () => {
 
   it('never throws; an invalid inline jwks fails every verify', async () => {
     const v = createJwtValidator(runtime(), { issuer: ISS, jwks: '{"keys":[{"kty":"RSA"}]}' });
-    expect(await v.verify('x.y.z')).toMatchObject({ ok: false, reason: 'ERR_JWKS_UNAVAILABLE' });
+    const key = await makeKey('RS256', 'k1');
+    // garbage, and a well-formed token of the right issuer: both refused, neither throws
+    for (const tok of ['x.y.z', await sign(key, { iss: ISS, sub: 'alice', exp: NOW_S + 600 })]) {
+      expect(await v.verify(tok), tok).toMatchObject({ ok: false, reason: 'ERR_JWKS_UNAVAILABLE' });
+    }
   });
 
   it('uses OIDC discovery when neither jwks nor jwksUri is set', async () => {

@@ -2,7 +2,7 @@
  * Indexing check (not the benchmark): with 1,000 policies spread over 100 namespaces,
  * evaluating a request only touches its own namespace's and the root namespace's policies.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { authorize } from '../../../src/authz/index.js';
 import { createTestRuntime } from '../../helpers/runtime.js';
 import { compileDocs, makeState, policy } from './harness.js';
@@ -46,8 +46,10 @@ function decide(docs: unknown[], ns: string) {
     },
     { iss: 'https://idp', sub: 'u', claims: { scope: 'openid items.read.9' } },
   );
+  // Every namespace bucket the evaluation looks up (the root bucket is index.root).
+  const lookups = vi.spyOn(cfg.authz.byNamespace as Map<string, unknown>, 'get');
   const allowed = authorize(state, cfg.authz) === null;
-  return { cfg, allowed, policy: state.attribution.policy };
+  return { cfg, allowed, policy: state.attribution.policy, looked: lookups.mock.calls.map(([ns]) => ns) };
 }
 
 // Timing belongs to `npm run bench` (scenario 3); here we check the structure that makes the
@@ -60,6 +62,8 @@ describe('policy index', () => {
     expect(small.allowed).toBe(true);
     expect(large.allowed).toBe(true);
     expect(large.policy).toBe('ns-42/allow-9');
+    expect(small.looked).toEqual(['ns-0']);
+    expect(large.looked).toEqual(['ns-42']); // no other namespace's bucket is read
     expect(large.cfg.authz.byNamespace.size).toBe(100);
     const bucket = large.cfg.authz.byNamespace.get('ns-42')!;
     expect(bucket.all).toHaveLength(10);

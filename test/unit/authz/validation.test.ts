@@ -1,8 +1,10 @@
 /** Config errors for everything Istio rejects, located by file:line:col and field path. */
 import { describe, expect, it } from 'vitest';
+import { authorize } from '../../../src/authz/index.js';
 import { formatIssue } from '../../../src/config/issues.js';
-import { compileYaml } from '../../helpers/config.js';
+import { compileYaml, mustCompile } from '../../helpers/config.js';
 import { createTestRuntime } from '../../helpers/runtime.js';
+import { makeState } from './harness.js';
 
 function issues(yamlText: string, severity: 'error' | 'warning' = 'error'): string[] {
   const r = compileYaml(yamlText, createTestRuntime());
@@ -151,6 +153,15 @@ describe('istio.io/dry-run annotation', () => {
     const w = issues(ap('rules: [{}]', '\n  annotations:\n    istio.io/dry-run: "yes"'), 'warning');
     expect(w).toHaveLength(1);
     expect(w[0]).toContain('metadata.annotations["istio.io/dry-run"]: warning: invalid value "yes"');
+    // enforced: a DENY policy so annotated denies, where "true" would only record a shadow
+    const rt = createTestRuntime();
+    const decide = (value: string) => {
+      const cfg = mustCompile(ap('action: DENY\nrules: [{}]', `\n  annotations:\n    istio.io/dry-run: "${value}"`), rt);
+      const state = makeState(cfg, rt, { contextExtensions: { namespace: 'foo' } }, null);
+      return { deny: authorize(state, cfg.authz), shadow: state.attribution.shadow };
+    };
+    expect(decide('yes').deny).toMatchObject({ reason: 'ERR_RBAC_DENIED', policy: 'foo/p' });
+    expect(decide('true')).toEqual({ deny: null, shadow: [{ policy: 'foo/p', rule: 0, wouldDeny: true }] });
   });
   it('warns that dry-run has no effect on AUDIT', () => {
     const w = issues(ap('action: AUDIT\nrules: [{}]', '\n  annotations:\n    istio.io/dry-run: "true"'), 'warning');
