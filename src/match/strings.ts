@@ -10,6 +10,10 @@
  *
  * Matching never allocates: values are compared in place, and `testRange` lets the claims
  * matcher compare the space-separated tokens of a `scope` string without splitting it.
+ *
+ * Besides Istio's forms, `compileGlob` compiles our own kinds' globs (DelegationPolicy actors,
+ * subjects and audiences; the token endpoint's client audiences), where `*` may stand
+ * anywhere and more than once: `system:serviceaccount:*:planner`, `mcp-*-read`.
  */
 
 export const enum Kind {
@@ -22,7 +26,11 @@ export const enum Kind {
   Present = 4,
   /** Fixed prefix + `.*` + suffix (principals written as `*suffix`). */
   PrefixSuffix = 5,
+  /** Glob with `*` in several places: prefix `a`, the middle literals in order, suffix `b`. */
+  Glob = 6,
 }
+
+const NO_PARTS: readonly string[] = Object.freeze([]);
 
 export class StringMatch {
   constructor(
@@ -33,7 +41,16 @@ export class StringMatch {
     readonly b: string,
     /** The value as written in the policy (for --explain). */
     readonly source: string,
-  ) {}
+    /** Glob: the literals between the first and the last `*`, matched left to right. */
+    readonly parts: readonly string[] = NO_PARTS,
+  ) {
+    let n = a.length + b.length;
+    for (const p of parts) n += p.length;
+    this.minLength = n;
+  }
+
+  /** Glob: the shortest value that can match (prefix, middle literals and suffix never overlap). */
+  private readonly minLength: number;
 
   /** Match `v` (undefined = attribute absent). */
   test(v: string | undefined): boolean {
@@ -51,6 +68,8 @@ export class StringMatch {
         return true;
       case Kind.PrefixSuffix:
         return v.length >= this.a.length + this.b.length && v.startsWith(this.a) && v.endsWith(this.b);
+      case Kind.Glob:
+        return this.glob(v, 0, v.length);
     }
   }
 
@@ -70,7 +89,28 @@ export class StringMatch {
         return true;
       case Kind.PrefixSuffix:
         return n >= this.a.length + this.b.length && s.startsWith(this.a, start) && s.endsWith(this.b, end);
+      case Kind.Glob:
+        return this.glob(s, start, end);
     }
+  }
+
+  /**
+   * s[start, end) against prefix `a`, the middle literals, suffix `b`. Taking each middle
+   * literal at its leftmost place after the previous one is enough: a later place never
+   * leaves more room for the rest.
+   */
+  private glob(s: string, start: number, end: number): boolean {
+    if (end - start < this.minLength || !s.startsWith(this.a, start) || !s.endsWith(this.b, end)) return false;
+    let pos = start + this.a.length;
+    const stop = end - this.b.length;
+    const parts = this.parts;
+    for (let i = 0; i < parts.length; i++) {
+      const p = parts[i]!;
+      const at = s.indexOf(p, pos);
+      if (at < 0 || at + p.length > stop) return false;
+      pos = at + p.length;
+    }
+    return true;
   }
 }
 
@@ -94,6 +134,26 @@ export function compileString(value: string, opts: StringOptions): StringMatch {
   }
   if (v.endsWith('*')) return new StringMatch(Kind.Prefix, p + v.slice(0, -1), '', value);
   return new StringMatch(Kind.Exact, p + v, '', value);
+}
+
+/**
+ * A glob of our own kinds: `*` stands for any run of characters (none included) wherever it
+ * appears, everything else is literal; `*` alone means any non-empty value (as in Istio).
+ * One `*` compiles to Istio's forms (prefix, suffix, prefix + suffix), more to Kind.Glob.
+ */
+export function compileGlob(pattern: string): StringMatch {
+  if (pattern === '*') return new StringMatch(Kind.NonEmpty, '', '', pattern);
+  const lits = pattern.split('*');
+  if (lits.length === 1) return new StringMatch(Kind.Exact, pattern, '', pattern);
+  const a = lits[0]!;
+  const b = lits[lits.length - 1]!;
+  if (lits.length === 2) {
+    if (a === '') return new StringMatch(Kind.Suffix, '', b, pattern);
+    if (b === '') return new StringMatch(Kind.Prefix, a, '', pattern);
+    return new StringMatch(Kind.PrefixSuffix, a, b, pattern);
+  }
+  // `**` and empty middle literals add nothing.
+  return new StringMatch(Kind.Glob, a, b, pattern, Object.freeze(lits.slice(1, -1).filter((p) => p !== '')));
 }
 
 /**
@@ -130,6 +190,11 @@ export class StringSet {
     for (let i = 0; i < ms.length; i++) if (ms[i]!.testRange(s, start, end)) return true;
     return false;
   }
+}
+
+/** A list of globs (compileGlob) OR'ed together. */
+export function globSet(patterns: readonly string[]): StringSet {
+  return new StringSet(patterns, { star: 'nonEmpty' }, patterns.map(compileGlob));
 }
 
 // ---------------------------------------------------------------------------------------
