@@ -8,7 +8,7 @@ import type { Identity } from '../core/identity.js';
 import type { RequestContext } from '../core/context.js';
 import type { ReasonCode } from '../core/reasons.js';
 import { fail, type ExchangeFailure } from './errors.js';
-import type { FileTokenSource } from '../kubernetes/file-token.js';
+import { readTokenFile, type TokenFile } from '../kubernetes/file-token.js';
 import { tokenReviewIdentity, type TokenReviewClient } from '../kubernetes/tokenreview.js';
 import { stripBearer } from './util.js';
 
@@ -16,7 +16,7 @@ export interface ActorTokenSource {
   /** Lower-case header name, when the actor token comes from the request. */
   readonly header?: string;
   /** File source (re-read on change), when the actor is this workload itself. */
-  readonly file?: FileTokenSource;
+  readonly file?: TokenFile;
 }
 
 export function readActorToken(src: ActorTokenSource, ctx: RequestContext): { token: string; location: string } | undefined {
@@ -27,7 +27,7 @@ export function readActorToken(src: ActorTokenSource, ctx: RequestContext): { to
     return t ? { token: t, location: `header:${src.header}` } : undefined;
   }
   if (src.file) {
-    const t = src.file.read();
+    const t = readTokenFile(src.file);
     return t ? { token: t, location: `file:${src.file.path}` } : undefined;
   }
   return undefined;

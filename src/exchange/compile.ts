@@ -15,7 +15,7 @@ import { isValidHeaderName } from '../core/headers.js';
 import { jwtActorValidator, tokenReviewActorValidator, type ActorTokenSource, type ActorValidator, type JwtVerifyFn } from './actor.js';
 import { ExchangeCache, type ExchangeCacheOptions } from './cache.js';
 import { compileDelegationRules, type CompiledDelegationPolicy, type MayActMode, type RawDelegationRule } from './delegation.js';
-import { FileTokenSource } from '../kubernetes/file-token.js';
+import { readTokenFile, sharedTokenFile } from '../kubernetes/file-token.js';
 import { loadKey, type LoadedKey, type SigningAlg } from './keys.js';
 import { BuiltinSts } from './sts-builtin.js';
 import { RemoteStsClient, type ClientAuthMethod } from './sts-remote.js';
@@ -391,8 +391,8 @@ function secretFn(k: KindDocument, cc: CompileContext, base: Path, inline: strin
       k.v.error([...base, 'clientSecretFile'], `cannot read file ${JSON.stringify(file)}`);
       return undefined;
     }
-    const src = cc.runtime.shared.get(`exchange:file:${abs}`, () => new FileTokenSource(abs, cc.runtime));
-    return () => src.read();
+    const src = sharedTokenFile(cc.runtime, abs);
+    return () => readTokenFile(src);
   }
   return undefined;
 }
@@ -710,7 +710,7 @@ function compilePolicy(
     } else if (a.file) {
       const abs = cc.resolvePath(k.doc, a.file);
       if (!existsSync(abs)) v.warn(['spec', 'actor', 'file'], `file ${JSON.stringify(a.file)} does not exist yet; delegation is refused (401) until it does`);
-      source = { file: cc.runtime.shared.get(`exchange:file:${abs}`, () => new FileTokenSource(abs, cc.runtime)) };
+      source = { file: sharedTokenFile(cc.runtime, abs) };
     }
     let validator: ActorValidator | undefined;
     if (a.jwt) {

@@ -1,43 +1,38 @@
 /**
- * A token read from a file (a projected Kubernetes service-account token, a client
- * secret) and re-read when it changes. Kubernetes rotates projected tokens by swapping
- * a symlink, which file watchers miss, so we stat (following symlinks) at most once per
- * `recheckMs` on use and re-read when mtime, size or inode changed.
+ * A bearer token read from a file (a projected Kubernetes service-account token, the token
+ * we call the TokenReview API with): a MountedFile whose value is the trimmed content, re-read
+ * at most once a second on use. An empty file holds no token ('').
  */
-import { readFileSync, statSync } from 'node:fs';
 import type { Runtime } from '../core/runtime.js';
+import { MountedFile, sharedMountedFile, type FileParser } from './mounted-file.js';
 
-export class FileTokenSource {
-  private value: string | undefined;
-  private sig = '';
-  private lastCheck = -Infinity;
-  constructor(
-    readonly path: string,
-    private readonly runtime: Runtime,
-    private readonly recheckMs = 1000,
-  ) {}
+/** How often a token file is re-read on use (Kubernetes rotates projected tokens by a symlink swap). */
+export const TOKEN_RECHECK_MS = 1000;
 
-  /** The current file contents (trimmed), or undefined when the file cannot be read. */
-  read(): string | undefined {
-    const now = this.runtime.now();
-    if (this.value !== undefined && now - this.lastCheck < this.recheckMs && now >= this.lastCheck) return this.value;
-    this.lastCheck = now;
-    try {
-      const st = statSync(this.path);
-      const sig = `${st.mtimeMs}:${st.size}:${st.ino}`;
-      if (sig !== this.sig || this.value === undefined) {
-        const v = readFileSync(this.path, 'utf8').trim();
-        this.value = v || undefined;
-        this.sig = sig;
-      }
-    } catch {
-      // Keep serving the last good value if the file briefly disappears during a swap.
-      if (this.value === undefined) return undefined;
-    }
-    return this.value;
-  }
+const TOKEN_FILE = { what: 'token', intervalMs: TOKEN_RECHECK_MS, background: false } as const;
 
-  dispose(): void {
-    this.value = undefined;
-  }
+export const parseTokenFile: FileParser<string> = (files, path) => {
+  const f = files.length === 1 ? files[0]! : undefined;
+  if (!f || f.name !== '') return { ok: false, error: `${path} is a folder, not a token file` };
+  return { ok: true, value: f.content.trim() };
+};
+
+export type TokenFile = MountedFile<string>;
+
+/** A token file owned by its caller (disposed with it). */
+export function tokenFile(runtime: Runtime, path: string): TokenFile {
+  return new MountedFile(path, parseTokenFile, runtime, TOKEN_FILE);
+}
+
+/**
+ * The token file for `path` shared across config reloads (runtime.shared). A file that does
+ * not exist yet is not an error here: it yields no token until it appears.
+ */
+export function sharedTokenFile(runtime: Runtime, path: string): TokenFile {
+  return sharedMountedFile(runtime, path, parseTokenFile, TOKEN_FILE).file;
+}
+
+/** The current token, or undefined when the file is missing, unreadable or empty. */
+export function readTokenFile(f: TokenFile): string | undefined {
+  return f.get() || undefined;
 }

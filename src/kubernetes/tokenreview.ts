@@ -15,7 +15,7 @@ import { LRUCache } from 'lru-cache';
 import { sanitizeRemoteText } from '../observability/redact.js';
 import type { Identity } from '../core/identity.js';
 import type { Runtime } from '../core/runtime.js';
-import { FileTokenSource } from './file-token.js';
+import { readTokenFile, tokenFile, type TokenFile } from './file-token.js';
 import { HttpPostClient, type PostAnswer } from '../net/http-post.js';
 import { BodyTooLargeError, MAX_RESPONSE_BYTES } from '../net/read-capped.js';
 import { isAbort } from '../net/errors.js';
@@ -98,7 +98,7 @@ export function tokenReviewIdentity(r: Extract<TokenReviewResult, { ok: true }>,
 export class TokenReviewClient {
   private readonly cache: LRUCache<string, { result: TokenReviewResult; untilMs: number }>;
   private readonly inflight = new Map<string, Promise<TokenReviewResult>>();
-  private readonly bearer: FileTokenSource | undefined;
+  private readonly bearer: TokenFile | undefined;
   private readonly http: HttpPostClient;
   readonly url: string;
   constructor(
@@ -107,7 +107,7 @@ export class TokenReviewClient {
   ) {
     this.url = opts.apiServer.replace(/\/+$/, '') + TOKENREVIEW_PATH;
     this.cache = new LRUCache({ max: Math.max(1, opts.cacheMax ?? 10_000) });
-    this.bearer = opts.tokenFile ? new FileTokenSource(opts.tokenFile, runtime) : undefined;
+    this.bearer = opts.tokenFile ? tokenFile(runtime, opts.tokenFile) : undefined;
     const ca = opts.caFile ? readFileSync(opts.caFile, 'utf8') : undefined;
     this.http = new HttpPostClient(ca !== undefined ? { ca } : {});
   }
@@ -142,7 +142,7 @@ export class TokenReviewClient {
       spec: { token, ...(this.opts.audiences && this.opts.audiences.length > 0 ? { audiences: [...this.opts.audiences] } : {}) },
     });
     const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' };
-    const bearer = this.bearer?.read();
+    const bearer = this.bearer ? readTokenFile(this.bearer) : undefined;
     if (this.bearer && !bearer) return { ok: false, kind: 'unavailable', message: 'TokenReview credentials file is unreadable' };
     if (bearer) headers['authorization'] = `Bearer ${bearer}`;
     let ans: PostAnswer;
@@ -201,6 +201,7 @@ export class TokenReviewClient {
     this.cache.clear();
     this.inflight.clear();
     this.http.dispose();
+    this.bearer?.dispose();
   }
 }
 

@@ -6,7 +6,7 @@ import { tempDir } from '../../helpers/tmp.js';
 import { ExchangeCache } from '../../../src/exchange/cache.js';
 import { checkDelegation, compileDelegationRules } from '../../../src/exchange/delegation.js';
 import { fail } from '../../../src/exchange/errors.js';
-import { FileTokenSource } from '../../../src/kubernetes/file-token.js';
+import { readTokenFile, tokenFile } from '../../../src/kubernetes/file-token.js';
 import { compileGlob, scopesOf, stripBearer } from '../../../src/exchange/util.js';
 
 const NOW = 1_900_000_000_000;
@@ -122,13 +122,13 @@ describe('helpers', () => {
     writeFileSync(join(dir, 'v2'), 'token-two-longer\n');
     symlinkSync(join(dir, 'v1'), join(dir, 'link'));
     const rt = createTestRuntime({ now: NOW });
-    const src = new FileTokenSource(join(dir, 'link'), rt, 1000);
-    expect(src.read()).toBe('token-one');
+    const src = tokenFile(rt, join(dir, 'link'));
+    expect(readTokenFile(src)).toBe('token-one');
     symlinkSync(join(dir, 'v2'), join(dir, 'link.tmp'));
     renameSync(join(dir, 'link.tmp'), join(dir, 'link'));
-    expect(src.read()).toBe('token-one'); // within the recheck interval
+    expect(readTokenFile(src)).toBe('token-one'); // within the recheck interval
     rt.advance(1001);
-    expect(src.read()).toBe('token-two-longer');
-    expect(new FileTokenSource(join(dir, 'missing'), rt).read()).toBeUndefined();
+    expect(readTokenFile(src)).toBe('token-two-longer');
+    expect(readTokenFile(tokenFile(rt, join(dir, 'missing')))).toBeUndefined();
   });
 });
