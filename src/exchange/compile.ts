@@ -19,7 +19,7 @@ import { readTokenFile, sharedTokenFile } from '../kubernetes/file-token.js';
 import { loadKey, type LoadedKey, type SigningAlg } from './keys.js';
 import { BuiltinSts } from './sts-builtin.js';
 import { RemoteStsClient, type ClientAuthMethod } from './sts-remote.js';
-import { createTokenReviewClient, inClusterDefaults, type TokenReviewClient } from '../kubernetes/tokenreview.js';
+import { compileTokenReviewSettings, TOKENREVIEW_SETTINGS_FIELDS, type RawTokenReviewSettings } from '../kubernetes/tokenreview-settings.js';
 import { exchangeKeyPrefix, istioMatch, sha256, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT } from './util.js';
 import { makeTrustedIssuer, verifyWithIssuers, type TrustedIssuer, type TrustedIssuerSpec } from './verify.js';
 
@@ -32,13 +32,8 @@ interface RawJwtValidation {
   jwks?: string;
   timeout?: number;
 }
-interface RawTokenReview {
+interface RawTokenReview extends RawTokenReviewSettings {
   audiences?: string[];
-  apiServer?: string;
-  caFile?: string;
-  tokenFile?: string;
-  timeout?: number;
-  cacheTtl?: number;
 }
 interface RawActor {
   header?: string;
@@ -156,14 +151,7 @@ const jwtValidationSchema = obj<RawJwtValidation>(
   },
   { required: ['issuer'] },
 );
-const tokenReviewSchema = obj<RawTokenReview>({
-  audiences: strs,
-  apiServer: str({ pattern: HTTP_URL, patternHint: 'must be an http(s) URL' }),
-  caFile: str({ nonEmpty: true }),
-  tokenFile: str({ nonEmpty: true }),
-  timeout: duration({ minMs: 1, maxMs: 60_000 }),
-  cacheTtl: duration({ minMs: 0, maxMs: 600_000 }),
-});
+const tokenReviewSchema = obj<RawTokenReview>({ ...TOKENREVIEW_SETTINGS_FIELDS, audiences: strs });
 const policySchema = obj<RawPolicy>(
   {
     selector: any(),
@@ -744,30 +732,10 @@ function compilePolicy(
       }
     } else if (a.tokenReview) {
       const t = a.tokenReview;
-      const d = inClusterDefaults();
-      const apiServer = t.apiServer ?? d.apiServer;
-      if (!apiServer) v.error(['spec', 'actor', 'tokenReview', 'apiServer'], 'required outside a Kubernetes pod (KUBERNETES_SERVICE_HOST is not set)');
       if (!t.audiences || t.audiences.length === 0) v.warn(['spec', 'actor', 'tokenReview', 'audiences'], 'without audiences any token the API server accepts (e.g. one meant for another service) is admitted; set the audience the agent requests its projected token for');
-      const caFile = t.caFile !== undefined ? cc.resolvePath(k.doc, t.caFile) : t.apiServer ? undefined : d.caFile;
-      const tokenFile = t.tokenFile !== undefined ? cc.resolvePath(k.doc, t.tokenFile) : t.apiServer ? undefined : d.tokenFile;
-      if (caFile && !existsSync(caFile)) v.error(['spec', 'actor', 'tokenReview', 'caFile'], `cannot read file ${JSON.stringify(t.caFile ?? caFile)}`);
-      if (tokenFile && !existsSync(tokenFile)) v.error(['spec', 'actor', 'tokenReview', 'tokenFile'], `cannot read file ${JSON.stringify(t.tokenFile ?? tokenFile)}`);
-      if (apiServer && !v.hasErrors) {
-        const opts = {
-          apiServer,
-          ...(caFile ? { caFile } : {}),
-          ...(tokenFile ? { tokenFile } : {}),
-          audiences: t.audiences ?? [],
-          timeoutMs: t.timeout ?? 1000,
-          cacheTtlMs: t.cacheTtl ?? 10_000,
-        };
-        try {
-          const client: TokenReviewClient = cc.runtime.shared.get(`exchange:tokenreview:${sha256(JSON.stringify(opts))}`, () => createTokenReviewClient(cc.runtime, opts));
-          validator = tokenReviewActorValidator(k.ref, client);
-        } catch {
-          v.error(['spec', 'actor', 'tokenReview', 'caFile'], 'cannot read the CA file');
-        }
-      }
+      const site = { v, path: ['spec', 'actor', 'tokenReview'], resolvePath: (p: string) => cc.resolvePath(k.doc, p) };
+      const client = compileTokenReviewSettings(t, t.audiences ?? [], site, cc.runtime);
+      if (client) validator = tokenReviewActorValidator(k.ref, client);
     }
     if (source && validator) actor = { source, validator, tokenType: a.tokenType ?? TOKEN_TYPE_JWT };
   }

@@ -24,6 +24,9 @@ export const IN_CLUSTER_CA_FILE = '/var/run/secrets/kubernetes.io/serviceaccount
 export const IN_CLUSTER_TOKEN_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/token';
 export const TOKENREVIEW_PATH = '/apis/authentication.k8s.io/v1/tokenreviews';
 
+/** The one set of TokenReview defaults (compileTokenReviewSettings fills them in; the client falls back to them). */
+export const TOKENREVIEW_DEFAULTS = Object.freeze({ timeoutMs: 1000, cacheTtlMs: 10_000, cacheMax: 10_000 });
+
 export interface TokenReviewOptions {
   /** API server base URL, e.g. https://kubernetes.default.svc. */
   readonly apiServer: string;
@@ -33,11 +36,11 @@ export interface TokenReviewOptions {
   readonly tokenFile?: string;
   /** Audiences the reviewed token must be valid for; empty = the API server's default. */
   readonly audiences?: readonly string[];
-  /** Default 1000 ms. */
+  /** Default TOKENREVIEW_DEFAULTS.timeoutMs (1 s). */
   readonly timeoutMs?: number;
-  /** How long a result is cached (never past the token's exp). Default 10 s; 0 disables. */
+  /** How long a result is cached (never past the token's exp). Default TOKENREVIEW_DEFAULTS.cacheTtlMs (10 s); 0 disables. */
   readonly cacheTtlMs?: number;
-  /** Default 10,000 entries. */
+  /** Default TOKENREVIEW_DEFAULTS.cacheMax (10,000 entries). */
   readonly cacheMax?: number;
 }
 
@@ -106,7 +109,7 @@ export class TokenReviewClient {
     private readonly runtime: Runtime,
   ) {
     this.url = opts.apiServer.replace(/\/+$/, '') + TOKENREVIEW_PATH;
-    this.cache = new LRUCache({ max: Math.max(1, opts.cacheMax ?? 10_000) });
+    this.cache = new LRUCache({ max: Math.max(1, opts.cacheMax ?? TOKENREVIEW_DEFAULTS.cacheMax) });
     this.bearer = opts.tokenFile ? tokenFile(runtime, opts.tokenFile) : undefined;
     const ca = opts.caFile ? readFileSync(opts.caFile, 'utf8') : undefined;
     this.http = new HttpPostClient(ca !== undefined ? { ca } : {});
@@ -126,7 +129,7 @@ export class TokenReviewClient {
     }
     const r = signal ? await raceAbort(p, signal) : await p;
     if (r === ABORTED) return { ok: false, kind: 'unavailable', message: 'TokenReview aborted at the Check deadline' };
-    const ttl = this.opts.cacheTtlMs ?? 10_000;
+    const ttl = this.opts.cacheTtlMs ?? TOKENREVIEW_DEFAULTS.cacheTtlMs;
     if (ttl > 0 && (r.ok || r.kind !== 'unavailable')) {
       let until = now + (r.ok ? ttl : Math.min(ttl, 2_000));
       if (r.ok && r.expiresAt !== undefined) until = Math.min(until, r.expiresAt * 1000);
@@ -146,7 +149,7 @@ export class TokenReviewClient {
     if (this.bearer && !bearer) return { ok: false, kind: 'unavailable', message: 'TokenReview credentials file is unreadable' };
     if (bearer) headers['authorization'] = `Bearer ${bearer}`;
     let ans: PostAnswer;
-    const timeoutMs = this.opts.timeoutMs ?? 1000;
+    const timeoutMs = this.opts.timeoutMs ?? TOKENREVIEW_DEFAULTS.timeoutMs;
     try {
       // Keep-alive connections, the private CA when one is configured, the whole request bounded.
       ans = await this.http.post(this.url, { headers, body, timeoutMs, maxBytes: MAX_RESPONSE_BYTES });
