@@ -7,9 +7,62 @@
  * subject's exp. Definitive refusals are cached briefly (negative cache). Identical
  * concurrent misses share one STS call (single-flight).
  */
+import { hash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
+import type { Identity } from '../core/identity.js';
 import type { Runtime } from '../core/runtime.js';
 import type { ExchangeFailure } from './errors.js';
+
+/**
+ * The constant part of an exchange cache key (the key covers everything that
+ * affects the result), computed once per TokenExchangePolicy at compile time. JSON keeps
+ * the fields unambiguous and never contains a raw NUL, so the NUL that ends it delimits it.
+ */
+export function exchangeKeyPrefix(
+  stsId: string,
+  mode: string,
+  audiences: readonly string[],
+  resources: readonly string[],
+  scopes: readonly string[],
+  requestedTokenType: string | undefined,
+  subjectTokenType: string,
+): string {
+  return `${JSON.stringify(['obo-authz/exchange-key/v2', stsId, mode, audiences, resources, scopes, requestedTokenType ?? null, subjectTokenType])}\0`;
+}
+
+/**
+ * Exchange cache key: SHA-256 (base64url) over the policy's constant prefix and the
+ * per-request parts (subject token, subject principal when the subject is not a JWT, actor
+ * principal). The variable parts are length-prefixed, so the encoding is injective, and
+ * hashed in one shot over one string (crypto.hash: no Hash object, no intermediate array,
+ * no call per field).
+ */
+export function exchangeCacheKey(prefix: string, subjectToken: string, subjectPrincipal: string, actorPrincipal: string): string {
+  return hash('sha256', `${prefix}${subjectToken.length}:${subjectPrincipal.length}:${actorPrincipal.length}\0${subjectToken}${subjectPrincipal}${actorPrincipal}`, 'base64url');
+}
+
+/**
+ * The cache keys of one compiled policy. Impersonation keys depend only on the subject, and
+ * an Identity is immutable, so they are memoized per subject Identity: a repeated token comes
+ * back from the verified-token cache as the same Identity, and its cache hit then costs one
+ * WeakMap lookup instead of a SHA-256 over the token. The memo belongs to the compiled policy
+ * (a reload starts a new one); an Identity built anew for every Check still gets the right
+ * key, only computed each time.
+ */
+export class PolicyKeys {
+  private readonly bySubject = new WeakMap<Identity, string>();
+  constructor(readonly prefix: string) {}
+
+  key(subject: Identity, actor: Identity | null): string {
+    if (actor === null) {
+      const k = this.bySubject.get(subject);
+      if (k !== undefined) return k;
+    }
+    const key = exchangeCacheKey(this.prefix, subject.token!, subject.kind === 'jwt' ? '' : subject.principal, actor ? actor.principal : '');
+    if (actor === null) this.bySubject.set(subject, key);
+    return key;
+  }
+}
 
 export interface CachedToken {
   readonly accessToken: string;

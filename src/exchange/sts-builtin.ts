@@ -1,17 +1,21 @@
 /**
- * The built-in STS: mints RFC 8693 tokens signed with our own keys, in process (no
- * network hop on the Check path) and over HTTP (src/http/sts.ts). What it mints
- *: iss = our issuer, sub = the user, aud = the target, scopes narrowed
- * to what was requested and the subject held, exp = min(now + lifetime, subject exp),
- * `act` for delegation (RFC 8693 §4.1; an existing chain nests under the new actor,
- * outermost = current actor), no `act` when the actor is the subject, and a jti.
+ * The built-in STS (SecurityTokenService `spec.builtin`): its compile and the minter. It mints
+ * RFC 8693 tokens signed with our own keys, in process (no network hop on the Check path) and
+ * over HTTP (src/http/sts.ts, token-endpoint.ts). What it mints: iss = our issuer, sub = the
+ * user, aud = the target, scopes narrowed to what was requested and the subject held,
+ * exp = min(now + lifetime, subject exp), `act` for delegation (RFC 8693 §4.1; an existing
+ * chain nests under the new actor, outermost = current actor), no `act` when the actor is the
+ * subject, and a jti.
  */
 import { randomUUID } from 'node:crypto';
 import { SignJWT } from 'jose';
+import type { CompileContext, KindDocument } from '../config/kinds.js';
+import { duration, list, num, obj, str, type Schema } from '../config/schema.js';
 import type { Runtime } from '../core/runtime.js';
+import { readFileAt, sha256, strs } from './compile-helpers.js';
 import { fail, type ExchangeFailure } from './errors.js';
-import type { LoadedKey } from './keys.js';
-import { scopesOf, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT } from './util.js';
+import { loadKey, type LoadedKey, type SigningAlg } from './keys.js';
+import { scopesOf, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT } from './oauth.js';
 
 export interface BuiltinStsOptions {
   /** `namespace/name` of the SecurityTokenService. */
@@ -171,4 +175,97 @@ export class BuiltinSts {
       scopes: granted,
     };
   }
+}
+
+// ---------------------------------------------------------------- compile (SecurityTokenService spec.builtin)
+
+interface RawKey {
+  kid?: string;
+  file?: string;
+  algorithm?: SigningAlg;
+}
+
+/** `spec.builtin` as written; its `tokenEndpoint` block is compiled by token-endpoint.ts. */
+export interface RawBuiltin {
+  issuer?: string;
+  keys?: RawKey[];
+  activeKeyId?: string;
+  tokenLifetime?: number;
+  maxDelegationDepth?: number;
+  copyClaims?: string[];
+  tokenEndpoint?: unknown;
+}
+
+/** Schema fields of `spec.builtin` other than `tokenEndpoint` (sts.ts adds it). */
+export const BUILTIN_FIELDS = {
+  issuer: str({ nonEmpty: true, pattern: /^https?:\/\/\S+$/, patternHint: 'must be an http(s) URL' }),
+  keys: list(
+    obj<RawKey>(
+      { kid: str({ nonEmpty: true }), file: str({ nonEmpty: true }), algorithm: str({ enum: ['ES256', 'RS256'] }) as Schema<SigningAlg> },
+      { required: ['kid', 'file', 'algorithm'] },
+    ),
+    { minItems: 1 },
+  ),
+  activeKeyId: str({ nonEmpty: true }),
+  tokenLifetime: duration({ minMs: 1000, maxMs: 86_400_000 }),
+  maxDelegationDepth: num({ int: true, min: 1, max: 32 }),
+  copyClaims: strs,
+};
+
+/** Load the signing keys (`spec.builtin.keys`); undefined after reporting a problem. */
+function compileKeys(k: KindDocument, b: RawBuiltin, cc: CompileContext): { keys: LoadedKey[]; material: string[]; activeKid: string } | undefined {
+  const keys: LoadedKey[] = [];
+  const material: string[] = [];
+  const kids = new Set<string>();
+  (b.keys ?? []).forEach((rk, i) => {
+    const path = ['spec', 'builtin', 'keys', i];
+    if (kids.has(rk.kid!)) {
+      k.v.error([...path, 'kid'], `duplicate kid ${JSON.stringify(rk.kid)}`);
+      return;
+    }
+    kids.add(rk.kid!);
+    const f = readFileAt(k, cc, [...path, 'file'], rk.file!);
+    if (!f) return;
+    const r = loadKey(f.text, rk.kid!, rk.algorithm!);
+    if (!r.ok) {
+      k.v.error([...path, 'file'], r.message);
+      return;
+    }
+    keys.push(r.key);
+    material.push(f.text);
+  });
+  if (keys.length !== (b.keys ?? []).length) return undefined;
+  const activeKid = b.activeKeyId ?? keys[0]!.kid;
+  const active = keys.find((x) => x.kid === activeKid);
+  if (!active) {
+    k.v.error(['spec', 'builtin', 'activeKeyId'], `no key with kid ${JSON.stringify(activeKid)}`);
+    return undefined;
+  }
+  if (!active.privateKey) {
+    k.v.error(b.activeKeyId ? ['spec', 'builtin', 'activeKeyId'] : ['spec', 'builtin', 'keys', 0, 'file'], `the active key ${JSON.stringify(activeKid)} has no private key (public keys can only be published for rotation)`);
+    return undefined;
+  }
+  return { keys, material, activeKid };
+}
+
+/**
+ * The minter of `spec.builtin` (shared across reloads while its settings and key files are
+ * unchanged) and its identity for exchange cache keys; undefined after reporting a problem.
+ */
+export function compileBuiltinSts(k: KindDocument, b: RawBuiltin, cc: CompileContext): { id: string; sts: BuiltinSts } | undefined {
+  const loaded = compileKeys(k, b, cc);
+  if (!loaded) return undefined;
+  const { keys, material, activeKid } = loaded;
+  const stsOpts = {
+    ref: k.ref,
+    issuer: b.issuer!,
+    keys,
+    activeKid,
+    tokenLifetimeSec: Math.floor((b.tokenLifetime ?? 300_000) / 1000),
+    maxDelegationDepth: b.maxDelegationDepth ?? 4,
+    copyClaims: b.copyClaims ?? [],
+  };
+  const id = sha256('builtin', k.ref, JSON.stringify({ ...b, tokenEndpoint: undefined }), ...material);
+  const sts = cc.runtime.shared.get(`exchange:builtin:${id}`, () => new BuiltinSts(stsOpts));
+  return { id, sts };
 }

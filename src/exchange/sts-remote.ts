@@ -1,5 +1,6 @@
 /**
- * RFC 8693 client for a remote STS. Builds the form (repeated `resource` / `audience`),
+ * A remote STS (SecurityTokenService `spec.remote`): its compile and the RFC 8693 client.
+ * The client builds the form (repeated `resource` / `audience`),
  * authenticates the client (client_secret_basic, client_secret_post, private_key_jwt
  * per RFC 7523 §2.2, or none), validates the response (RFC 8693 §2.2.1) and maps errors
  * to reason codes. The STS's own error text is sanitized and only logged,
@@ -7,12 +8,16 @@
  */
 import { randomUUID, type KeyObject } from 'node:crypto';
 import { decodeJwt, SignJWT } from 'jose';
+import type { CompileContext, KindDocument } from '../config/kinds.js';
+import { duration, obj, record, str, type Schema } from '../config/schema.js';
 import { sanitizeRemoteText } from '../observability/redact.js';
 import type { Runtime } from '../core/runtime.js';
+import { httpUrl, readFileAt, secretFn, sha256 } from './compile-helpers.js';
 import { fail, OAUTH_ERRORS, type ExchangeFailure } from './errors.js';
+import { loadKey, type SigningAlg } from './keys.js';
 import { HttpPostClient, type PostAnswer } from '../net/http-post.js';
 import { BodyTooLargeError, MAX_RESPONSE_BYTES } from '../net/read-capped.js';
-import { GRANT_TYPE_TOKEN_EXCHANGE } from './util.js';
+import { GRANT_TYPE_TOKEN_EXCHANGE } from './oauth.js';
 import { isAbort } from '../net/errors.js';
 import { isJwtShaped } from '../jwt/jwt-format.js';
 
@@ -61,7 +66,7 @@ function normAud(a: string): string {
 }
 
 export class RemoteStsClient {
-  /** Keep-alive connections to the token endpoint (pipeline/http-post.ts). */
+  /** Keep-alive connections to the token endpoint (net/http-post.ts). */
   private readonly http = new HttpPostClient();
 
   constructor(
@@ -216,4 +221,102 @@ export class RemoteStsClient {
     const scopes = typeof scope === 'string' ? scope.split(' ').filter(Boolean) : req.scopes;
     return { ok: true, accessToken: token, issuedTokenType: itt, tokenType: tt, expiresAt, scopes };
   }
+}
+
+// ---------------------------------------------------------------- compile (SecurityTokenService spec.remote)
+
+export interface RawRemote {
+  tokenEndpoint?: string;
+  clientAuthentication?: {
+    method?: ClientAuthMethod;
+    clientId?: string;
+    clientSecret?: string;
+    clientSecretFile?: string;
+    privateKeyFile?: string;
+    keyId?: string;
+    algorithm?: SigningAlg;
+  };
+  timeout?: number;
+  extraParameters?: Record<string, string>;
+}
+
+export const remoteSchema = obj<RawRemote>(
+  {
+    tokenEndpoint: httpUrl(),
+    clientAuthentication: obj({
+      method: str({ enum: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'] }) as Schema<ClientAuthMethod>,
+      clientId: str({ nonEmpty: true }),
+      clientSecret: str({ nonEmpty: true }),
+      clientSecretFile: str({ nonEmpty: true }),
+      privateKeyFile: str({ nonEmpty: true }),
+      keyId: str({ nonEmpty: true }),
+      algorithm: str({ enum: ['ES256', 'RS256'] }) as Schema<SigningAlg>,
+    }),
+    timeout: duration({ minMs: 1, maxMs: 60_000 }),
+    extraParameters: record(str()),
+  },
+  { required: ['tokenEndpoint'] },
+);
+
+export interface CompiledRemoteSts {
+  readonly kind: 'remote';
+  readonly ref: string;
+  /** Identity of the STS for cache keys: changes when its settings or key file change. */
+  readonly id: string;
+  readonly client: RemoteStsClient;
+}
+
+/** Parameters the exchange sets itself: `extraParameters` may not name them. */
+const RESERVED = ['grant_type', 'subject_token', 'subject_token_type', 'actor_token', 'actor_token_type', 'client_secret', 'client_assertion'];
+
+export function compileRemote(k: KindDocument, r: RawRemote, cc: CompileContext): CompiledRemoteSts | undefined {
+  const base = ['spec', 'remote', 'clientAuthentication'];
+  const ca = r.clientAuthentication ?? {};
+  const method = ca.method ?? (ca.privateKeyFile ? 'private_key_jwt' : ca.clientId ? 'client_secret_basic' : 'none');
+  if (method !== 'none' && !ca.clientId) k.v.error([...base, 'clientId'], `required for ${method}`);
+  let clientSecret: (() => string | undefined) | undefined;
+  let assertionKey: { key: KeyObject; kid: string; alg: SigningAlg } | undefined;
+  let keyMaterial = '';
+  if (method === 'client_secret_basic' || method === 'client_secret_post') {
+    clientSecret = secretFn(k, cc, base, ca.clientSecret, ca.clientSecretFile);
+    if (!clientSecret && ca.clientSecret === undefined && ca.clientSecretFile === undefined) k.v.error([...base, 'clientSecretFile'], `one of clientSecret or clientSecretFile is required for ${method}`);
+  } else if (ca.clientSecret !== undefined || ca.clientSecretFile !== undefined) {
+    k.v.error([...base, ca.clientSecret !== undefined ? 'clientSecret' : 'clientSecretFile'], `not used with method ${method}`);
+  }
+  if (method === 'private_key_jwt') {
+    if (!ca.privateKeyFile) k.v.error([...base, 'privateKeyFile'], 'required for private_key_jwt');
+    if (!ca.keyId) k.v.error([...base, 'keyId'], 'required for private_key_jwt');
+    if (ca.privateKeyFile && ca.keyId) {
+      const f = readFileAt(k, cc, [...base, 'privateKeyFile'], ca.privateKeyFile);
+      if (f) {
+        const lk = loadKey(f.text, ca.keyId, ca.algorithm ?? 'ES256');
+        if (!lk.ok) k.v.error([...base, 'privateKeyFile'], lk.message);
+        else if (!lk.key.privateKey) k.v.error([...base, 'privateKeyFile'], 'must hold a private key');
+        else {
+          keyMaterial = f.text;
+          assertionKey = { key: lk.key.privateKey, kid: ca.keyId, alg: ca.algorithm ?? 'ES256' };
+        }
+      }
+    }
+  } else if (ca.privateKeyFile !== undefined) k.v.error([...base, 'privateKeyFile'], `not used with method ${method}`);
+  if (k.v.hasErrors) return undefined;
+  for (const p of RESERVED) {
+    if (r.extraParameters && p in r.extraParameters) {
+      k.v.error(['spec', 'remote', 'extraParameters', p], 'this parameter is set by the exchange itself');
+      return undefined;
+    }
+  }
+  const opts: RemoteStsOptions = {
+    ref: k.ref,
+    tokenEndpoint: r.tokenEndpoint!,
+    authMethod: method,
+    clientId: ca.clientId ?? '',
+    ...(clientSecret ? { clientSecret: () => clientSecret!() ?? '' } : {}),
+    ...(assertionKey ? { assertionKey } : {}),
+    timeoutMs: r.timeout ?? 750,
+    extraParameters: r.extraParameters ?? {},
+  };
+  const id = sha256('remote', k.ref, JSON.stringify(r), keyMaterial);
+  const client = cc.runtime.shared.get(`exchange:remote:${id}`, () => new RemoteStsClient(opts, cc.runtime));
+  return { kind: 'remote', ref: k.ref, id, client };
 }

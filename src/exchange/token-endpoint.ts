@@ -1,18 +1,133 @@
 /**
- * The built-in STS's RFC 8693 token endpoint, as a pure function of the form, the
- * Authorization header and the compiled STS, so it can be tested without HTTP
- * (src/http/sts.ts wires it to POST /oauth2/token). Clients authenticate with
+ * The built-in STS's RFC 8693 token endpoint: the compile of `spec.builtin.tokenEndpoint` and
+ * the handler, a pure function of the form, the Authorization header and the compiled STS, so
+ * it can be tested without HTTP (src/http/sts.ts wires it to POST /oauth2/token). Clients authenticate with
  * client_secret_basic or client_secret_post (RFC 6749 §2.3.1; one method per request).
  * Subject tokens must come from a configured issuer (or from this STS itself); an actor
  * token makes it a delegation, checked against the DelegationPolicy and may_act.
  * Error answers follow RFC 6749 §5.2 / RFC 8693 §2.2.2 and carry no token material.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
+import type { CompileContext, KindDocument } from '../config/kinds.js';
+import { list, obj, str } from '../config/schema.js';
 import type { Runtime } from '../core/runtime.js';
-import type { CompiledBuiltinSts, HttpClient } from './compile.js';
-import { checkDelegation } from './delegation.js';
-import { compileGlob, GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_TOKEN, TOKEN_TYPE_JWT } from './util.js';
-import { verifyWithIssuers } from './verify.js';
+import { globSet, type StringSet } from '../match/strings.js';
+import { httpUrl, resolveRef, secretFn, sha256, strs } from './compile-helpers.js';
+import { checkDelegation, type CompiledDelegationPolicy } from './delegation.js';
+import { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_TOKEN, TOKEN_TYPE_JWT } from './oauth.js';
+import type { BuiltinSts } from './sts-builtin.js';
+import { makeTrustedIssuer, verifyWithIssuers, type TrustedIssuer, type TrustedIssuerSpec } from './verify.js';
+
+// ---------------------------------------------------------------- compile (spec.builtin.tokenEndpoint)
+
+interface RawClient {
+  clientId?: string;
+  clientSecret?: string;
+  clientSecretFile?: string;
+  audiences?: string[];
+}
+export interface RawTokenEndpoint {
+  clients?: RawClient[];
+  subjectIssuers?: TrustedIssuerSpec[];
+  actorIssuers?: TrustedIssuerSpec[];
+  delegationPolicy?: string;
+}
+
+const issuerSpecSchema = obj<TrustedIssuerSpec>({ issuer: str({ nonEmpty: true }), audiences: strs, jwks: str({ nonEmpty: true }), jwksUri: httpUrl() }, { required: ['issuer'] });
+
+export const tokenEndpointSchema = obj<RawTokenEndpoint>({
+  clients: list(
+    obj<RawClient>(
+      { clientId: str({ nonEmpty: true }), clientSecret: str({ nonEmpty: true }), clientSecretFile: str({ nonEmpty: true }), audiences: strs },
+      { required: ['clientId'] },
+    ),
+    { minItems: 1 },
+  ),
+  subjectIssuers: list(issuerSpecSchema, { minItems: 1 }),
+  actorIssuers: list(issuerSpecSchema),
+  delegationPolicy: str({ nonEmpty: true }),
+});
+
+/** An OAuth client of the token endpoint. */
+export interface HttpClient {
+  readonly clientId: string;
+  readonly secret: () => string | undefined;
+  /** The audience/resource globs this client may request, as written. */
+  readonly audiences: readonly string[];
+  /** The same, compiled (match/strings.ts globs). */
+  readonly allowed: StringSet;
+}
+
+export interface CompiledTokenEndpoint {
+  readonly clients: readonly HttpClient[];
+  readonly subjectIssuers: readonly TrustedIssuer[];
+  readonly actorIssuers: readonly TrustedIssuer[];
+  readonly delegation: CompiledDelegationPolicy | null;
+}
+
+/** `spec.builtin.tokenEndpoint` of the STS `sts` (identity `stsId`); issues reported on `k`. */
+export function compileTokenEndpoint(
+  k: KindDocument,
+  te: RawTokenEndpoint,
+  sts: BuiltinSts,
+  stsId: string,
+  cc: CompileContext,
+  delegations: ReadonlyMap<string, CompiledDelegationPolicy>,
+): CompiledTokenEndpoint {
+  const base = ['spec', 'builtin', 'tokenEndpoint'];
+  if (!te.clients) k.v.error([...base, 'clients'], 'required field is missing (the token endpoint authenticates its clients)');
+  if (!te.subjectIssuers) k.v.error([...base, 'subjectIssuers'], 'required field is missing (which issuers\' subject tokens are accepted)');
+  const clients: HttpClient[] = [];
+  (te.clients ?? []).forEach((c, i) => {
+    // No default: an unrestricted client could mint tokens for every backend (and, with
+    // this STS's own issuer among subjectIssuers, re-exchange a token meant for one
+    // backend into another's audience). "*" must be spelled out.
+    if (!c.audiences) k.v.error([...base, 'clients', i, 'audiences'], 'required field is missing (the audience/resource globs this client may request tokens for; there is no default, so that a client cannot mint tokens for every backend — use ["*"] to allow any explicitly)');
+    else if (c.audiences.length === 0) k.v.error([...base, 'clients', i, 'audiences'], 'must list at least one audience/resource glob (with none the client can request nothing)');
+    const s = secretFn(k, cc, [...base, 'clients', i], c.clientSecret, c.clientSecretFile);
+    if (!s) {
+      if (c.clientSecret === undefined && c.clientSecretFile === undefined) k.v.error([...base, 'clients', i], 'one of clientSecret or clientSecretFile is required');
+      return;
+    }
+    const audiences = c.audiences ?? [];
+    clients.push({ clientId: c.clientId!, secret: s, audiences, allowed: globSet(audiences) });
+  });
+  const own = { issuer: sts.issuer, jwks: sts.jwks };
+  const issuers = (specs: TrustedIssuerSpec[] | undefined, field: string): TrustedIssuer[] => {
+    const out: TrustedIssuer[] = [];
+    (specs ?? []).forEach((sp, i) => {
+      if (sp.jwks && sp.jwksUri) k.v.error([...base, field, i, 'jwks'], 'set only one of jwks or jwksUri');
+      if (!sp.jwks && !sp.jwksUri && sp.issuer !== sts.issuer) {
+        k.v.error([...base, field, i], 'one of jwks or jwksUri is required (only this STS\'s own issuer may omit both)');
+        return;
+      }
+      try {
+        out.push(cc.runtime.shared.get(`exchange:issuer:${sha256(JSON.stringify(sp), stsId)}`, () => makeTrustedIssuer(sp, cc.runtime, own)));
+      } catch {
+        k.v.error([...base, field, i, 'jwks'], 'cannot parse the JWKS');
+      }
+    });
+    return out;
+  };
+  const subjectIssuers = issuers(te.subjectIssuers, 'subjectIssuers');
+  const actorIssuers = issuers(te.actorIssuers, 'actorIssuers');
+  let delegation: CompiledDelegationPolicy | null = null;
+  if (te.delegationPolicy) {
+    delegation = resolveRef(delegations, k, te.delegationPolicy, cc.settings.rootNamespace) ?? null;
+    if (!delegation) k.v.error([...base, 'delegationPolicy'], `DelegationPolicy ${JSON.stringify(te.delegationPolicy)} not found`);
+  } else if (actorIssuers.length > 0) {
+    k.v.error([...base, 'delegationPolicy'], 'required when actorIssuers is set (who may act for whom)');
+  }
+  return { clients, subjectIssuers, actorIssuers, delegation };
+}
+
+// ---------------------------------------------------------------- POST /oauth2/token
+
+/** What the handler needs of a compiled builtin STS (sts.ts CompiledBuiltinSts). */
+export interface TokenEndpointSts {
+  readonly tokenEndpoint: CompiledTokenEndpoint | null;
+  readonly sts: BuiltinSts;
+}
 
 export interface TokenEndpointAnswer {
   readonly status: number;
@@ -90,7 +205,7 @@ function authenticateClient(clients: readonly HttpClient[], form: URLSearchParam
 }
 
 export async function handleTokenRequest(
-  b: CompiledBuiltinSts,
+  b: TokenEndpointSts,
   form: URLSearchParams,
   authorization: string | undefined,
   runtime: Runtime,
@@ -114,8 +229,8 @@ export async function handleTokenRequest(
   const audiences = form.getAll('audience').filter(Boolean);
   const resources = form.getAll('resource').filter(Boolean);
   if (audiences.length + resources.length === 0) return oauthError(400, 'invalid_target', 'audience or resource is required');
-  const allowed = client.audiences.map(compileGlob);
-  for (const t of [...audiences, ...resources]) if (!allowed.some((m) => m(t))) return oauthError(400, 'invalid_target', 'the client may not request this target');
+  // A glob over the requested string for now (no URL awareness): what the client may request.
+  for (const t of [...audiences, ...resources]) if (!client.allowed.test(t)) return oauthError(400, 'invalid_target', 'the client may not request this target');
   const scopes = (form.get('scope') ?? '').split(' ').filter(Boolean);
   const requested = form.get('requested_token_type') ?? undefined;
 

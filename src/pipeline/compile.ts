@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { compileAuthn, type AuthnConfig } from '../authn/index.js';
 import { compileAuthz, type AuthzConfig } from '../authz/index.js';
-import { compileExchange, type ExchangeConfig } from '../exchange/index.js';
+import { compileExchange, type ExchangeConfig } from '../exchange/compile.js';
 import type { Runtime } from '../core/runtime.js';
 import { ConfigError, type ConfigIssue } from '../config/issues.js';
 import { KIND_VERSIONS, type CompileContext, type KindDocument, type KindName } from '../config/kinds.js';

@@ -2,7 +2,7 @@ import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { mustCompile } from '../../helpers/config.js';
 import { createTestRuntime } from '../../helpers/runtime.js';
-import type { CompiledBuiltinSts } from '../../../src/exchange/index.js';
+import type { CompiledBuiltinSts } from '../../../src/exchange/sts.js';
 import { actDepth } from '../../../src/exchange/sts-builtin.js';
 import { fixture } from './helpers.js';
 

@@ -7,7 +7,8 @@ import { ExchangeCache } from '../../../src/exchange/cache.js';
 import { checkDelegation, compileDelegationRules } from '../../../src/exchange/delegation.js';
 import { fail } from '../../../src/exchange/errors.js';
 import { readTokenFile, tokenFile } from '../../../src/kubernetes/file-token.js';
-import { compileGlob, scopesOf, stripBearer } from '../../../src/exchange/util.js';
+import { compileGlob } from '../../../src/match/strings.js';
+import { scopesOf, stripBearer } from '../../../src/exchange/oauth.js';
 
 const NOW = 1_900_000_000_000;
 
@@ -105,10 +106,10 @@ describe('DelegationPolicy', () => {
 
 describe('helpers', () => {
   it('globs, scopes, Bearer prefix', () => {
-    expect(compileGlob('system:serviceaccount:agents:*')('system:serviceaccount:agents:a')).toBe(true);
-    expect(compileGlob('a*c')('abbc')).toBe(true);
-    expect(compileGlob('a.c')('abc')).toBe(false);
-    expect(compileGlob('*')('')).toBe(false);
+    expect(compileGlob('system:serviceaccount:agents:*').test('system:serviceaccount:agents:a')).toBe(true);
+    expect(compileGlob('a*c').test('abbc')).toBe(true);
+    expect(compileGlob('a.c').test('abc')).toBe(false);
+    expect(compileGlob('*').test('')).toBe(false);
     expect([...scopesOf({ scope: 'a b', scp: ['c', 'd e'] })].sort()).toEqual(['a', 'b', 'c', 'd', 'e']);
     expect([...scopesOf({ scope: ['x', 'y'] })]).toEqual(['x', 'y']);
     expect(stripBearer('Bearer abc')).toBe('abc');

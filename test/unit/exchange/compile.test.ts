@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { compileYaml, mustCompile } from '../../helpers/config.js';
 import { createTestRuntime } from '../../helpers/runtime.js';
 import { formatIssue } from '../../../src/config/issues.js';
-import { selectPolicy } from '../../../src/exchange/index.js';
+import { selectPolicy } from '../../../src/exchange/select.js';
 import { checkRequest, fixture, makeIdp, makeState, sq } from './helpers.js';
 
 const STS = `apiVersion: obo-authz.dev/v1alpha1

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mustCompile } from '../../helpers/config.js';
 import { createTestRuntime } from '../../helpers/runtime.js';
-import type { CompiledRemoteSts } from '../../../src/exchange/compile.js';
+import type { CompiledRemoteSts } from '../../../src/exchange/sts-remote.js';
 import type { ServerResponse } from 'node:http';
 import { fixture, json, startLoopback, type Loopback, type Recorded } from './helpers.js';
 

@@ -9,7 +9,8 @@ import { createTestRuntime, type TestRuntime } from '../../helpers/runtime.js';
 import { tempDir } from '../../helpers/tmp.js';
 import type { CompiledConfig } from '../../../src/pipeline/compile.js';
 import type { CompiledJwtRule } from '../../../src/authn/request-authentication.js';
-import { exchange, type ExchangeConfig } from '../../../src/exchange/index.js';
+import type { ExchangeConfig } from '../../../src/exchange/compile.js';
+import { exchange } from '../../../src/exchange/index.js';
 import { checkRequest, fixture, makeIdp, makeState, sq, userIdentity, type Idp } from './helpers.js';
 
 let agents: Idp;

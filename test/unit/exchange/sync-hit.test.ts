@@ -9,7 +9,7 @@ import { mustCompile } from '../../helpers/config.js';
 import { createTestRuntime, type TestRuntime } from '../../helpers/runtime.js';
 import type { CompiledConfig } from '../../../src/pipeline/compile.js';
 import { exchange } from '../../../src/exchange/index.js';
-import { exchangeCacheKey, exchangeKeyPrefix } from '../../../src/exchange/util.js';
+import { exchangeCacheKey, exchangeKeyPrefix } from '../../../src/exchange/cache.js';
 import type { Deny } from '../../../src/core/state.js';
 import { checkRequest, json, makeIdp, makeState, sq, startLoopback, userIdentity, type Idp, type Loopback, type Recorded } from './helpers.js';
 

@@ -1,0 +1,26 @@
+/** OAuth 2.0 / RFC 8693 wire values the exchange modules share. */
+
+export const GRANT_TYPE_TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+export const TOKEN_TYPE_ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
+export const TOKEN_TYPE_JWT = 'urn:ietf:params:oauth:token-type:jwt';
+export const TOKEN_TYPE_ID_TOKEN = 'urn:ietf:params:oauth:token-type:id_token';
+
+/** Scopes held by a token's claims: `scope` (space-delimited string or list) and `scp` (list or string). */
+export function scopesOf(claims: Readonly<Record<string, unknown>>): Set<string> {
+  const out = new Set<string>();
+  for (const name of ['scope', 'scp']) {
+    const v = claims[name];
+    if (typeof v === 'string') {
+      for (const s of v.split(' ')) if (s) out.add(s);
+    } else if (Array.isArray(v)) {
+      for (const s of v) if (typeof s === 'string') for (const p of s.split(' ')) if (p) out.add(p);
+    }
+  }
+  return out;
+}
+
+/** Strip an optional `Bearer ` prefix (scheme is case-insensitive, RFC 9110 §11.1). */
+export function stripBearer(v: string): string {
+  const t = v.trim();
+  return /^bearer\s+/i.test(t) ? t.replace(/^bearer\s+/i, '').trim() : t;
+}
