@@ -4,22 +4,22 @@
  * first loaded, re-read on a timer with `background`, last good value kept on a bad re-read,
  * shared across config reloads.
  */
-import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, renameSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createTestRuntime } from '../../helpers/runtime.js';
+import { removeTempDir, tempDir } from '../../helpers/tmp.js';
 import { MountedFile, readSource, sharedMountedFile, type FileParser } from '../../../src/kubernetes/mounted-file.js';
 import { parseTokenFile, readTokenFile, sharedTokenFile, tokenFile } from '../../../src/kubernetes/file-token.js';
 
 const NOW = 1_900_000_000_000;
 let dir = '';
 beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'mounted-'));
+  dir = tempDir('mounted-');
 });
 afterEach(() => {
   vi.useRealTimers();
-  rmSync(dir, { recursive: true, force: true });
+  removeTempDir(dir);
 });
 
 /** Lines `name=value`; a line without `=` is invalid. */
