@@ -15,7 +15,7 @@ import type { CompiledDelegationPolicy } from './delegation.js';
 import type { ExchangeMetrics } from './metrics.js';
 import { TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT } from './oauth.js';
 import { compileMatch, matchSchema, type MatchSpec, type RawMatch } from './select.js';
-import type { CompiledSts } from './sts.js';
+import type { CompiledSts, StsTarget } from './sts.js';
 import { compileUpstream, upstreamSchema, type CompiledUpstream, type RawUpstream } from './upstream.js';
 
 interface RawTarget {
@@ -75,18 +75,13 @@ const policySchema = obj<RawPolicy>(
   { required: ['target', 'sts'] },
 );
 
-export interface CompiledPolicy {
+/** What a policy asks its STS for (StsTarget: STS, audiences, resources, scopes, token types) and everything else the Check path needs. */
+export interface CompiledPolicy extends StsTarget {
   readonly ref: string;
   readonly scope: CompiledScope;
   readonly specificity: number;
   readonly match: MatchSpec;
   readonly mode: 'Impersonation' | 'Delegation';
-  readonly sts: CompiledSts;
-  readonly audiences: readonly string[];
-  readonly resources: readonly string[];
-  readonly scopes: readonly string[];
-  readonly requestedTokenType: string | undefined;
-  readonly subjectTokenType: string;
   /** Delegation only. */
   readonly actor: CompiledActor | null;
   /** Delegation only. */
