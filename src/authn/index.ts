@@ -14,13 +14,8 @@ import { runChain, type ChainOptions, type CredentialValidatorMember } from './c
 import { challengeFor, BEARER_LOCATION } from './credential-common.js';
 import { compileCredentialValidator, CredentialValidatorIndex, JWT_DEFAULT_ORDER, normalizeHost, routeMatches, type CompiledValidator } from './credential-validator.js';
 import { DEFAULT_JWKS_TUNING, type JwksTuning } from '../jwt/jwks-source.js';
-import {
-  compileRequestAuthentication,
-  JwtRulesMember,
-  RequestAuthenticationIndex,
-  type CompiledJwtRule,
-  type CompiledRequestAuthentication,
-} from './request-authentication.js';
+import { JwtRulesMember } from './jwt-rules-member.js';
+import { compileRequestAuthentication, RequestAuthenticationIndex, type CompiledJwtRule, type CompiledRequestAuthentication } from './request-authentication.js';
 import { deny } from '../core/state.js';
 import { isCorsPreflight } from '../core/context.js';
 import { JWT_STATUS } from '../jwt/jwt-format.js';
