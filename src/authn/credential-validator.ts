@@ -10,7 +10,6 @@ import type { CompileContext } from '../config/kinds.js';
 import type { KindDocument } from '../config/kinds.js';
 import { any, bool, duration, list, num, obj, record, str, type Schema } from '../config/schema.js';
 import { parseScope, ScopedIndex, type CompiledScope } from '../config/scope.js';
-import type { RequestContext } from '../core/context.js';
 import { createTokenReviewClient, inClusterDefaults, type TokenReviewClient } from '../kubernetes/tokenreview.js';
 import { ApiKeyMember, parseApiKeyFiles } from './api-keys.js';
 import type { CredentialValidatorMember } from './chain.js';
@@ -19,6 +18,7 @@ import { EdgeMember, parseBlocks, principalMatcher } from './edge.js';
 import { createJwtValidator } from '../jwt/jwt-validator.js';
 import { KubernetesMember } from './kubernetes-sa.js';
 import { DEFAULT_RELOAD_INTERVAL_MS, MAX_RELOAD_INTERVAL_MS, sharedSecretFile } from './secret-file.js';
+import { compileRoute, routeSchema, type RawRoute, type RouteMatch } from './route.js';
 import { parseSharedTokenFile, SharedTokenMember } from './shared-token.js';
 
 export const VALIDATOR_TYPES = ['JWT', 'APIKey', 'SharedToken', 'KubernetesServiceAccount', 'EdgeHeaders'] as const;
@@ -28,10 +28,6 @@ export type ValidatorType = (typeof VALIDATOR_TYPES)[number];
 export const JWT_DEFAULT_ORDER = 0;
 export const VALIDATOR_DEFAULT_ORDER = 100;
 
-interface RawRoute {
-  hosts?: string[];
-  paths?: string[];
-}
 interface RawForwardClaims {
   prefix?: string;
   claims?: string[];
@@ -93,7 +89,6 @@ interface RawSpec {
 const HEADER_NAME = /^[-_A-Za-z0-9]+$/;
 const headerName = () => str({ nonEmpty: true, pattern: HEADER_NAME, patternHint: 'must be a header name ([-_A-Za-z0-9]+)' });
 const locationsSchema = list(obj<RawHeaderLocation>({ name: headerName(), prefix: str() }, { required: ['name'] }), { minItems: 1 });
-const routeSchema = obj<RawRoute>({ hosts: list(str({ nonEmpty: true }), { minItems: 1 }), paths: list(str({ nonEmpty: true }), { minItems: 1 }) });
 const reload = () => duration({ minMs: 100, maxMs: MAX_RELOAD_INTERVAL_MS });
 
 /** `required: true | false | {hosts, paths}`. */
@@ -177,93 +172,6 @@ const BLOCK_FOR: Record<ValidatorType, keyof RawSpec | null> = {
   KubernetesServiceAccount: 'kubernetes',
   EdgeHeaders: 'edge',
 };
-
-/**
- * Hosts and paths (without query), Istio string forms: exact, `x*`, `*x`, `*`. Hosts are
- * compared normalized (normalizeHost) and case-insensitively; paths exactly.
- */
-export interface RouteMatch {
-  readonly hosts: readonly ((s: string) => boolean)[] | null;
-  readonly paths: readonly ((s: string) => boolean)[] | null;
-}
-
-/**
- * The host as `match` / `required` compare it: lower-cased, without a `:port` suffix
- * (`[::1]:8080` -> `::1`; an unbracketed IPv6 address is kept whole) and without one
- * trailing `.`. `MCP.example.com.:443`, `mcp.example.com:8443` and `mcp.example.com` all
- * reach the same Istio virtual host, so they must all meet the same requirement: a miss
- * here means "not required" (fail-open), unlike AuthorizationPolicy `hosts` where a miss
- * of an ALLOW rule fails closed.
- */
-export function normalizeHost(host: string): string {
-  let h = host.toLowerCase();
-  if (h.startsWith('[')) {
-    const end = h.indexOf(']');
-    if (end > 0) h = h.slice(1, end);
-  } else {
-    const colon = h.indexOf(':');
-    // Exactly one colon: `host:port` (whatever follows, it is not part of the name). Two or
-    // more: an IPv6 address without brackets, kept whole.
-    if (colon >= 0 && h.indexOf(':', colon + 1) < 0) h = h.slice(0, colon);
-  }
-  if (h.endsWith('.')) h = h.slice(0, -1);
-  return h;
-}
-
-function stringMatcher(p: string): (s: string) => boolean {
-  if (p === '*') return (s) => s.length > 0;
-  if (p.endsWith('*')) {
-    const x = p.slice(0, -1);
-    return (s) => s.startsWith(x);
-  }
-  if (p.startsWith('*')) {
-    const x = p.slice(1);
-    return (s) => s.endsWith(x);
-  }
-  return (s) => s === p;
-}
-
-/** `x` (a host pattern without its `*`) names a port: `host:…` or `[v6]:…`. */
-function namesPort(x: string): boolean {
-  if (x.startsWith('[')) return x.includes(']:');
-  const colon = x.indexOf(':');
-  return colon >= 0 && x.indexOf(':', colon + 1) < 0;
-}
-
-/**
- * A host pattern against a normalized host. The pattern is lower-cased and normalized the
- * same way: `mcp.example.com.`, `mcp.example.com:443` and the Istio idiom
- * `mcp.example.com:*` all mean `mcp.example.com`; `*.example.com.` and `*.example.com:443`
- * mean `*.example.com`. A port in a pattern is therefore ignored (never narrows the match).
- */
-function hostMatcher(raw: string): (s: string) => boolean {
-  const p = raw.toLowerCase();
-  if (p === '*') return stringMatcher(p);
-  if (p.endsWith('*')) {
-    const x = p.slice(0, -1);
-    if (namesPort(x)) return stringMatcher(normalizeHost(x));
-    return stringMatcher(`${x.startsWith('[') ? x.slice(1) : x}*`);
-  }
-  if (p.startsWith('*')) {
-    const x = normalizeHost(p.slice(1));
-    return stringMatcher(x === '' ? '*' : `*${x}`);
-  }
-  return stringMatcher(normalizeHost(p));
-}
-
-function compileRoute(r: RawRoute): RouteMatch {
-  return Object.freeze({
-    hosts: r.hosts ? Object.freeze(r.hosts.map(hostMatcher)) : null,
-    paths: r.paths ? Object.freeze(r.paths.map(stringMatcher)) : null,
-  });
-}
-
-/** `host` is the request host already normalized (normalizeHost), computed once per request. */
-export function routeMatches(m: RouteMatch, ctx: RequestContext, host: string = normalizeHost(ctx.host)): boolean {
-  if (m.hosts && !m.hosts.some((f) => f(host))) return false;
-  if (m.paths && !m.paths.some((f) => f(ctx.path))) return false;
-  return true;
-}
 
 export interface CompiledValidator {
   /** `namespace/name`. */
