@@ -16,21 +16,27 @@
  */
 import { randomBytes } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
+import { bool, obj, str } from '../config/schema.js';
 import type { CheckState } from '../core/state.js';
 import { ABSTAIN, type CredentialValidatorMember, type ValidatorResult } from './chain.js';
 import {
   applyClaimHeaders,
+  checkLocations,
   constantTimeFind,
   credentialDeny,
   findCredential,
+  locationsSchema,
   makeIdentity,
+  reloadIntervalSchema,
   sanitizeClaimHeaders,
   sha256Bytes,
+  toLocations,
   type ClaimForwarding,
   type CredentialLocation,
+  type RawHeaderLocation,
 } from './credential-common.js';
-import type { SecretParser, SourceFile } from './secret-file.js';
-import type { WatchedSecretFile } from './secret-file.js';
+import type { SecretParser, SourceFile, WatchedSecretFile } from './secret-file.js';
+import { blockFile, localIssuer, type ValidatorTypeDef } from './validator-type.js';
 
 export interface ApiKeyEntry {
   readonly name: string;
@@ -266,3 +272,25 @@ export function removeCredentialHeader(state: CheckState, l: CredentialLocation)
   state.upstream.set.delete(l.name);
   state.upstream.removeHeader(l.name);
 }
+
+interface RawApiKey {
+  file?: string;
+  fromHeaders?: RawHeaderLocation[];
+  reloadInterval?: number;
+  forwardKey?: boolean;
+}
+
+/** CredentialValidator `type: APIKey` (`spec.apiKey`). */
+export const API_KEY_TYPE: ValidatorTypeDef<RawApiKey> = {
+  block: 'apiKey',
+  schema: obj<RawApiKey>({ file: str({ nonEmpty: true }), fromHeaders: locationsSchema, reloadInterval: reloadIntervalSchema(), forwardKey: bool() }, { required: ['file'] }),
+  defaultIssuer: (k) => localIssuer('apikey', k),
+  compile(x) {
+    const { k, block: a, ref, issuer, forwardClaims, at } = x;
+    checkLocations(k, at(), a.fromHeaders);
+    const locations = toLocations(a.fromHeaders);
+    const file = blockFile(x, 'api-keys', parseApiKeyFiles);
+    const member = new ApiKeyMember({ ref, issuer, locations, file, forwardKey: a.forwardKey ?? false, forwardClaims });
+    return { member, locations, opaqueHeaders: locations.map((l) => l.name), takesJwt: false };
+  },
+};

@@ -4,11 +4,15 @@
  * per scheme) and the uniform Identity shape, plus claim forwarding to upstream headers.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
+import type { Path } from '../config/issues.js';
+import type { KindDocument } from '../config/kinds.js';
+import { duration, list, obj, str } from '../config/schema.js';
 import type { CredentialKind, Identity } from '../core/identity.js';
 import { deny, type CheckState, type Deny } from '../core/state.js';
 import type { ReasonCode } from '../core/reasons.js';
 import { claimHeaderValue } from './claims.js';
 import { isJwtShaped } from '../jwt/jwt-format.js';
+import { MAX_RELOAD_INTERVAL_MS } from './secret-file.js';
 
 /** Fixed deny bodies: never the credential, never request data. */
 export interface CredentialLocation {
@@ -25,6 +29,24 @@ export const BEARER_LOCATION: CredentialLocation = Object.freeze({ name: 'author
 export interface RawHeaderLocation {
   name?: string;
   prefix?: string;
+}
+
+const HEADER_NAME = /^[-_A-Za-z0-9]+$/;
+/** A header name as the validator kinds take it. */
+export const headerName = () => str({ nonEmpty: true, pattern: HEADER_NAME, patternHint: 'must be a header name ([-_A-Za-z0-9]+)' });
+/** `fromHeaders`: where a validator reads its credential (default `Authorization: Bearer`). */
+export const locationsSchema = list(obj<RawHeaderLocation>({ name: headerName(), prefix: str() }, { required: ['name'] }), { minItems: 1 });
+/** How often a credential file is re-checked. */
+export const reloadIntervalSchema = () => duration({ minMs: 100, maxMs: MAX_RELOAD_INTERVAL_MS });
+
+/** A header listed twice in `fromHeaders` is an error at its second place. */
+export function checkLocations(k: KindDocument, base: Path, raw: readonly RawHeaderLocation[] | undefined): void {
+  const seen = new Set<string>();
+  (raw ?? []).forEach((h, i) => {
+    const n = (h.name ?? '').toLowerCase();
+    if (seen.has(n)) k.v.error([...base, 'fromHeaders', i, 'name'], `header ${JSON.stringify(h.name)} is listed twice`);
+    seen.add(n);
+  });
 }
 
 export function toLocations(raw: readonly RawHeaderLocation[] | undefined): readonly CredentialLocation[] {

@@ -1,28 +1,38 @@
 /**
  * The `CredentialValidator` kind (obo-authz.dev/v1alpha1): one document = one member of a
  * workload's credential chain (chain.ts), scoped like Istio policies (root namespace /
- * own namespace, selector or targetRefs), optionally only for some hosts/paths (`match`),
- * placed in the chain by `order` relative to the RequestAuthentication jwtRules (order 0),
- * and optionally marking authentication `required`. docs/configuration/credentials.md
+ * own namespace, selector or targetRefs), optionally only for some hosts/paths (`match`,
+ * route.ts), placed in the chain by `order` relative to the RequestAuthentication jwtRules
+ * (order 0), and optionally marking authentication `required`. The fields every type
+ * shares are compiled here; each `type`'s block and member are compiled by its definition
+ * (validator-type.ts) in the file of its member. docs/configuration/credentials.md
  * documents every field.
  */
 import type { CompileContext } from '../config/kinds.js';
 import type { KindDocument } from '../config/kinds.js';
-import { any, bool, duration, list, num, obj, record, str, type Schema } from '../config/schema.js';
+import { any, list, num, obj, str, type Schema } from '../config/schema.js';
 import { parseScope, ScopedIndex, type CompiledScope } from '../config/scope.js';
-import { createTokenReviewClient, inClusterDefaults, type TokenReviewClient } from '../kubernetes/tokenreview.js';
-import { ApiKeyMember, parseApiKeyFiles } from './api-keys.js';
+import { API_KEY_TYPE } from './api-keys.js';
 import type { CredentialValidatorMember } from './chain.js';
-import { claimHeaderName, DEFAULT_CLAIM_PREFIX, toLocations, type ClaimForwarding, type CredentialLocation, type RawHeaderLocation } from './credential-common.js';
-import { EdgeMember, parseBlocks, principalMatcher } from './edge.js';
-import { createJwtValidator } from '../jwt/jwt-validator.js';
-import { KubernetesMember } from './kubernetes-sa.js';
-import { DEFAULT_RELOAD_INTERVAL_MS, MAX_RELOAD_INTERVAL_MS, sharedSecretFile } from './secret-file.js';
+import { claimHeaderName, DEFAULT_CLAIM_PREFIX, headerName, type ClaimForwarding, type CredentialLocation } from './credential-common.js';
+import { EDGE_TYPE } from './edge.js';
+import { JWT_TYPE } from './jwt-rules-member.js';
+import { KUBERNETES_TYPE } from './kubernetes-sa.js';
 import { compileRoute, routeSchema, type RawRoute, type RouteMatch } from './route.js';
-import { parseSharedTokenFile, SharedTokenMember } from './shared-token.js';
+import { SHARED_TOKEN_TYPE } from './shared-token.js';
+import type { ValidatorTypeDef } from './validator-type.js';
 
 export const VALIDATOR_TYPES = ['JWT', 'APIKey', 'SharedToken', 'KubernetesServiceAccount', 'EdgeHeaders'] as const;
 export type ValidatorType = (typeof VALIDATOR_TYPES)[number];
+
+/** The definition of each `type` (its block, schema, checks and member compile). */
+const TYPES: Readonly<Record<ValidatorType, ValidatorTypeDef<unknown>>> = {
+  JWT: JWT_TYPE,
+  APIKey: API_KEY_TYPE,
+  SharedToken: SHARED_TOKEN_TYPE,
+  KubernetesServiceAccount: KUBERNETES_TYPE,
+  EdgeHeaders: EDGE_TYPE,
+};
 
 /** Order of the jwtRules member unless a `type: JWT` document says otherwise. */
 export const JWT_DEFAULT_ORDER = 0;
@@ -31,44 +41,6 @@ export const VALIDATOR_DEFAULT_ORDER = 100;
 interface RawForwardClaims {
   prefix?: string;
   claims?: string[];
-}
-interface RawApiKey {
-  file?: string;
-  fromHeaders?: RawHeaderLocation[];
-  reloadInterval?: number;
-  forwardKey?: boolean;
-}
-interface RawSharedToken {
-  file?: string;
-  fromHeaders?: RawHeaderLocation[];
-  reloadInterval?: number;
-  forwardToken?: boolean;
-  subject?: string;
-  role?: string;
-  groups?: string[];
-  scopes?: string[];
-}
-interface RawTokenReview {
-  apiServer?: string;
-  caFile?: string;
-  tokenFile?: string;
-  timeout?: number;
-  cacheTtl?: number;
-}
-interface RawKubernetes {
-  mode?: string;
-  issuer?: string;
-  jwksUri?: string;
-  audiences?: string[];
-  fromHeaders?: RawHeaderLocation[];
-  forwardToken?: boolean;
-  tokenReview?: RawTokenReview;
-}
-interface RawEdge {
-  trustedSources?: { principals?: string[]; ipBlocks?: string[] };
-  headers?: { subject?: string; issuer?: string; role?: string; groups?: string; email?: string };
-  claims?: Record<string, string>;
-  groupsSeparator?: string;
 }
 interface RawSpec {
   selector?: unknown;
@@ -80,16 +52,9 @@ interface RawSpec {
   required?: unknown;
   issuer?: string;
   forwardClaims?: RawForwardClaims;
-  apiKey?: RawApiKey;
-  sharedToken?: RawSharedToken;
-  kubernetes?: RawKubernetes;
-  edge?: RawEdge;
+  /** The type blocks (`apiKey`, `sharedToken`, `kubernetes`, `edge`), by name. */
+  [block: string]: unknown;
 }
-
-const HEADER_NAME = /^[-_A-Za-z0-9]+$/;
-const headerName = () => str({ nonEmpty: true, pattern: HEADER_NAME, patternHint: 'must be a header name ([-_A-Za-z0-9]+)' });
-const locationsSchema = list(obj<RawHeaderLocation>({ name: headerName(), prefix: str() }, { required: ['name'] }), { minItems: 1 });
-const reload = () => duration({ minMs: 100, maxMs: MAX_RELOAD_INTERVAL_MS });
 
 /** `required: true | false | {hosts, paths}`. */
 const requiredSchema: Schema<boolean | RawRoute> = {
@@ -109,6 +74,12 @@ const requiredSchema: Schema<boolean | RawRoute> = {
   },
 };
 
+const typeBlocks: Record<string, Schema<unknown>> = {};
+for (const t of VALIDATOR_TYPES) {
+  const d = TYPES[t];
+  if (d.block && d.schema) typeBlocks[d.block] = d.schema;
+}
+
 const specSchema: Schema<RawSpec> = obj<RawSpec>(
   {
     selector: any(),
@@ -120,58 +91,10 @@ const specSchema: Schema<RawSpec> = obj<RawSpec>(
     required: requiredSchema as Schema<unknown>,
     issuer: str({ nonEmpty: true }),
     forwardClaims: obj<RawForwardClaims>({ prefix: headerName(), claims: list(str({ nonEmpty: true }), { minItems: 1 }) }, { required: ['claims'] }),
-    apiKey: obj<RawApiKey>({ file: str({ nonEmpty: true }), fromHeaders: locationsSchema, reloadInterval: reload(), forwardKey: bool() }, { required: ['file'] }),
-    sharedToken: obj<RawSharedToken>(
-      {
-        file: str({ nonEmpty: true }),
-        fromHeaders: locationsSchema,
-        reloadInterval: reload(),
-        forwardToken: bool(),
-        subject: str({ nonEmpty: true, pattern: /^[^/\s]+$/, patternHint: 'must not contain "/" or spaces' }),
-        role: str({ nonEmpty: true }),
-        groups: list(str({ nonEmpty: true })),
-        scopes: list(str({ nonEmpty: true, pattern: /^\S+$/, patternHint: 'a scope has no spaces' })),
-      },
-      { required: ['file'] },
-    ),
-    kubernetes: obj<RawKubernetes>({
-      mode: str({ enum: ['JWKS', 'TokenReview'] }),
-      issuer: str({ nonEmpty: true }),
-      jwksUri: str({ nonEmpty: true }),
-      audiences: list(str({ nonEmpty: true })),
-      fromHeaders: locationsSchema,
-      forwardToken: bool(),
-      tokenReview: obj<RawTokenReview>({
-        apiServer: str({ nonEmpty: true }),
-        caFile: str({ nonEmpty: true }),
-        tokenFile: str({ nonEmpty: true }),
-        timeout: duration({ minMs: 10, maxMs: 60_000 }),
-        cacheTtl: duration({ minMs: 0, maxMs: 300_000 }),
-      }),
-    }),
-    edge: obj<RawEdge>(
-      {
-        trustedSources: obj({ principals: list(str({ nonEmpty: true })), ipBlocks: list(str({ nonEmpty: true })) }),
-        headers: obj(
-          { subject: headerName(), issuer: headerName(), role: headerName(), groups: headerName(), email: headerName() },
-          { required: ['subject'] },
-        ),
-        claims: record(headerName()),
-        groupsSeparator: str({ nonEmpty: true }),
-      },
-      { required: ['trustedSources', 'headers'] },
-    ),
+    ...typeBlocks,
   },
   { required: ['type'] },
 );
-
-const BLOCK_FOR: Record<ValidatorType, keyof RawSpec | null> = {
-  JWT: null,
-  APIKey: 'apiKey',
-  SharedToken: 'sharedToken',
-  KubernetesServiceAccount: 'kubernetes',
-  EdgeHeaders: 'edge',
-};
 
 export interface CompiledValidator {
   /** `namespace/name`. */
@@ -192,11 +115,6 @@ export interface CompiledValidator {
   readonly locations: readonly CredentialLocation[];
 }
 
-function defaultIssuer(type: ValidatorType, k: KindDocument): string {
-  const host = type === 'APIKey' ? 'apikey' : type === 'SharedToken' ? 'sharedtoken' : 'edge';
-  return `${host}.obo-authz.dev/${k.namespace}/${k.name}`;
-}
-
 function compileForwarding(k: KindDocument, f: RawForwardClaims | undefined): ClaimForwarding | null {
   if (!f) return null;
   const prefix = (f.prefix ?? DEFAULT_CLAIM_PREFIX).toLowerCase();
@@ -207,15 +125,6 @@ function compileForwarding(k: KindDocument, f: RawForwardClaims | undefined): Cl
     seen.add(c.header);
   });
   return Object.freeze({ prefix, claims: Object.freeze(claims) });
-}
-
-function checkLocations(k: KindDocument, base: (string | number)[], raw: readonly RawHeaderLocation[] | undefined): void {
-  const seen = new Set<string>();
-  (raw ?? []).forEach((h, i) => {
-    const n = (h.name ?? '').toLowerCase();
-    if (seen.has(n)) k.v.error([...base, 'fromHeaders', i, 'name'], `header ${JSON.stringify(h.name)} is listed twice`);
-    seen.add(n);
-  });
 }
 
 /** Compile one CredentialValidator; reports issues on `k.v`; undefined when invalid. */
@@ -230,156 +139,29 @@ export function compileCredentialValidator(k: KindDocument, cc: CompileContext):
   const scope = parseScope(k, specRaw as Record<string, unknown>, cc.settings);
   if (!spec || !spec.type) return undefined;
   const type = spec.type as ValidatorType;
-  const block = BLOCK_FOR[type];
+  const def = TYPES[type];
+  const block = def.block;
   for (const t of VALIDATOR_TYPES) {
-    const b = BLOCK_FOR[t];
+    const b = TYPES[t].block;
     if (b && b !== block && spec[b] !== undefined) k.v.errorAtKey(['spec', b], `${b} is only allowed with type: ${t} (this validator is type: ${type})`);
   }
   if (block && spec[block] === undefined) k.v.error(['spec', 'type'], `type: ${type} needs a spec.${block} block`);
-  if (type === 'JWT') {
-    if (spec.match) k.v.error(['spec', 'match'], 'type: JWT takes no match: the jwtRules apply as their RequestAuthentication says');
-    if (spec.issuer) k.v.error(['spec', 'issuer'], 'type: JWT takes no issuer: it comes from the token');
-    if (spec.forwardClaims) k.v.error(['spec', 'forwardClaims'], 'type: JWT takes no forwardClaims: use outputClaimToHeaders in the RequestAuthentication');
-  }
-  if (type === 'KubernetesServiceAccount' && spec.issuer) k.v.error(['spec', 'issuer'], 'the issuer of a service-account token is its `iss`: set spec.kubernetes.issuer');
+  def.checkShared?.(spec, k);
   const forwardClaims = compileForwarding(k, spec.forwardClaims);
   if (k.v.issues.slice(before).some((i) => i.severity === 'error')) return undefined;
 
-  const issuer = spec.issuer ?? (type === 'JWT' || type === 'KubernetesServiceAccount' ? '' : defaultIssuer(type, k));
+  const issuer = spec.issuer ?? def.defaultIssuer(k);
   if (issuer.endsWith('/')) k.v.error(['spec', 'issuer'], 'must not end with "/" (the principal is <issuer>/<subject>)');
   const ref = k.ref;
-  let member: CredentialValidatorMember | null = null;
-  let locations: readonly CredentialLocation[] = [];
-  let opaqueHeaders: string[] = [];
-  let takesJwt = false;
-  const p = (...rest: (string | number)[]) => ['spec', block!, ...rest];
-
-  if (type === 'APIKey') {
-    const a = spec.apiKey!;
-    checkLocations(k, p(), a.fromHeaders);
-    locations = toLocations(a.fromHeaders);
-    opaqueHeaders = locations.map((l) => l.name);
-    const path = cc.resolvePath(k.doc, a.file!);
-    const { file, error } = sharedSecretFile(cc.runtime, 'api-keys', path, a.reloadInterval ?? DEFAULT_RELOAD_INTERVAL_MS, parseApiKeyFiles);
-    if (error) k.v.error(p('file'), error);
-    member = new ApiKeyMember({ ref, issuer, locations, file, forwardKey: a.forwardKey ?? false, forwardClaims });
-  } else if (type === 'SharedToken') {
-    const s = spec.sharedToken!;
-    checkLocations(k, p(), s.fromHeaders);
-    locations = toLocations(s.fromHeaders);
-    opaqueHeaders = locations.map((l) => l.name);
-    const path = cc.resolvePath(k.doc, s.file!);
-    const { file, error } = sharedSecretFile(cc.runtime, 'shared-token', path, s.reloadInterval ?? DEFAULT_RELOAD_INTERVAL_MS, parseSharedTokenFile);
-    if (error) k.v.error(p('file'), error);
-    const claims: Record<string, unknown> = {};
-    if (s.role) claims['role'] = s.role;
-    if (s.groups?.length) claims['groups'] = [...s.groups];
-    if (s.scopes?.length) claims['scope'] = [...s.scopes];
-    member = new SharedTokenMember({ ref, issuer, subject: s.subject ?? k.name, claims, locations, file, forwardToken: s.forwardToken ?? false, forwardClaims });
-  } else if (type === 'KubernetesServiceAccount') {
-    const s = spec.kubernetes!;
-    const mode = s.mode ?? 'JWKS';
-    checkLocations(k, p(), s.fromHeaders);
-    locations = toLocations(s.fromHeaders);
-    takesJwt = true;
-    if (mode === 'JWKS') {
-      if (!s.issuer) k.v.error(p('issuer'), 'required with mode: JWKS (the cluster issuer, e.g. https://kubernetes.default.svc.cluster.local)');
-      if (s.tokenReview) k.v.error(p('tokenReview'), 'only allowed with mode: TokenReview');
-      if (!s.audiences?.length) {
-        k.v.warn(
-          p('audiences'),
-          'without audiences any service-account token of the cluster is admitted, whatever its audience (for example a projected token meant for another service); set the audience your clients request',
-        );
-      }
-      if (s.jwksUri) {
-        try {
-          const u = new URL(s.jwksUri);
-          if (u.protocol !== 'http:' && u.protocol !== 'https:') k.v.error(p('jwksUri'), 'must be an http or https URL');
-        } catch {
-          k.v.error(p('jwksUri'), 'not a URL');
-        }
-      }
-      if (!k.v.hasErrors) {
-        const validator = createJwtValidator(cc.runtime, { issuer: s.issuer!, audiences: s.audiences ?? [], jwksUri: s.jwksUri, tuning: cc.settings.jwks });
-        member = new KubernetesMember({ ref, issuer: s.issuer!, locations, mode: { kind: 'jwks', validator }, forwardToken: s.forwardToken ?? false, forwardClaims, jwksUnavailableStatus: cc.settings.jwksUnavailableStatus });
-      }
-    } else {
-      if (s.jwksUri) k.v.error(p('jwksUri'), 'only allowed with mode: JWKS');
-      if (!s.issuer) k.v.warn(p('issuer'), 'without an issuer every JWT-shaped bearer value is sent to the TokenReview API');
-      if (!s.audiences?.length) k.v.warn(p('audiences'), "without audiences the API server's default audience is accepted: any token of the cluster is admitted");
-      const tr = s.tokenReview ?? {};
-      const defaults = inClusterDefaults();
-      const apiServer = tr.apiServer ?? defaults.apiServer;
-      if (!apiServer) k.v.error(p('tokenReview', 'apiServer'), 'required outside a pod (KUBERNETES_SERVICE_HOST is not set)');
-      else {
-        try {
-          const u = new URL(apiServer);
-          if (u.protocol !== 'http:' && u.protocol !== 'https:') k.v.error(p('tokenReview', 'apiServer'), 'must be an http or https URL');
-        } catch {
-          k.v.error(p('tokenReview', 'apiServer'), 'not a URL');
-        }
-      }
-      const caFile = tr.caFile ? cc.resolvePath(k.doc, tr.caFile) : tr.apiServer ? undefined : defaults.caFile;
-      const tokenFile = tr.tokenFile ? cc.resolvePath(k.doc, tr.tokenFile) : tr.apiServer ? undefined : defaults.tokenFile;
-      if (!k.v.hasErrors) {
-        const opts = {
-          apiServer: apiServer!,
-          caFile,
-          tokenFile,
-          audiences: s.audiences ?? [],
-          timeoutMs: tr.timeout ?? 1000,
-          cacheTtlMs: tr.cacheTtl ?? 10_000,
-        };
-        let client: TokenReviewClient | undefined;
-        try {
-          client = cc.runtime.shared.get(`authn-tokenreview:${JSON.stringify(opts)}`, () => createTokenReviewClient(cc.runtime, opts));
-        } catch (e) {
-          const code = (e as NodeJS.ErrnoException).code;
-          k.v.error(p('tokenReview', 'caFile'), `cannot read the CA file${code ? `: ${code}` : ''}`);
-        }
-        if (client) {
-          member = new KubernetesMember({ ref, issuer: s.issuer ?? '', locations, mode: { kind: 'tokenReview', client }, forwardToken: s.forwardToken ?? false, forwardClaims, jwksUnavailableStatus: cc.settings.jwksUnavailableStatus });
-        }
-      }
-    }
-  } else if (type === 'EdgeHeaders') {
-    const e = spec.edge!;
-    const principals = e.trustedSources?.principals ?? [];
-    const ipBlocks = e.trustedSources?.ipBlocks ?? [];
-    if (principals.length === 0 && ipBlocks.length === 0) {
-      k.v.error(p('trustedSources'), 'name at least one trusted principal or ipBlock (edge headers from anyone else are removed)');
-    }
-    let blocks = null;
-    if (ipBlocks.length) {
-      const r = parseBlocks(ipBlocks);
-      if (!r.ok) k.v.error(p('trustedSources', 'ipBlocks', r.index), r.error);
-      else blocks = r.list;
-    }
-    const h = e.headers!;
-    const claims: Record<string, string> = {};
-    for (const [c, hn] of Object.entries(e.claims ?? {})) {
-      if (['iss', 'sub'].includes(c)) k.v.error(p('claims', c), `claim ${c} comes from headers.${c === 'iss' ? 'issuer' : 'subject'}`);
-      claims[c] = hn.toLowerCase();
-    }
-    if (!k.v.hasErrors) {
-      member = new EdgeMember({
-        ref,
-        issuer,
-        principals: Object.freeze(principals.map(principalMatcher)),
-        blocks,
-        headers: Object.freeze({
-          subject: h.subject!.toLowerCase(),
-          ...(h.issuer ? { issuer: h.issuer.toLowerCase() } : {}),
-          ...(h.role ? { role: h.role.toLowerCase() } : {}),
-          ...(h.groups ? { groups: h.groups.toLowerCase() } : {}),
-          ...(h.email ? { email: h.email.toLowerCase() } : {}),
-          claims: Object.freeze(claims),
-        }),
-        groupsSeparator: e.groupsSeparator ?? ',',
-        forwardClaims,
-      });
-    }
-  }
+  const parts = def.compile({
+    k,
+    cc,
+    block: block ? spec[block] : undefined,
+    ref,
+    issuer,
+    forwardClaims,
+    at: (...rest) => ['spec', block!, ...rest],
+  });
   if (k.v.issues.slice(before).some((i) => i.severity === 'error')) return undefined;
   const required = spec.required === undefined || spec.required === false ? null : spec.required === true ? true : compileRoute(spec.required as RawRoute);
   return Object.freeze({
@@ -389,10 +171,10 @@ export function compileCredentialValidator(k: KindDocument, cc: CompileContext):
     scope,
     match: spec.match ? compileRoute(spec.match) : null,
     required,
-    member,
-    opaqueHeaders: Object.freeze(opaqueHeaders),
-    takesJwt,
-    locations,
+    member: parts.member,
+    opaqueHeaders: Object.freeze([...parts.opaqueHeaders]),
+    takesJwt: parts.takesJwt,
+    locations: parts.locations,
   });
 }
 

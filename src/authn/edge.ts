@@ -7,9 +7,11 @@
  * removed before the request goes upstream and ignored.
  */
 import { BlockList, isIP } from 'node:net';
+import { list, obj, record, str } from '../config/schema.js';
 import type { CheckState } from '../core/state.js';
 import { ABSTAIN, type CredentialValidatorMember, type ValidatorResult } from './chain.js';
-import { applyClaimHeaders, makeIdentity, sanitizeClaimHeaders, type ClaimForwarding } from './credential-common.js';
+import { applyClaimHeaders, headerName, makeIdentity, sanitizeClaimHeaders, type ClaimForwarding } from './credential-common.js';
+import { localIssuer, type ValidatorTypeDef } from './validator-type.js';
 
 export interface EdgeHeaderMap {
   readonly subject: string;
@@ -129,3 +131,63 @@ export class EdgeMember implements CredentialValidatorMember {
     return { kind: 'admit', identities: [id] };
   }
 }
+
+interface RawEdge {
+  trustedSources?: { principals?: string[]; ipBlocks?: string[] };
+  headers?: { subject?: string; issuer?: string; role?: string; groups?: string; email?: string };
+  claims?: Record<string, string>;
+  groupsSeparator?: string;
+}
+
+/** CredentialValidator `type: EdgeHeaders` (`spec.edge`). */
+export const EDGE_TYPE: ValidatorTypeDef<RawEdge> = {
+  block: 'edge',
+  schema: obj<RawEdge>(
+    {
+      trustedSources: obj({ principals: list(str({ nonEmpty: true })), ipBlocks: list(str({ nonEmpty: true })) }),
+      headers: obj({ subject: headerName(), issuer: headerName(), role: headerName(), groups: headerName(), email: headerName() }, { required: ['subject'] }),
+      claims: record(headerName()),
+      groupsSeparator: str({ nonEmpty: true }),
+    },
+    { required: ['trustedSources', 'headers'] },
+  ),
+  defaultIssuer: (k) => localIssuer('edge', k),
+  compile({ k, block: e, ref, issuer, forwardClaims, at }) {
+    const principals = e.trustedSources?.principals ?? [];
+    const ipBlocks = e.trustedSources?.ipBlocks ?? [];
+    if (principals.length === 0 && ipBlocks.length === 0) {
+      k.v.error(at('trustedSources'), 'name at least one trusted principal or ipBlock (edge headers from anyone else are removed)');
+    }
+    let blocks = null;
+    if (ipBlocks.length) {
+      const r = parseBlocks(ipBlocks);
+      if (!r.ok) k.v.error(at('trustedSources', 'ipBlocks', r.index), r.error);
+      else blocks = r.list;
+    }
+    const h = e.headers!;
+    const claims: Record<string, string> = {};
+    for (const [c, hn] of Object.entries(e.claims ?? {})) {
+      if (['iss', 'sub'].includes(c)) k.v.error(at('claims', c), `claim ${c} comes from headers.${c === 'iss' ? 'issuer' : 'subject'}`);
+      claims[c] = hn.toLowerCase();
+    }
+    const member = k.v.hasErrors
+      ? null
+      : new EdgeMember({
+          ref,
+          issuer,
+          principals: Object.freeze(principals.map(principalMatcher)),
+          blocks,
+          headers: Object.freeze({
+            subject: h.subject!.toLowerCase(),
+            ...(h.issuer ? { issuer: h.issuer.toLowerCase() } : {}),
+            ...(h.role ? { role: h.role.toLowerCase() } : {}),
+            ...(h.groups ? { groups: h.groups.toLowerCase() } : {}),
+            ...(h.email ? { email: h.email.toLowerCase() } : {}),
+            claims: Object.freeze(claims),
+          }),
+          groupsSeparator: e.groupsSeparator ?? ',',
+          forwardClaims,
+        });
+    return { member, locations: [], opaqueHeaders: [], takesJwt: false };
+  },
+};

@@ -19,6 +19,7 @@ import { claimHeaderValue, getClaim, splitSpaceDelimited } from './claims.js';
 import { realmOf } from './credential-common.js';
 import type { CompiledJwtRule } from './request-authentication.js';
 import { extractTokens, type FoundToken } from './token-extraction.js';
+import type { TypeParts, ValidatorTypeDef } from './validator-type.js';
 import { JWT_STATUS, parseJwt, reasonForStatus, type JwtStatus, type ParsedJwt } from '../jwt/jwt-format.js';
 import type { VerifiedEntry, VerifyOutcome } from '../jwt/verifier.js';
 
@@ -339,3 +340,21 @@ function removeCookies(state: CheckState, names: readonly string[]): void {
     up.removeHeader('cookie');
   }
 }
+
+const NO_PARTS: TypeParts = Object.freeze({ member: null, locations: Object.freeze([]), opaqueHeaders: Object.freeze([]), takesJwt: false });
+
+/**
+ * CredentialValidator `type: JWT`: no settings of its own; it places (by `order`) and may
+ * require the jwtRules member, which the applying RequestAuthentications make.
+ */
+export const JWT_TYPE: ValidatorTypeDef<undefined> = {
+  block: null,
+  schema: null,
+  defaultIssuer: () => '',
+  checkShared(spec, k) {
+    if (spec.match) k.v.error(['spec', 'match'], 'type: JWT takes no match: the jwtRules apply as their RequestAuthentication says');
+    if (spec.issuer) k.v.error(['spec', 'issuer'], 'type: JWT takes no issuer: it comes from the token');
+    if (spec.forwardClaims) k.v.error(['spec', 'forwardClaims'], 'type: JWT takes no forwardClaims: use outputClaimToHeaders in the RequestAuthentication');
+  },
+  compile: () => NO_PARTS,
+};

@@ -2,7 +2,7 @@
  * Kubernetes service-account tokens (CredentialValidator `type: KubernetesServiceAccount`),
  * validated either locally against the API server's keys (OIDC discovery at the cluster
  * issuer, or a configured jwksUri; createJwtValidator) or by asking the API server
- * (TokenReview, src/exchange/tokenreview.ts; the only way on EKS, and the only way to
+ * (TokenReview, src/kubernetes/tokenreview.ts; the only way on EKS, and the only way to
  * notice a bound token whose pod is gone).
  *
  * Identity: principal `<iss>/system:serviceaccount:<ns>:<name>` — exactly what a
@@ -11,22 +11,28 @@
  * lacks them (legacy tokens), so policies can use request.auth.claims[kubernetes.io][namespace].
  */
 import { decodeJwt } from 'jose';
+import { bool, duration, list, obj, str } from '../config/schema.js';
 import { deny, type CheckState } from '../core/state.js';
-import { parseServiceAccountUser, type TokenReviewClient } from '../kubernetes/tokenreview.js';
+import { createTokenReviewClient, inClusterDefaults, parseServiceAccountUser, type TokenReviewClient } from '../kubernetes/tokenreview.js';
 import { removeCredentialHeader } from './api-keys.js';
 import { ABSTAIN, type CredentialValidatorMember, type ValidatorResult } from './chain.js';
 import {
   applyClaimHeaders,
   challengeFor,
+  checkLocations,
   credentialDeny,
   findCredential,
+  locationsSchema,
   makeIdentity,
   sanitizeClaimHeaders,
+  toLocations,
   type ClaimForwarding,
   type CredentialLocation,
   type FoundCredential,
+  type RawHeaderLocation,
 } from './credential-common.js';
-import type { JwtValidator } from '../jwt/jwt-validator.js';
+import type { TypeCompileInput, TypeParts, ValidatorTypeDef } from './validator-type.js';
+import { createJwtValidator, type JwtValidator } from '../jwt/jwt-validator.js';
 
 export interface KubernetesMemberOptions {
   readonly ref: string;
@@ -167,3 +173,110 @@ export class KubernetesMember implements CredentialValidatorMember {
     return { kind: 'admit', identities: [id] };
   }
 }
+
+interface RawTokenReview {
+  apiServer?: string;
+  caFile?: string;
+  tokenFile?: string;
+  timeout?: number;
+  cacheTtl?: number;
+}
+interface RawKubernetes {
+  mode?: string;
+  issuer?: string;
+  jwksUri?: string;
+  audiences?: string[];
+  fromHeaders?: RawHeaderLocation[];
+  forwardToken?: boolean;
+  tokenReview?: RawTokenReview;
+}
+
+/** A URL setting that must be http(s); the value is not echoed (it may carry credentials). */
+function checkHttpUrl(x: TypeCompileInput<RawKubernetes>, value: string, path: (string | number)[]): void {
+  try {
+    const u = new URL(value);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') x.k.v.error(x.at(...path), 'must be an http or https URL');
+  } catch {
+    x.k.v.error(x.at(...path), 'not a URL');
+  }
+}
+
+/** `mode: JWKS`: the token is verified here against the cluster issuer's keys. */
+function compileJwks(x: TypeCompileInput<RawKubernetes>, locations: readonly CredentialLocation[]): KubernetesMember | null {
+  const { k, cc, block: s, at } = x;
+  if (!s.issuer) k.v.error(at('issuer'), 'required with mode: JWKS (the cluster issuer, e.g. https://kubernetes.default.svc.cluster.local)');
+  if (s.tokenReview) k.v.error(at('tokenReview'), 'only allowed with mode: TokenReview');
+  if (!s.audiences?.length) {
+    k.v.warn(
+      at('audiences'),
+      'without audiences any service-account token of the cluster is admitted, whatever its audience (for example a projected token meant for another service); set the audience your clients request',
+    );
+  }
+  if (s.jwksUri) checkHttpUrl(x, s.jwksUri, ['jwksUri']);
+  if (k.v.hasErrors) return null;
+  const validator = createJwtValidator(cc.runtime, { issuer: s.issuer!, audiences: s.audiences ?? [], jwksUri: s.jwksUri, tuning: cc.settings.jwks });
+  return new KubernetesMember({ ref: x.ref, issuer: s.issuer!, locations, mode: { kind: 'jwks', validator }, forwardToken: s.forwardToken ?? false, forwardClaims: x.forwardClaims, jwksUnavailableStatus: cc.settings.jwksUnavailableStatus });
+}
+
+/** `mode: TokenReview`: the API server is asked (in-cluster defaults outside a configured apiServer). */
+function compileTokenReview(x: TypeCompileInput<RawKubernetes>, locations: readonly CredentialLocation[]): KubernetesMember | null {
+  const { k, cc, block: s, at } = x;
+  if (s.jwksUri) k.v.error(at('jwksUri'), 'only allowed with mode: JWKS');
+  if (!s.issuer) k.v.warn(at('issuer'), 'without an issuer every JWT-shaped bearer value is sent to the TokenReview API');
+  if (!s.audiences?.length) k.v.warn(at('audiences'), "without audiences the API server's default audience is accepted: any token of the cluster is admitted");
+  const tr = s.tokenReview ?? {};
+  const defaults = inClusterDefaults();
+  const apiServer = tr.apiServer ?? defaults.apiServer;
+  if (!apiServer) k.v.error(at('tokenReview', 'apiServer'), 'required outside a pod (KUBERNETES_SERVICE_HOST is not set)');
+  else checkHttpUrl(x, apiServer, ['tokenReview', 'apiServer']);
+  const caFile = tr.caFile ? cc.resolvePath(k.doc, tr.caFile) : tr.apiServer ? undefined : defaults.caFile;
+  const tokenFile = tr.tokenFile ? cc.resolvePath(k.doc, tr.tokenFile) : tr.apiServer ? undefined : defaults.tokenFile;
+  if (k.v.hasErrors) return null;
+  const opts = {
+    apiServer: apiServer!,
+    caFile,
+    tokenFile,
+    audiences: s.audiences ?? [],
+    timeoutMs: tr.timeout ?? 1000,
+    cacheTtlMs: tr.cacheTtl ?? 10_000,
+  };
+  let client: TokenReviewClient;
+  try {
+    client = cc.runtime.shared.get(`authn-tokenreview:${JSON.stringify(opts)}`, () => createTokenReviewClient(cc.runtime, opts));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    k.v.error(at('tokenReview', 'caFile'), `cannot read the CA file${code ? `: ${code}` : ''}`);
+    return null;
+  }
+  return new KubernetesMember({ ref: x.ref, issuer: s.issuer ?? '', locations, mode: { kind: 'tokenReview', client }, forwardToken: s.forwardToken ?? false, forwardClaims: x.forwardClaims, jwksUnavailableStatus: cc.settings.jwksUnavailableStatus });
+}
+
+/** CredentialValidator `type: KubernetesServiceAccount` (`spec.kubernetes`). */
+export const KUBERNETES_TYPE: ValidatorTypeDef<RawKubernetes> = {
+  block: 'kubernetes',
+  schema: obj<RawKubernetes>({
+    mode: str({ enum: ['JWKS', 'TokenReview'] }),
+    issuer: str({ nonEmpty: true }),
+    jwksUri: str({ nonEmpty: true }),
+    audiences: list(str({ nonEmpty: true })),
+    fromHeaders: locationsSchema,
+    forwardToken: bool(),
+    tokenReview: obj<RawTokenReview>({
+      apiServer: str({ nonEmpty: true }),
+      caFile: str({ nonEmpty: true }),
+      tokenFile: str({ nonEmpty: true }),
+      timeout: duration({ minMs: 10, maxMs: 60_000 }),
+      cacheTtl: duration({ minMs: 0, maxMs: 300_000 }),
+    }),
+  }),
+  defaultIssuer: () => '',
+  checkShared(spec, k) {
+    if (spec.issuer) k.v.error(['spec', 'issuer'], 'the issuer of a service-account token is its `iss`: set spec.kubernetes.issuer');
+  },
+  compile(x): TypeParts {
+    checkLocations(x.k, x.at(), x.block.fromHeaders);
+    const locations = toLocations(x.block.fromHeaders);
+    const member = (x.block.mode ?? 'JWKS') === 'JWKS' ? compileJwks(x, locations) : compileTokenReview(x, locations);
+    return { member, locations, opaqueHeaders: [], takesJwt: true };
+  },
+};

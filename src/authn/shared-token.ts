@@ -4,21 +4,28 @@
  * 30 s) of a change, compared in constant time (SHA-256 of both sides, timingSafeEqual).
  * The identity is static, from the validator's config.
  */
+import { bool, list, obj, str } from '../config/schema.js';
 import type { CheckState } from '../core/state.js';
 import { removeCredentialHeader } from './api-keys.js';
 import { ABSTAIN, type CredentialValidatorMember, type ValidatorResult } from './chain.js';
 import {
   applyClaimHeaders,
+  checkLocations,
   constantTimeFind,
   credentialDeny,
   findCredential,
+  locationsSchema,
   makeIdentity,
+  reloadIntervalSchema,
   sanitizeClaimHeaders,
   sha256Bytes,
+  toLocations,
   type ClaimForwarding,
   type CredentialLocation,
+  type RawHeaderLocation,
 } from './credential-common.js';
 import type { SecretParser, WatchedSecretFile } from './secret-file.js';
+import { blockFile, localIssuer, type ValidatorTypeDef } from './validator-type.js';
 
 export interface SharedTokenValue {
   readonly digests: readonly Buffer[];
@@ -75,3 +82,45 @@ export class SharedTokenMember implements CredentialValidatorMember {
     return { kind: 'admit', identities: [id] };
   }
 }
+
+interface RawSharedToken {
+  file?: string;
+  fromHeaders?: RawHeaderLocation[];
+  reloadInterval?: number;
+  forwardToken?: boolean;
+  subject?: string;
+  role?: string;
+  groups?: string[];
+  scopes?: string[];
+}
+
+/** CredentialValidator `type: SharedToken` (`spec.sharedToken`): the identity is static, from here. */
+export const SHARED_TOKEN_TYPE: ValidatorTypeDef<RawSharedToken> = {
+  block: 'sharedToken',
+  schema: obj<RawSharedToken>(
+    {
+      file: str({ nonEmpty: true }),
+      fromHeaders: locationsSchema,
+      reloadInterval: reloadIntervalSchema(),
+      forwardToken: bool(),
+      subject: str({ nonEmpty: true, pattern: /^[^/\s]+$/, patternHint: 'must not contain "/" or spaces' }),
+      role: str({ nonEmpty: true }),
+      groups: list(str({ nonEmpty: true })),
+      scopes: list(str({ nonEmpty: true, pattern: /^\S+$/, patternHint: 'a scope has no spaces' })),
+    },
+    { required: ['file'] },
+  ),
+  defaultIssuer: (k) => localIssuer('sharedtoken', k),
+  compile(x) {
+    const { k, block: s, ref, issuer, forwardClaims, at } = x;
+    checkLocations(k, at(), s.fromHeaders);
+    const locations = toLocations(s.fromHeaders);
+    const file = blockFile(x, 'shared-token', parseSharedTokenFile);
+    const claims: Record<string, unknown> = {};
+    if (s.role) claims['role'] = s.role;
+    if (s.groups?.length) claims['groups'] = [...s.groups];
+    if (s.scopes?.length) claims['scope'] = [...s.scopes];
+    const member = new SharedTokenMember({ ref, issuer, subject: s.subject ?? k.name, claims, locations, file, forwardToken: s.forwardToken ?? false, forwardClaims });
+    return { member, locations, opaqueHeaders: locations.map((l) => l.name), takesJwt: false };
+  },
+};
