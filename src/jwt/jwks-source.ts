@@ -18,8 +18,8 @@
  * Timers are unref'd and cleared by dispose(); the clock and network are the runtime's.
  */
 import type { Runtime } from '../core/runtime.js';
-import { BodyTooLargeError, readCapped } from '../net/read-capped.js';
 import { sanitizeRemoteText } from '../observability/redact.js';
+import { boundedWait, discoveryUrl, FetchError, fetchJsonDocument, redactUrl, redactUrlsIn } from './jwks-fetch.js';
 import { parseJwks, type KeySet } from './keys.js';
 
 export interface JwksTuning {
@@ -85,69 +85,7 @@ export class StaticKeySource implements KeySource {
   dispose(): void {}
 }
 
-/**
- * A URL as it may be shown (descriptions, --explain, logs): `scheme://host[:port]/path`,
- * without userinfo, query or fragment, where credentials or API keys may hide.
- */
-export function redactUrl(u: string): string {
-  try {
-    const url = new URL(u);
-    return `${url.protocol}//${url.host}${url.pathname}`;
-  } catch {
-    return '(unparseable URL)';
-  }
-}
-
-/** Every http(s) URL in a text (an error message may quote one) passed through redactUrl. */
-export function redactUrlsIn(text: string): string {
-  return text.replace(/\bhttps?:\/\/[^\s"'<>`]+/gi, (m) => redactUrl(m));
-}
-
 export type RemoteLocation = { kind: 'uri'; uri: string } | { kind: 'discovery'; issuer: string };
-
-/** Closed set of `outcome` label values for the fetch metric. */
-type FetchOutcome = 'success' | 'http_error' | 'network_error' | 'timeout' | 'invalid' | 'discovery_error';
-
-class FetchError extends Error {
-  constructor(readonly outcome: FetchOutcome, message: string) {
-    super(message);
-  }
-}
-
-/** Wait for `p`, but no longer than `ms` nor past `signal`. Never rejects. */
-async function boundedWait(p: Promise<unknown>, signal: AbortSignal | undefined, ms: number): Promise<void> {
-  if (signal?.aborted) return;
-  let timer: NodeJS.Timeout | undefined;
-  let onAbort: (() => void) | undefined;
-  try {
-    await Promise.race([
-      p.then(
-        () => undefined,
-        () => undefined,
-      ),
-      new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, Math.max(0, ms));
-        timer.unref?.();
-        if (signal) {
-          onAbort = () => resolve();
-          signal.addEventListener('abort', onAbort, { once: true });
-        }
-      }),
-    ]);
-  } finally {
-    if (timer) clearTimeout(timer);
-    if (signal && onAbort) signal.removeEventListener('abort', onAbort);
-  }
-}
-
-/** Cache-Control max-age in ms (undefined when absent); `no-store`/`no-cache` count as 0. */
-export function cacheControlMaxAgeMs(header: string | null): number | undefined {
-  if (!header) return undefined;
-  const h = header.toLowerCase();
-  if (/(?:^|,)\s*(?:no-store|no-cache)\s*(?:,|$)/.test(h)) return 0;
-  const m = /(?:^|,)\s*(?:s-maxage|max-age)\s*=\s*"?(\d+)"?/.exec(h);
-  return m ? Number(m[1]) * 1000 : undefined;
-}
 
 export class RemoteKeySource implements KeySource {
   readonly description: string;
@@ -273,42 +211,8 @@ export class RemoteKeySource implements KeySource {
     this.timer.unref?.();
   }
 
-  private async fetchDocument(url: string): Promise<{ body: unknown; maxAgeMs: number | undefined }> {
-    let res: Response;
-    try {
-      res = await this.runtime.fetch(url, {
-        method: 'GET',
-        headers: { accept: 'application/json' },
-        redirect: 'follow',
-        signal: AbortSignal.timeout(this.timeoutMs),
-      });
-    } catch (e) {
-      const name = (e as { name?: string })?.name;
-      if (name === 'TimeoutError' || name === 'AbortError') throw new FetchError('timeout', `no answer within ${this.timeoutMs}ms`);
-      const cause = (e as { cause?: { code?: string } })?.cause?.code;
-      // The message may quote the URL (e.g. "...a URL that includes credentials: <url>").
-      throw new FetchError('network_error', cause ?? sanitizeRemoteText(redactUrlsIn((e as Error)?.message ?? String(e)), 120));
-    }
-    if (!res.ok) {
-      void res.body?.cancel().catch(() => undefined);
-      throw new FetchError('http_error', `HTTP ${res.status}`);
-    }
-    let text: string;
-    try {
-      // Streamed with a byte cap: an oversized document is never buffered whole.
-      text = await readCapped(res, this.tuning.maxDocumentBytes);
-    } catch (e) {
-      if (e instanceof BodyTooLargeError) throw new FetchError('invalid', `document larger than ${this.tuning.maxDocumentBytes} bytes`);
-      const name = (e as { name?: string })?.name;
-      throw new FetchError(name === 'TimeoutError' || name === 'AbortError' ? 'timeout' : 'network_error', 'body read failed');
-    }
-    let body: unknown;
-    try {
-      body = JSON.parse(text);
-    } catch {
-      throw new FetchError('invalid', 'not JSON');
-    }
-    return { body, maxAgeMs: cacheControlMaxAgeMs(res.headers.get('cache-control')) };
+  private fetchJsonDocument(url: string): Promise<{ body: unknown; maxAgeMs: number | undefined }> {
+    return fetchJsonDocument(this.runtime, url, this.timeoutMs, this.tuning.maxDocumentBytes);
   }
 
   private async resolveJwksUri(): Promise<string> {
@@ -317,7 +221,7 @@ export class RemoteKeySource implements KeySource {
     const url = discoveryUrl(this.location.issuer);
     let doc: unknown;
     try {
-      doc = (await this.fetchDocument(url)).body;
+      doc = (await this.fetchJsonDocument(url)).body;
     } catch (e) {
       throw new FetchError(e instanceof FetchError && e.outcome === 'timeout' ? 'timeout' : 'discovery_error', `discovery: ${(e as Error).message}`);
     }
@@ -335,7 +239,7 @@ export class RemoteKeySource implements KeySource {
     const label = { issuer: this.issuer };
     try {
       const uri = await this.resolveJwksUri();
-      const { body, maxAgeMs } = await this.fetchDocument(uri);
+      const { body, maxAgeMs } = await this.fetchJsonDocument(uri);
       // A JWKS must never hold secrets; oct keys from the network are ignored.
       const parsed = parseJwks(body, { allowSymmetric: false });
       if (!parsed.ok) throw new FetchError('invalid', parsed.error);
@@ -387,10 +291,6 @@ export class RemoteKeySource implements KeySource {
       this.fetchDuration.observe(label, (performance.now() - started) / 1000);
     }
   }
-}
-
-export function discoveryUrl(issuer: string): string {
-  return `${issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`;
 }
 
 /** Get (or create and start) the shared remote source; a config reload reuses it. */

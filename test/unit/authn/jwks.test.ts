@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { cacheControlMaxAgeMs, DEFAULT_JWKS_TUNING, redactUrl, RemoteKeySource } from '../../../src/jwt/jwks-source.js';
+import { cacheControlMaxAgeMs, redactUrl } from '../../../src/jwt/jwks-fetch.js';
+import { DEFAULT_JWKS_TUNING, RemoteKeySource } from '../../../src/jwt/jwks-source.js';
 import type { CompiledConfig } from '../../../src/pipeline/compile.js';
 import { formatIssue } from '../../../src/config/issues.js';
 import { evaluate } from '../../../src/pipeline/pipeline.js';
