@@ -17,7 +17,7 @@ import { isCorsPreflight, removeCookie } from '../core/context.js';
 import { ABSTAIN, type CredentialValidatorMember, type ValidatorResult } from './chain.js';
 import { claimHeaderValue, getClaim, splitSpaceDelimited } from './claims.js';
 import { realmOf } from './credential-common.js';
-import type { CompiledJwtRule } from './request-authentication.js';
+import type { AdmitMemo, CompiledJwtRule } from './request-authentication.js';
 import { extractTokens, type FoundToken } from './token-extraction.js';
 import type { TypeParts, ValidatorTypeDef } from './validator-type.js';
 import { JWT_STATUS, parseJwt, reasonForStatus, type JwtStatus, type ParsedJwt } from '../jwt/jwt-format.js';
@@ -73,25 +73,6 @@ function buildIdentity(rule: CompiledJwtRule, jwt: ParsedJwt, found: FoundToken)
   });
 }
 
-/**
- * What admitting a verified, cached token derives from it for one rule and one token
- * location, kept in the verified-token cache entry (VerifiedEntry.memo) so a repeated token
- * reuses its frozen Identity and header values. It depends only on the token (the entry's
- * key), the rule (`serial`: compiled rules are immutable, a reload compiles new ones) and
- * the location label the Identity names.
- */
-class AdmitMemo {
-  constructor(
-    readonly serial: number,
-    readonly label: string,
-    readonly identity: Identity,
-    /** outputPayloadToHeader, then outputClaimToHeaders in order: name, value, name, value, ... */
-    readonly headers: readonly string[],
-    /** The ValidatorResult when this token is the only one the rule found. */
-    readonly single: ValidatorResult,
-  ) {}
-}
-
 /** Envoy's payload and claim headers for a verified token (rule order; absent claims skipped). */
 function outputHeaders(rule: CompiledJwtRule, jwt: ParsedJwt): string[] {
   const h: string[] = [];
@@ -103,18 +84,18 @@ function outputHeaders(rule: CompiledJwtRule, jwt: ParsedJwt): string[] {
   return h;
 }
 
+/** The rule's memo for a cached token at this location, built on first use (rule.admitMemos). */
 function memoFor(rule: CompiledJwtRule, found: FoundToken, entry: VerifiedEntry): AdmitMemo {
-  const m = entry.memo;
-  if (m instanceof AdmitMemo && m.serial === rule.serial && m.label === found.location.label) return m;
+  const m = rule.admitMemos.get(entry);
+  if (m !== undefined && m.label === found.location.label) return m;
   const identity = buildIdentity(rule, entry.jwt, found);
-  const memo = new AdmitMemo(
-    rule.serial,
-    found.location.label,
+  const memo: AdmitMemo = Object.freeze({
+    label: found.location.label,
     identity,
-    Object.freeze(outputHeaders(rule, entry.jwt)),
-    Object.freeze({ kind: 'admit' as const, identities: Object.freeze([identity]) }),
-  );
-  entry.memo = memo;
+    headers: Object.freeze(outputHeaders(rule, entry.jwt)),
+    single: Object.freeze({ kind: 'admit' as const, identities: Object.freeze([identity]) }),
+  });
+  rule.admitMemos.set(entry, memo);
   return memo;
 }
 
@@ -127,6 +108,10 @@ interface Verified {
 
 function traceVerified(trace: Trace, rule: CompiledJwtRule, found: FoundToken, keyId: string, alg: string, cached: boolean): void {
   trace.add('authn', `${rule.id}: token at ${found.location.label} verified with key ${keyId} (${alg}) from ${rule.verifier.source.description}${cached ? ' [cached]' : ''}`);
+}
+
+function traceNoToken(trace: Trace, rule: CompiledJwtRule): void {
+  trace.add('authn', `${rule.id}: no token at ${rule.locations.map((l) => l.label).join(', ')}`);
 }
 
 
@@ -153,10 +138,9 @@ export class JwtRulesMember implements CredentialValidatorMember {
   }
 
   /**
-   * Synchronous as long as every token found is a verified-token cache hit (the common case:
-   * a repeated token): the cache is probed with the raw token, before any parsing, and the
-   * Identity and header values kept in the entry are reused. The first token that is not a
-   * valid hit continues in validateSlow(), in the same order with the same outcome.
+   * Synchronous when the first rule that finds tokens finds only verified-token cache hits
+   * (the common case: a repeated token; fromCache()); otherwise validateSlow() starts over
+   * from the first rule, with the same outcome it would have had alone.
    */
   validate(state: CheckState): ValidatorResult | Promise<ValidatorResult> {
     const rules = this.rules;
@@ -167,51 +151,63 @@ export class JwtRulesMember implements CredentialValidatorMember {
       return ABSTAIN;
     }
     trace?.add('authn', `jwtRules in force: ${rules.map((r) => `${r.id} (issuer ${JSON.stringify(r.issuer)})`).join(', ')}`);
+    return this.fromCache(state) ?? this.validateSlow(state);
+  }
 
+  /**
+   * The answer from the verified-token cache alone: the cache is probed with the raw tokens,
+   * before any parsing, and the Identity and header values memoised for the rule are reused.
+   * undefined as soon as a token is not a valid hit; until then nothing has been counted,
+   * traced or changed (probe() changes nothing), so the slow path can start over.
+   */
+  private fromCache(state: CheckState): ValidatorResult | undefined {
+    const rules = this.rules;
+    const trace = state.trace;
     for (let ri = 0; ri < rules.length; ri++) {
       const rule = rules[ri]!;
       const tokens = extractTokens(state, rule.locations, this.opts.nonJwtHeaders);
-      if (tokens.length === 0) {
-        trace?.add('authn', `${rule.id}: no token at ${rule.locations.map((l) => l.label).join(', ')}`);
-        continue; // JwtMissed never overrides anything
-      }
+      if (tokens.length === 0) continue; // JwtMissed never overrides anything
       if (tokens.length === 1) {
         const found = tokens[0]!;
         const hit = rule.verifier.probe(found.token);
-        if (hit === undefined || typeof hit === 'string') return this.validateSlow(state, ri, tokens, [], hit);
-        if (trace) traceVerified(trace, rule, found, hit.keyId, hit.jwt.alg, true);
+        if (typeof hit !== 'object') return undefined;
+        if (trace) {
+          for (let i = 0; i < ri; i++) traceNoToken(trace, rules[i]!);
+          traceVerified(trace, rule, found, hit.keyId, hit.jwt.alg, true);
+        }
+        rule.verifier.accept(found.token);
         return this.admitOne(state, rule, found, hit);
       }
       const verified: Verified[] = [];
       for (let ti = 0; ti < tokens.length; ti++) {
         const found = tokens[ti]!;
         const hit = rule.verifier.probe(found.token);
-        if (hit === undefined || typeof hit === 'string') return this.validateSlow(state, ri, tokens, verified, hit);
+        if (typeof hit !== 'object') return undefined;
         verified.push({ found, jwt: hit.jwt, entry: hit });
-        if (trace) traceVerified(trace, rule, found, hit.keyId, hit.jwt.alg, true);
+      }
+      if (trace) for (let i = 0; i < ri; i++) traceNoToken(trace, rules[i]!);
+      for (const v of verified) {
+        if (trace) traceVerified(trace, rule, v.found, v.entry!.keyId, v.jwt.alg, true);
+        rule.verifier.accept(v.found.token);
       }
       return this.admit(state, rule, verified);
     }
-    trace?.add('authn', 'no JWT presented: request continues without identity (allow_missing)');
+    if (trace) {
+      for (const r of rules) traceNoToken(trace, r);
+      trace.add('authn', 'no JWT presented: request continues without identity (allow_missing)');
+    }
     return ABSTAIN;
   }
 
   /**
-   * The rules from `startRule` on, whose tokens `startTokens` were extracted already and the
-   * first `startVerified.length` of them verified (cache hits); the next one was probed with
-   * the result `startProbe` (undefined: a miss; a JwtStatus: cached but out of its time).
+   * Every rule, every token, each through JwtVerifier.verify() (which answers from the
+   * verified-token cache when it can).
    *
    * Per rule (Envoy ProviderVerifier) every token must verify; across rules (AnyVerifier)
    * the first rule that passes wins, else the last real error, else JwtUnknownIssuer, else
    * JwtMissed (allowed).
    */
-  private async validateSlow(
-    state: CheckState,
-    startRule: number,
-    startTokens: readonly FoundToken[],
-    startVerified: Verified[],
-    startProbe: JwtStatus | undefined,
-  ): Promise<ValidatorResult> {
+  private async validateSlow(state: CheckState): Promise<ValidatorResult> {
     const rules = this.rules;
     const trace = state.trace;
     const parsed = new Map<string, ParsedJwt | { status: JwtStatus }>();
@@ -226,33 +222,23 @@ export class JwtRulesMember implements CredentialValidatorMember {
     let final: JwtStatus = 'JwtMissed';
     let finalRule: CompiledJwtRule | undefined;
     let finalDetail = '';
-    for (let ri = startRule; ri < rules.length; ri++) {
+    for (let ri = 0; ri < rules.length; ri++) {
       const rule = rules[ri]!;
-      const resuming = ri === startRule;
-      const tokens = resuming ? startTokens : extractTokens(state, rule.locations, this.opts.nonJwtHeaders);
+      const tokens = extractTokens(state, rule.locations, this.opts.nonJwtHeaders);
       if (tokens.length === 0) {
-        trace?.add('authn', `${rule.id}: no token at ${rule.locations.map((l) => l.label).join(', ')}`);
+        if (trace) traceNoToken(trace, rule);
         continue; // JwtMissed never overrides anything
       }
       let failed: { status: JwtStatus; detail: string } | null = null;
-      const verified: Verified[] = resuming ? startVerified : [];
-      const probedAt = resuming ? verified.length : -1;
-      for (let ti = verified.length; ti < tokens.length; ti++) {
+      const verified: Verified[] = [];
+      for (let ti = 0; ti < tokens.length; ti++) {
         const found = tokens[ti]!;
-        const probe = ti === probedAt ? startProbe : rule.verifier.probe(found.token);
+        // A token that is not in the cache: its issuer first, without touching the verifier
+        // (cheap, and no metrics noise for a token meant for another rule).
+        const p = rule.issuer !== '' && rule.verifier.probe(found.token) === undefined ? parseOnce(found.token) : undefined;
         let outcome: VerifyOutcome;
-        if (probe === undefined) {
-          // Issuer first, without touching the verifier (cheap, no metrics noise).
-          const p = parseOnce(found.token);
-          if (!('status' in p) && rule.issuer !== '' && p.iss !== rule.issuer) outcome = { ok: false, status: 'JwtUnknownIssuer', jwt: p };
-          else outcome = await rule.verifier.verify(found.token, () => state.signal, rule.issuer === '' ? undefined : p, true);
-        } else if (typeof probe === 'string') {
-          outcome = { ok: false, status: probe };
-        } else {
-          verified.push({ found, jwt: probe.jwt, entry: probe });
-          if (trace) traceVerified(trace, rule, found, probe.keyId, probe.jwt.alg, true);
-          continue;
-        }
+        if (p !== undefined && !('status' in p) && p.iss !== rule.issuer) outcome = { ok: false, status: 'JwtUnknownIssuer', jwt: p };
+        else outcome = await rule.verifier.verify(found.token, () => state.signal, p);
         if (!outcome.ok) {
           failed = { status: outcome.status, detail: outcome.detail ?? '' };
           trace?.add(
@@ -263,7 +249,7 @@ export class JwtRulesMember implements CredentialValidatorMember {
           );
           break; // Envoy: all tokens at a provider's locations must pass
         }
-        verified.push({ found, jwt: outcome.jwt });
+        verified.push({ found, jwt: outcome.jwt, entry: outcome.entry });
         if (trace) traceVerified(trace, rule, found, outcome.keyId, outcome.jwt.alg, outcome.cached);
       }
       if (!failed) return this.admit(state, rule, verified);

@@ -8,11 +8,13 @@ import type { KindDocument } from '../config/kinds.js';
 import { bool, duration, list, obj, str, type Schema } from '../config/schema.js';
 import { parseScope, ScopedIndex, type CompiledScope } from '../config/scope.js';
 import type { Workload } from '../core/context.js';
+import type { Identity } from '../core/identity.js';
 import { NO_TOKEN_LOCATIONS, type TokenLocation } from '../core/state.js';
+import type { ValidatorResult } from './chain.js';
 import { DEFAULT_SPACE_DELIMITED } from './claims.js';
 import { DEFAULT_JWKS_TIMEOUT_MS, type JwksTuning } from '../jwt/jwks-source.js';
 import { createKeySource } from '../jwt/jwt-validator.js';
-import { JwtVerifier, sharedVerifiedCache } from '../jwt/verifier.js';
+import { JwtVerifier, sharedVerifiedCache, type VerifiedEntry } from '../jwt/verifier.js';
 
 interface RawHeaderLocation {
   name?: string;
@@ -76,8 +78,6 @@ export interface CompiledJwtRule {
   readonly index: number;
   /** `ns/name jwtRules[i]` (Identity.admittedBy, --explain). */
   readonly id: string;
-  /** Unique in the process (compiled rules are immutable): tags what is memoized per rule. */
-  readonly serial: number;
   readonly issuer: string;
   readonly locations: readonly TokenLocation[];
   readonly forwardOriginalToken: boolean;
@@ -85,6 +85,26 @@ export interface CompiledJwtRule {
   readonly outputClaimToHeaders: readonly { readonly header: string; readonly path: readonly string[] }[];
   readonly spaceDelimitedClaims: readonly string[];
   readonly verifier: JwtVerifier;
+  /**
+   * What admitting a cached token derived for this rule, by the verifier's cache entry (weakly:
+   * a memo lives as long as the cache keeps the entry). The rule is immutable and a reload
+   * compiles new rules, so a memo depends only on the token and the location it names.
+   */
+  readonly admitMemos: WeakMap<VerifiedEntry, AdmitMemo>;
+}
+
+/**
+ * A verified, cached token as this rule admits it at one token location: the frozen Identity,
+ * the header values and the result, reused by every Check that repeats the token.
+ */
+export interface AdmitMemo {
+  /** The token location the Identity names (`header:authorization` ...). */
+  readonly label: string;
+  readonly identity: Identity;
+  /** outputPayloadToHeader, then outputClaimToHeaders in order: name, value, name, value, ... */
+  readonly headers: readonly string[];
+  /** The ValidatorResult when this token is the only one the rule found. */
+  readonly single: ValidatorResult;
 }
 
 export interface CompiledRequestAuthentication {
@@ -111,8 +131,6 @@ function validJwksUri(u: string): string | null {
   if (!url.hostname) return 'jwksUri must have a host';
   return null;
 }
-
-let ruleSerial = 0;
 
 /** Compile one RequestAuthentication; reports issues on `k.v`; undefined when invalid. */
 export function compileRequestAuthentication(
@@ -201,7 +219,6 @@ export function compileRequestAuthentication(
         ref: k.ref,
         index: i,
         id: `${k.ref} jwtRules[${i}]`,
-        serial: ++ruleSerial,
         issuer,
         locations: locations.length > 0 ? Object.freeze(locations) : DEFAULT_LOCATIONS,
         forwardOriginalToken: r.forwardOriginalToken ?? false,
@@ -211,6 +228,7 @@ export function compileRequestAuthentication(
         ),
         spaceDelimitedClaims: Object.freeze([...new Set([...DEFAULT_SPACE_DELIMITED, ...(r.spaceDelimitedClaims ?? [])])]),
         verifier: new JwtVerifier(cc.runtime, { issuer, audiences: r.audiences ?? [], source, timeoutMs, cache }),
+        admitMemos: new WeakMap<VerifiedEntry, AdmitMemo>(),
       }),
     );
   });

@@ -58,8 +58,10 @@ export interface KeySource {
   readonly description: string;
   /** Stable identity (part of the verified-token cache key). */
   readonly id: string;
-  /** Current usable keys without waiting; may start a background refresh. */
+  /** Current usable keys without waiting; may start a background refresh (the source's upkeep). */
   peek(): KeySet | null;
+  /** The keys peek() would return now, with no upkeep: nothing started, dropped or logged. */
+  current(): KeySet | null;
   /** Keys, fetching when there are none yet (waits at most `waitMs` and until `signal`). */
   get(signal: AbortSignal | undefined, waitMs: number): Promise<KeySet | null>;
   /** An unknown kid was seen: refetch now unless within the cooldown; returns the keys then. */
@@ -74,6 +76,9 @@ export class StaticKeySource implements KeySource {
     this.id = `inline:${keys.hash}`;
   }
   peek(): KeySet {
+    return this.keys;
+  }
+  current(): KeySet {
     return this.keys;
   }
   async get(): Promise<KeySet> {
@@ -139,6 +144,10 @@ export class RemoteKeySource implements KeySource {
       nextRetryAt: this.nextRetryAt,
       inflight: this.inflight !== null,
     };
+  }
+
+  current(): KeySet | null {
+    return this.keys !== null && this.runtime.now() - this.fetchedAt <= this.tuning.staleMaxMs ? this.keys : null;
   }
 
   peek(): KeySet | null {

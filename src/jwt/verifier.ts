@@ -7,10 +7,12 @@
  * entry lifetime never past the token's `exp`; time constraints are re-checked on every
  * hit, so a repeated token costs a map lookup instead of a signature check.
  *
- * `probe()` is that lookup alone, for a raw token that has not been parsed: callers
- * (request-authentication.ts) try it first and parse only on a miss. An entry also carries
- * a memo slot where the caller keeps what it derives from a verified token (the frozen
- * Identity, the upstream header values); the memo never takes part in verification.
+ * `probe()` is that lookup alone, for a raw token that has not been parsed, and it changes
+ * nothing: no metric, no cache order, no key-source upkeep. A caller (the jwtRules member)
+ * tries it first; when it answers from the hit it calls accept(), which does what verify()
+ * does on a hit; otherwise it calls verify(), which starts over. What a caller derives from
+ * a verified token (an Identity, header values) is the caller's to keep, keyed by the
+ * entry; the entry holds only what verification established.
  */
 import type { CounterInstrument } from '../core/runtime.js';
 import type { Runtime } from '../core/runtime.js';
@@ -29,22 +31,17 @@ import { verifySignature, type KeySet } from './keys.js';
 import type { KeySource } from './jwks-source.js';
 
 export type VerifyOutcome =
-  | { ok: true; jwt: ParsedJwt; keyId: string; cached: boolean }
+  /** `entry`: the verified-token cache entry that answered (set when `cached`). */
+  | { ok: true; jwt: ParsedJwt; keyId: string; cached: boolean; entry?: VerifiedEntry }
   | { ok: false; status: JwtStatus; jwt?: ParsedJwt; detail?: string };
 
-/** A verified-token cache entry. */
+/** A verified-token cache entry: what verification established about one token. */
 export interface VerifiedEntry {
   readonly jwt: ParsedJwt;
   readonly keyId: string;
   /** The token's time constraints (seconds since epoch, 0 = absent), re-checked on every hit. */
   readonly nbf: number;
   readonly exp: number;
-  /**
-   * What the last caller that admitted this token derived from it (request-authentication.ts
-   * keeps its Identity and header values here, tagged with the rule they were built for).
-   * Owned by that caller; verification never reads it.
-   */
-  memo: unknown;
 }
 
 /**
@@ -116,6 +113,7 @@ export class VerifiedCache {
     return this.map.size;
   }
 
+  /** The entries under `key` (dropped when the newest has expired), kept among the recent ones. */
   get(key: string): CacheEntry | undefined {
     const e = this.map.get(key);
     if (e === undefined) return undefined;
@@ -123,12 +121,29 @@ export class VerifiedCache {
       this.map.delete(key);
       return undefined;
     }
+    this.keepRecent(key, e);
+    return e;
+  }
+
+  /** The entries under `key` unless the newest has expired at `now`: a read that changes nothing. */
+  find(key: string, now: number): CacheEntry | undefined {
+    const e = this.map.get(key);
+    return e !== undefined && e.expiresAt > now ? e : undefined;
+  }
+
+  /** What get() does to a hit's recency, for a hit found with find(). */
+  touch(key: string): void {
+    const e = this.map.get(key);
+    if (e !== undefined) this.keepRecent(key, e);
+  }
+
+  /** Move an entry that has drifted into the older half to the recent end (not on every hit). */
+  private keepRecent(key: string, e: CacheEntry): void {
     if (this.seq - e.seq > this.max >> 1) {
       this.map.delete(key);
       e.seq = ++this.seq;
       this.map.set(key, e);
     }
-    return e;
   }
 
   /** The entry without touching recency or expiry (for chaining on set). */
@@ -189,10 +204,7 @@ export class JwtVerifier {
   private readonly cachePrefix: string;
   private readonly verifications: CounterInstrument<'issuer' | 'result'>;
   private readonly cachedCount: { inc: (value?: number) => void };
-  /**
-   * The key set this verifier saw last, and `cachePrefix + its hash + '\n'`: probe() looks
-   * a token up under it without asking the source first (the source is asked on a hit).
-   */
+  /** The key set this verifier saw last, and `cachePrefix + its hash + '\n'` (entries' `base`). */
   private lastKeys: KeySet | null = null;
   private lastKeyBase = '';
 
@@ -216,42 +228,45 @@ export class JwtVerifier {
   }
 
   /**
-   * The verified-token cache alone, before any parsing: the entry when `token` was verified
-   * by a verifier like this one (same issuer, audiences, key source) with the key set in
-   * force and is still valid in time (counted `cached`); its JwtStatus when it is cached but
-   * expired or not yet valid (counted like verify()); undefined on a miss (nothing counted:
-   * call verify(), with `probed` set when nothing was awaited in between).
+   * The verified-token cache alone, before any parsing, changing nothing (nothing counted, no
+   * cache order, no key-source upkeep: the same answer however often it is asked): the entry
+   * when `token` was verified by a verifier like this one (same issuer, audiences, key source)
+   * with the key set in force and is still valid in time; its JwtStatus when it is cached but
+   * expired or not yet valid; undefined on a miss. A caller that answers from a hit calls
+   * accept(); for anything else verify() gives the outcome (and counts it).
    *
    * An entry exists only for a token that passed this verifier's issuer check, so a hit
-   * needs no `iss` from the caller. The source is asked for its keys only on a hit, as
-   * verify() would (peek() may start a due refresh).
+   * needs no `iss` from the caller.
    */
   probe(token: string): VerifiedEntry | JwtStatus | undefined {
     const cache = this.cache;
     const last = this.lastKeys;
     if (!cache || !last) return undefined;
-    const head = cache.get(keyOf(token));
-    if (head === undefined) return undefined;
     const now = this.runtime.now();
-    let hit = entryFor(head, token, this.lastKeyBase, now);
+    const head = cache.find(keyOf(token), now);
+    if (head === undefined) return undefined;
+    const current = this.source.current();
+    // Keys dropped (too stale): verify() decides. Keys changed: entries under the new set only.
+    if (current !== last && (!current || current.hash !== last.hash)) return current ? this.probeUnder(head, token, `${this.cachePrefix}${current.hash}\n`, now) : undefined;
+    return this.probeUnder(head, token, this.lastKeyBase, now);
+  }
+
+  private probeUnder(head: CacheEntry, token: string, base: string, now: number): VerifiedEntry | JwtStatus | undefined {
+    const hit = entryFor(head, token, base, now);
     if (!hit) return undefined;
-    const current = this.source.peek();
-    if (current !== last) {
-      // Keys dropped (too stale): verify() decides, as it would without a probe.
-      if (!current) return undefined;
-      this.remember(current);
-      if (current.hash !== last.hash) {
-        hit = entryFor(head, token, this.lastKeyBase, now);
-        if (!hit) return undefined;
-      }
-    }
-    const t = checkTime(hit.nbf, hit.exp, now);
-    if (t) {
-      this.count(resultLabel(t));
-      return t;
-    }
+    return checkTime(hit.nbf, hit.exp, now) ?? hit;
+  }
+
+  /**
+   * The caller admits `token` on probe()'s hit: what verify() does when the cache answers
+   * (counted `cached`, the entry kept among the recent ones, the key source asked for its
+   * keys, which may start a due refresh).
+   */
+  accept(token: string): void {
+    const keys = this.source.peek();
+    if (keys) this.remember(keys);
+    this.cache?.touch(keyOf(token));
     this.cachedCount.inc();
-    return hit;
   }
 
   private count(result: VerifyResultLabel): void {
@@ -264,22 +279,20 @@ export class JwtVerifier {
   }
 
   /**
-   * Verify a raw token (or one parsed already, when several rules look at it). Never throws.
-   * `probed`: the caller has just missed in probe() for this token, synchronously before
-   * this call; the cache is then not looked up again unless the key set has changed since.
+   * Verify a raw token (or one parsed already, when several rules look at it), the
+   * verified-token cache first. Never throws.
    */
-  async verify(token: string, signal?: AbortSignal | (() => AbortSignal), parsed?: ParsedJwt | { status: JwtStatus }, probed = false): Promise<VerifyOutcome> {
+  async verify(token: string, signal?: AbortSignal | (() => AbortSignal), parsed?: ParsedJwt | { status: JwtStatus }): Promise<VerifyOutcome> {
     const nowMs = this.runtime.now();
     const current = this.source.peek();
     if (current && this.cache) {
-      const probedSame = probed && this.lastKeys !== null && this.lastKeys.hash === current.hash;
       this.remember(current);
-      const hit = probedSame ? undefined : entryFor(this.cache.get(keyOf(token)), token, this.lastKeyBase, nowMs);
+      const hit = entryFor(this.cache.get(keyOf(token)), token, this.lastKeyBase, nowMs);
       if (hit) {
         const t = checkTime(hit.nbf, hit.exp, nowMs);
         if (t) return this.fail(t, hit.jwt);
         this.cachedCount.inc();
-        return { ok: true, jwt: hit.jwt, keyId: hit.keyId, cached: true };
+        return { ok: true, jwt: hit.jwt, keyId: hit.keyId, cached: true, entry: hit };
       }
     }
     const p = parsed ?? parseJwt(token);
@@ -317,7 +330,7 @@ export class JwtVerifier {
       if (ttl > 0) {
         const base = keys === this.lastKeys ? this.lastKeyBase : `${this.cachePrefix}${keys.hash}\n`;
         const key = keyOf(token);
-        const entry: CacheEntry = { token, base, jwt, keyId: sig.keyId!, nbf: jwt.nbf, exp: jwt.exp, memo: undefined, next: others(this.cache.peek(key), token, base, nowMs), expiresAt: 0, seq: 0 };
+        const entry: CacheEntry = { token, base, jwt, keyId: sig.keyId!, nbf: jwt.nbf, exp: jwt.exp, next: others(this.cache.peek(key), token, base, nowMs), expiresAt: 0, seq: 0 };
         this.cache.set(key, entry, ttl);
       }
     }

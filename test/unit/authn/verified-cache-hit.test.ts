@@ -1,8 +1,9 @@
 /**
  * The verified-token cache hit path of RequestAuthentication (request-authentication.ts,
  * verifier.ts probe()): the cache is probed with the raw token before any parsing, and the
- * Identity and header values derived from a token are kept in its cache entry. These tests
- * pin down that a hit never outlives what makes it valid: time, key set, rule, location.
+ * Identity and header values derived from a token are memoised per rule and cache entry.
+ * These tests pin down that a hit never outlives what makes it valid: time, key set, rule,
+ * location; and that probing changes nothing, so the slow path can start over.
  */
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { CompiledConfig } from '../../../src/pipeline/compile.js';
@@ -315,7 +316,7 @@ describe('verified-token cache hit path', () => {
       // both tokens verified: by signature the first time, from the cache the second
       expect(await verifications(rt)).toEqual(i === 0 ? { ok: 2 } : { ok: 2, cached: 2 });
     }
-    // First token a hit, second a miss: the rule continues from the second token.
+    // First token a hit, second a miss: the slow path starts over (x-t1 counted once).
     const t4 = await tokenA({ sub: 'four' });
     const mixed = await check(rt, cfg, { headers: { 'x-t1': t1, 'x-t2': t4 } });
     expect(mixed.allow).toBe(true);
@@ -339,5 +340,52 @@ describe('verified-token cache hit path', () => {
     const d = await check(rt, cfg, { headers: { authorization: `Bearer ${t}, Bearer x.y.z` } });
     expect(d.allow).toBe(false);
     expect(d.httpStatus).toBe(401);
+  });
+
+  it('probe() changes nothing: only accept() or verify() count a cached answer', async () => {
+    const rt = runtime();
+    const cfg = configA(rt);
+    const t = await tokenA({ nbf: NOW_S });
+    expect((await check(rt, cfg, bearer(t))).allow).toBe(true);
+    const rule = cfg.authn.requestAuthentications.rulesFor(buildRequestContext(checkRequest(bearer(t)), { settings: cfg.settings }).workload)[0]!;
+    const before = await verifications(rt);
+    const hit = rule.verifier.probe(t);
+    expect(typeof hit).toBe('object');
+    for (let i = 0; i < 3; i++) expect(rule.verifier.probe(t)).toBe(hit);
+    expect(await verifications(rt)).toEqual(before);
+    rule.verifier.accept(t);
+    expect(await verifications(rt)).toEqual({ ...before, cached: (before['cached'] ?? 0) + 1 });
+    // Out of its time (the clock stepped back): probe() says why, still without counting; verify() counts it.
+    rt.setNow((NOW_S - 61) * 1000);
+    expect(rule.verifier.probe(t)).toBe('JwtNotYetValid');
+    expect(rule.verifier.probe(t)).toBe('JwtNotYetValid');
+    expect((await verifications(rt))['not_yet_valid']).toBeUndefined();
+    expect(await rule.verifier.verify(t)).toMatchObject({ ok: false, status: 'JwtNotYetValid' });
+    expect((await verifications(rt))['not_yet_valid']).toBe(1);
+  });
+
+  it('a miss after rules without tokens starts over without repeating a trace line or a count', async () => {
+    const rt = runtime();
+    const cfg = mustCompile(
+      `${ra('ra-x', 'istio-system', { issuer: 'https://x.example', jwks: JSON.stringify(jwks(b)), fromHeaders: [{ name: 'x-other' }] })}---\n${ra('ra-a', 'istio-system', {
+        issuer: 'https://a.example',
+        jwks: JSON.stringify(jwks(a)),
+        fromHeaders: [{ name: 'x-t1' }, { name: 'x-t2' }],
+      })}`,
+      rt,
+    );
+    const t1 = await tokenA({ sub: 'one' });
+    const t2 = await tokenA({ sub: 'two' });
+    expect((await check(rt, cfg, { headers: { 'x-t1': t1, 'x-t2': t1 } })).allow).toBe(true);
+    // t1 is a hit, t2 a miss: the fast path gives up at t2 and the slow path starts from ra-x.
+    const d = await check(rt, cfg, { headers: { 'x-t1': t1, 'x-t2': t2 } });
+    expect(d.allow).toBe(true);
+    // The --explain trace is what a restart could repeat: each line once, in rule order.
+    const lines = (d.trace?.entries ?? []).map((e) => e.message);
+    expect(lines.filter((l) => l.includes('ra-x jwtRules[0]: no token at header:x-other'))).toHaveLength(1);
+    expect(lines.filter((l) => l.includes('token at header:x-t1 verified'))).toHaveLength(1);
+    expect(lines.filter((l) => l.includes('token at header:x-t2 verified'))).toHaveLength(1);
+    // first Check: t1 verified once, then a hit for x-t2; second: t1 a hit, t2 verified
+    expect(await verifications(rt)).toEqual({ ok: 2, cached: 2 });
   });
 });

@@ -4,7 +4,7 @@ import { VerifiedCache } from '../../../src/jwt/verifier.js';
 type Entry = Parameters<VerifiedCache['set']>[1];
 
 function entry(n: number): Entry {
-  return { token: `t${n}`, base: 'b', jwt: {} as never, keyId: 'k', nbf: 0, exp: 0, memo: undefined, next: undefined, expiresAt: 0, seq: 0 };
+  return { token: `t${n}`, base: 'b', jwt: {} as never, keyId: 'k', nbf: 0, exp: 0, next: undefined, expiresAt: 0, seq: 0 };
 }
 
 describe('VerifiedCache', () => {
@@ -51,5 +51,26 @@ describe('VerifiedCache', () => {
     expect(c.peek('k')?.token).toBe('t2');
     c.clear();
     expect(c.get('k')).toBeUndefined();
+  });
+
+  it('find() is a read: it neither keeps a hit recent nor drops an expired entry; touch() keeps it recent as get() does', () => {
+    let now = 0;
+    const found = new VerifiedCache(100, 60_000, () => now);
+    const touched = new VerifiedCache(100, 60_000, () => now);
+    for (const c of [found, touched]) c.set('hot', entry(-1), 60_000);
+    for (let i = 0; i < 1000; i++) {
+      for (const c of [found, touched]) c.set(`k${i}`, entry(i), 60_000);
+      if (i % 10 === 0) {
+        found.find('hot', now);
+        if (touched.find('hot', now)) touched.touch('hot');
+      }
+    }
+    expect(found.peek('hot')).toBeUndefined();
+    expect(touched.find('hot', now)?.token).toBe('t-1');
+    now = 60_000;
+    expect(touched.find('hot', now)).toBeUndefined();
+    expect(touched.size).toBe(100);
+    expect(touched.get('hot')).toBeUndefined();
+    expect(touched.size).toBe(99);
   });
 });
