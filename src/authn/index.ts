@@ -1,6 +1,7 @@
 /**
  * Authentication stage (phase 2): an ordered credential chain (chain.ts) whose first
- * member is the workload's RequestAuthentication jwtRules (request-authentication.ts).
+ * member is the workload's RequestAuthentication jwtRules (request-authentication.ts,
+ * jwt-rules-member.ts), then its CredentialValidators (credential-validator.ts).
  * compileAuthn validates RequestAuthentication / CredentialValidator documents through
  * `k.v` and returns an immutable AuthnConfig; authenticate() sets state.identity /
  * state.identities and the upstream header mutations, or returns a Deny. It never throws
@@ -40,6 +41,11 @@ export interface AuthnConfig {
   readonly jwksTuning: JwksTuning;
   /** CredentialValidator documents (issue 6): the rest of the chain. */
   readonly validators: CredentialValidatorIndex;
+  /**
+   * The chain of a workload to which only jwtRules apply, by its rules array: it depends on
+   * nothing else in this config, so it is built once (see chainFor).
+   */
+  readonly jwtOnlyChains: WeakMap<readonly CompiledJwtRule[], Chain>;
 }
 
 /**
@@ -69,10 +75,11 @@ export function compileAuthn(input: AuthnInput, cc: CompileContext): AuthnConfig
     jwksUnavailableStatus: cc.settings.jwksUnavailableStatus,
     jwksTuning: tuning,
     validators: new CredentialValidatorIndex(validators, cc.settings.rootNamespace),
+    jwtOnlyChains: new WeakMap(),
   });
 }
 
-interface Chain {
+export interface Chain {
   readonly members: readonly CredentialValidatorMember[];
   /**
    * Every member that applies to the workload by scope, whether or not its `match` holds
@@ -85,8 +92,6 @@ interface Chain {
 }
 
 const NO_CHAIN: Chain = Object.freeze({ members: Object.freeze([]), sanitizers: Object.freeze([]), requiredBy: null, jwtOnly: true });
-/** Chains of workloads to which only jwtRules apply, by rules array (see chainFor). */
-const jwtOnlyChains = new WeakMap<readonly CompiledJwtRule[], Map<number, Chain>>();
 const SANITIZED: ChainOptions = Object.freeze({ sanitized: true });
 
 /**
@@ -106,15 +111,13 @@ function chainFor(state: CheckState, cfg: AuthnConfig): Chain {
   const all = cfg.validators.count > 0 ? cfg.validators.forWorkload(w) : [];
   if (all.length === 0) {
     if (rules.length === 0) return NO_CHAIN;
-    // Only the jwtRules: the chain depends on the rules (one frozen array per workload, per
-    // config) and the deny status alone, so it is built once.
-    let byStatus = jwtOnlyChains.get(rules);
-    if (!byStatus) jwtOnlyChains.set(rules, (byStatus = new Map()));
-    let chain = byStatus.get(cfg.jwksUnavailableStatus);
+    // Only the jwtRules: the chain depends on the rules (one frozen array per workload) and
+    // this config's deny status alone, so the config keeps it.
+    let chain = cfg.jwtOnlyChains.get(rules);
     if (!chain) {
       const members = Object.freeze([new JwtRulesMember(rules, { jwksUnavailableStatus: cfg.jwksUnavailableStatus })]);
       chain = Object.freeze({ members, sanitizers: members, requiredBy: null, jwtOnly: true });
-      byStatus.set(cfg.jwksUnavailableStatus, chain);
+      cfg.jwtOnlyChains.set(rules, chain);
     }
     return chain;
   }
