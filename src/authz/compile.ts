@@ -10,27 +10,13 @@
 import type { CompileContext } from '../config/kinds.js';
 import type { KindDocument } from '../config/kinds.js';
 import type { Path } from '../config/issues.js';
-import { list, obj, str, type Schema } from '../config/schema.js';
 import { parseScope, type CompiledScope } from '../config/scope.js';
-import { parseCidr, type Cidr } from '../match/ip.js';
-import {
-  AudienceField,
-  ClaimField,
-  HeaderField,
-  InlineHeaderField,
-  IpField,
-  NamespaceField,
-  PathField,
-  PortField,
-  RequestPrincipalField,
-  ServiceAccountField,
-  StringField,
-  type Field,
-  type IpWhich,
-} from './matchers.js';
 import { checkPathValue, PathSet, StringSet } from '../match/strings.js';
+import { checkEach, checkPort, conditionField, err, parseConditionKey, type ConditionKey, type FieldContext } from './conditions.js';
+import { PathField, PortField, StringField, type Field } from './matchers.js';
+import { OPERATION_FIELDS, SOURCE_FIELDS, specSchema, type Action, type RawCondition, type RawOperation, type RawRule, type RawSource } from './policy-schema.js';
 
-export type Action = 'ALLOW' | 'DENY' | 'AUDIT' | 'CUSTOM';
+export type { Action } from './policy-schema.js';
 
 /** One `from[i].source` or `to[i].operation`: its fields AND'ed. */
 export interface Clause {
@@ -66,274 +52,8 @@ export interface CompiledPolicy {
 
 export const DRY_RUN_ANNOTATION = 'istio.io/dry-run';
 
-// ----- shape ---------------------------------------------------------------------------
-
-interface RawSource {
-  principals?: string[];
-  notPrincipals?: string[];
-  requestPrincipals?: string[];
-  notRequestPrincipals?: string[];
-  namespaces?: string[];
-  notNamespaces?: string[];
-  serviceAccounts?: string[];
-  notServiceAccounts?: string[];
-  trustDomains?: string[];
-  notTrustDomains?: string[];
-  ipBlocks?: string[];
-  notIpBlocks?: string[];
-  remoteIpBlocks?: string[];
-  notRemoteIpBlocks?: string[];
-}
-interface RawOperation {
-  hosts?: string[];
-  notHosts?: string[];
-  ports?: string[];
-  notPorts?: string[];
-  methods?: string[];
-  notMethods?: string[];
-  paths?: string[];
-  notPaths?: string[];
-}
-interface RawCondition {
-  key: string;
-  values?: string[];
-  notValues?: string[];
-}
-interface RawRule {
-  from?: { source: RawSource }[];
-  to?: { operation: RawOperation }[];
-  when?: RawCondition[];
-}
-interface RawSpec {
-  selector?: unknown;
-  targetRef?: unknown;
-  targetRefs?: unknown;
-  action?: Action;
-  provider?: { name?: string };
-  rules?: RawRule[];
-}
-
-/** Values are non-empty strings (Istio CheckEmptyValues: "empty value not allowed"). */
-const value = str({ nonEmpty: true });
-/** Ports are strings in Istio's API; a bare YAML number gets a hint rather than a bare type error. */
-const portValue: Schema<string> = {
-  typeName: 'string',
-  parse(v, path, ctx) {
-    if (typeof v === 'number') {
-      ctx.error(path, `expected a string, got number (quote it: "${v}")`);
-      return undefined;
-    }
-    return value.parse(v, path, ctx);
-  },
-};
-const values = list(value);
-
-const SOURCE_FIELDS = [
-  'principals',
-  'notPrincipals',
-  'requestPrincipals',
-  'notRequestPrincipals',
-  'namespaces',
-  'notNamespaces',
-  'serviceAccounts',
-  'notServiceAccounts',
-  'trustDomains',
-  'notTrustDomains',
-  'ipBlocks',
-  'notIpBlocks',
-  'remoteIpBlocks',
-  'notRemoteIpBlocks',
-] as const;
-const OPERATION_FIELDS = ['hosts', 'notHosts', 'ports', 'notPorts', 'methods', 'notMethods', 'paths', 'notPaths'] as const;
-
-const sourceSchema = obj<RawSource>(Object.fromEntries(SOURCE_FIELDS.map((f) => [f, values])));
-const operationSchema = obj<RawOperation>(
-  Object.fromEntries(OPERATION_FIELDS.map((f) => [f, f === 'ports' || f === 'notPorts' ? list(portValue) : values])),
-);
-const conditionSchema = obj<RawCondition>({ key: str({ nonEmpty: true }), values: list(portOrString()), notValues: list(portOrString()) }, { required: ['key'] });
-const ruleSchema = obj<RawRule>({
-  from: list(obj({ source: sourceSchema }, { required: ['source'] })),
-  to: list(obj({ operation: operationSchema }, { required: ['operation'] })),
-  when: list(conditionSchema),
-});
-const specSchema = obj<RawSpec>({
-  // selector/targetRef(s) are validated by parseScope (src/config/scope.ts).
-  selector: { typeName: 'mapping', parse: (v) => v },
-  targetRef: { typeName: 'mapping', parse: (v) => v },
-  targetRefs: { typeName: 'list', parse: (v) => v },
-  action: str({ enum: ['ALLOW', 'DENY', 'AUDIT', 'CUSTOM'] }) as Schema<Action>,
-  provider: obj({ name: str() }),
-  rules: list(ruleSchema),
-});
-
-/** Condition values are strings; destination.port values written as numbers get the same hint as ports. */
-function portOrString(): Schema<string> {
-  return portValue;
-}
-
-// ----- semantic validation and compilation -------------------------------------------------
-
-type ConditionKey =
-  | { kind: 'header'; name: string }
-  | { kind: 'inlineHeader'; name: string }
-  | { kind: 'ip'; which: IpWhich }
-  | { kind: 'namespace' }
-  | { kind: 'serviceAccount' }
-  | { kind: 'principal' }
-  | { kind: 'trustDomain' }
-  | { kind: 'requestPrincipal' }
-  | { kind: 'audiences' }
-  | { kind: 'presenter' }
-  | { kind: 'claims'; path: string[] }
-  | { kind: 'destinationPort' }
-  | { kind: 'sni' };
-
-const SIMPLE_KEYS: Record<string, ConditionKey> = {
-  'source.ip': { kind: 'ip', which: 'source' },
-  'remote.ip': { kind: 'ip', which: 'remote' },
-  'destination.ip': { kind: 'ip', which: 'destination' },
-  'source.namespace': { kind: 'namespace' },
-  'source.serviceAccount': { kind: 'serviceAccount' },
-  'source.principal': { kind: 'principal' },
-  'source.trustDomain': { kind: 'trustDomain' },
-  'request.auth.principal': { kind: 'requestPrincipal' },
-  'request.auth.audiences': { kind: 'audiences' },
-  'request.auth.presenter': { kind: 'presenter' },
-  'destination.port': { kind: 'destinationPort' },
-  'connection.sni': { kind: 'sni' },
-};
-
-/** `[a]` -> 'a'; `[a][b]` -> ['a','b'] when nested is allowed; otherwise an error string. */
-function bracketNames(rest: string, nested: boolean): string[] | string {
-  const names: string[] = [];
-  let i = 0;
-  if (rest.length === 0) return 'should have format a[b]';
-  while (i < rest.length) {
-    if (rest[i] !== '[') return 'should have format a[b]';
-    const end = rest.indexOf(']', i);
-    if (end < 0) return 'should have format a[b]';
-    const name = rest.slice(i + 1, end);
-    if (name.length === 0 || name.includes('[')) return 'should have format a[b]';
-    names.push(name);
-    i = end + 1;
-  }
-  if (!nested && names.length !== 1) return 'should have format a[b] with a single name';
-  return names;
-}
-
-export function parseConditionKey(key: string): ConditionKey | string {
-  const simple = SIMPLE_KEYS[key];
-  if (simple) return simple;
-  const prefixed: [string, (rest: string) => ConditionKey | string][] = [
-    ['request.experimental.inline.headers', (rest) => {
-      const n = bracketNames(rest, false);
-      return typeof n === 'string' ? `bad key (${key}): ${n}` : { kind: 'inlineHeader', name: n[0]!.toLowerCase() };
-    }],
-    ['request.headers', (rest) => {
-      const n = bracketNames(rest, false);
-      return typeof n === 'string' ? `bad key (${key}): ${n}` : { kind: 'header', name: n[0]!.toLowerCase() };
-    }],
-    ['request.auth.claims', (rest) => {
-      const n = bracketNames(rest, true);
-      return typeof n === 'string' ? `bad key (${key}): ${n}, e.g. request.auth.claims[groups] or request.auth.claims[realm][roles]` : { kind: 'claims', path: n };
-    }],
-  ];
-  for (const [prefix, parse] of prefixed) if (key.startsWith(prefix)) return parse(key.slice(prefix.length));
-  if (key.startsWith('experimental.envoy.filters.')) {
-    return `attribute ${key} (Envoy filter metadata) is not available to an ext_authz server and is not supported`;
-  }
-  if (key === 'destination.namespace') return `attribute ${key} is replaced by the metadata.namespace`;
-  if (key.startsWith('destination.labels')) return `attribute ${key} is replaced by the workload selector`;
-  if (key === 'destination.name' || key === 'destination.user') return `deprecated attribute ${key}: only supported in v1alpha1`;
-  return `unknown attribute: ${key} (supported: ${[...Object.keys(SIMPLE_KEYS), 'request.headers[<name>]', 'request.auth.claims[<name>]...', 'request.experimental.inline.headers[<name>]'].join(', ')})`;
-}
-
-const PORT_RE = /^[0-9]+$/;
-
-function checkPort(v: string): string | null {
-  return PORT_RE.test(v) && Number(v) <= 65535 ? null : `bad port (${v}): must be an integer 0-65535`;
-}
-
-/** Istio CheckServiceAccount. */
-function checkServiceAccount(v: string): string | null {
-  if (v.includes('*')) return `wildcard not allowed in service accounts, found ${JSON.stringify(v)}`;
-  const slashes = v.split('/').length - 1;
-  if (slashes > 1) return `expected format 'serviceAccount' or 'namespace/serviceAccount', found ${JSON.stringify(v)}`;
-  if (v.length > 320) return `value cannot exceed 320 characters, found ${JSON.stringify(v)}`;
-  if (slashes === 1) {
-    const [ns, sa] = v.split('/');
-    if (!ns) return `expected format 'serviceAccount' or 'namespace/serviceAccount', found empty namespace ${JSON.stringify(v)}`;
-    if (!sa) return `expected format 'serviceAccount' or 'namespace/serviceAccount', found empty serviceAccount ${JSON.stringify(v)}`;
-  }
-  return null;
-}
-
-interface Ctx {
-  readonly k: KindDocument;
+interface Ctx extends FieldContext {
   readonly action: Action;
-}
-
-function err(c: Ctx, path: Path, msg: string): void {
-  c.k.v.error(path, msg);
-}
-
-function checkEach(c: Ctx, path: Path, vals: readonly string[], check: (v: string) => string | null): boolean {
-  let ok = true;
-  vals.forEach((v, i) => {
-    const m = check(v);
-    if (m) {
-      err(c, [...path, i], m);
-      ok = false;
-    }
-  });
-  return ok;
-}
-
-function cidrs(c: Ctx, path: Path, vals: readonly string[]): Cidr[] | null {
-  const out: Cidr[] = [];
-  let ok = true;
-  vals.forEach((v, i) => {
-    const r = parseCidr(v);
-    if (typeof r === 'string') {
-      err(c, [...path, i], r);
-      ok = false;
-    } else out.push(r);
-  });
-  return ok ? out : null;
-}
-
-/** Build the matcher for one condition/field kind, or null after reporting errors. */
-function conditionField(c: Ctx, key: ConditionKey, label: string, negate: boolean, vals: string[], path: Path): Field | null {
-  switch (key.kind) {
-    case 'header':
-      return new HeaderField(label, negate, vals, key.name, new StringSet(vals, { star: 'present' }));
-    case 'inlineHeader':
-      return new InlineHeaderField(label, negate, vals, key.name, new StringSet(vals, { star: 'present' }));
-    case 'ip': {
-      const cs = cidrs(c, path, vals);
-      return cs ? new IpField(label, negate, vals, key.which, cs) : null;
-    }
-    case 'namespace':
-      return new NamespaceField(label, negate, vals);
-    case 'serviceAccount':
-      return checkEach(c, path, vals, checkServiceAccount) ? new ServiceAccountField(label, negate, vals, c.k.namespace) : null;
-    case 'principal':
-      return new StringField(label, negate, vals, 'principal', new StringSet(vals, { star: 'nonEmpty', prefix: 'spiffe://' }));
-    case 'trustDomain':
-      return new StringField(label, negate, vals, 'trustDomain', new StringSet(vals, { star: 'nonEmpty' }));
-    case 'requestPrincipal':
-      return new RequestPrincipalField(label, negate, vals);
-    case 'audiences':
-      return new AudienceField(label, negate, vals, new StringSet(vals, { star: 'nonEmpty' }));
-    case 'presenter':
-      return new StringField(label, negate, vals, 'presenter', new StringSet(vals, { star: 'nonEmpty' }));
-    case 'claims':
-      return new ClaimField(label, negate, vals, key.path, new StringSet(vals, { star: 'nonEmpty' }));
-    case 'destinationPort':
-      return checkEach(c, path, vals, checkPort) ? new PortField(label, negate, vals, new Set(vals.map(Number))) : null;
-    case 'sni':
-      return new StringField(label, negate, vals, 'sni', new StringSet(vals, { star: 'nonEmpty' }));
-  }
 }
 
 const SOURCE_KEY: Record<string, ConditionKey> = {
@@ -346,19 +66,11 @@ const SOURCE_KEY: Record<string, ConditionKey> = {
   remoteIpBlocks: { kind: 'ip', which: 'remote' },
 };
 
-/** Fields CUSTOM policies may not use (Istio: "... is currently not supported with CUSTOM action"). */
-const CUSTOM_FORBIDDEN_SOURCE = new Set([
-  'principals',
-  'notPrincipals',
-  'requestPrincipals',
-  'notRequestPrincipals',
-  'namespaces',
-  'notNamespaces',
-  'serviceAccounts',
-  'notServiceAccounts',
-  'trustDomains',
-  'notTrustDomains',
-]);
+/**
+ * Fields CUSTOM policies may not use (Istio: "... is currently not supported with CUSTOM
+ * action"): every source field but the IP blocks.
+ */
+const CUSTOM_FORBIDDEN_SOURCE: ReadonlySet<string> = new Set(SOURCE_FIELDS.filter((f) => !f.toLowerCase().endsWith('ipblocks')));
 const CUSTOM_FORBIDDEN_KEYS = new Set(['source.namespace', 'source.serviceAccount', 'source.principal', 'source.trustDomain']);
 
 function positive(f: string): string {

@@ -17,7 +17,8 @@ import { scopeApplies } from '../config/scope.js';
 import type { Workload } from '../core/context.js';
 import { deny, type CheckState, type Deny } from '../core/state.js';
 import type { Clause, CompiledPolicy, CompiledRule } from './compile.js';
-import { fieldPasses, RequestView, type Field } from './matchers.js';
+import { fieldPasses, type Field } from './matchers.js';
+import type { RequestView } from './request-view.js';
 
 export interface PolicyBucket {
   readonly deny: readonly CompiledPolicy[];
@@ -34,10 +35,9 @@ export interface PolicyIndex {
   readonly rootNamespace: string;
   readonly root: PolicyBucket;
   readonly byNamespace: ReadonlyMap<string, PolicyBucket>;
+  /** The request view the fields read, reset for every Check (evaluation is synchronous). */
+  readonly view: RequestView;
 }
-
-
-const VIEW = new RequestView();
 
 function clausesMatch(clauses: readonly Clause[] | null, r: RequestView): boolean {
   if (clauses === null) return true;
@@ -82,7 +82,7 @@ function namespaceBucket(index: PolicyIndex, w: Workload): PolicyBucket | undefi
 export function evaluatePolicies(state: CheckState, index: PolicyIndex): Deny | null {
   const ctx = state.ctx;
   const w = ctx.workload;
-  const r = VIEW.reset(ctx, state.identity);
+  const r = index.view.reset(ctx, state.identity);
   const root = index.root;
   const ns = namespaceBucket(index, w);
   if (state.trace !== null) explain(state, index, r, root, ns);

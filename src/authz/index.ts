@@ -12,11 +12,13 @@ import { splitByNamespace } from '../config/scope.js';
 import type { CheckState, Deny } from '../core/state.js';
 import { compilePolicy, type CompiledPolicy } from './compile.js';
 import { evaluatePolicies, type PolicyBucket, type PolicyIndex } from './evaluate.js';
+import { RequestView } from './request-view.js';
 
 export type { Action, Clause, CompiledPolicy, CompiledRule } from './compile.js';
-export { parseConditionKey, DRY_RUN_ANNOTATION } from './compile.js';
+export { DRY_RUN_ANNOTATION } from './compile.js';
+export { parseConditionKey } from './conditions.js';
 export { explainRule, firstMatchingRule, ruleMatches, type PolicyBucket, type PolicyIndex } from './evaluate.js';
-export { RequestView } from './matchers.js';
+export { RequestView } from './request-view.js';
 
 export interface AuthzConfig extends PolicyIndex {
   readonly count: number;
@@ -55,6 +57,7 @@ export function compileAuthz(policies: readonly KindDocument[], cc: CompileConte
     rootNamespace,
     root: bucket(split.root),
     byNamespace,
+    view: new RequestView(),
   });
 }
 

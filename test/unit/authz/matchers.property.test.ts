@@ -6,7 +6,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { cidrContains, parseCidr, parseIp } from '../../../src/match/ip.js';
-import { splitRequestPrincipal } from '../../../src/authz/matchers.js';
+import { splitRequestPrincipal } from '../../../src/authz/auth-fields.js';
 import { compileString, PathSet, PathTemplate, StringSet } from '../../../src/match/strings.js';
 
 const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
