@@ -7,7 +7,7 @@
 //                    former path, kept for comparison; WebCrypto runs on the libuv pool);
 //   verifier       : the server's own JwtVerifier (dist/), the step every scenario-2 Check
 //                    runs: parse, issuer, time, audience, key lookup, signature, awaited as
-//                    request-authentication.ts awaits it; verified-token cache off, so every
+//                    jwt-rules-member.ts awaits it; verified-token cache off, so every
 //                    call verifies a signature (checked: all must pass).
 //   node bench/raw-verify.mjs SPEC.json  -> one JSON line
 import { createPublicKey, verify } from 'node:crypto';
