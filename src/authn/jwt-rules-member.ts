@@ -175,7 +175,7 @@ export class JwtRulesMember implements CredentialValidatorMember {
           for (let i = 0; i < ri; i++) traceNoToken(trace, rules[i]!);
           traceVerified(trace, rule, found, hit.keyId, hit.jwt.alg, true);
         }
-        rule.verifier.accept(found.token);
+        rule.verifier.accept(hit);
         return this.admitOne(state, rule, found, hit);
       }
       const verified: Verified[] = [];
@@ -188,7 +188,7 @@ export class JwtRulesMember implements CredentialValidatorMember {
       if (trace) for (let i = 0; i < ri; i++) traceNoToken(trace, rules[i]!);
       for (const v of verified) {
         if (trace) traceVerified(trace, rule, v.found, v.entry!.keyId, v.jwt.alg, true);
-        rule.verifier.accept(v.found.token);
+        rule.verifier.accept(v.entry!);
       }
       return this.admit(state, rule, verified);
     }

@@ -52,6 +52,8 @@ export interface VerifiedEntry {
  * another rule, an actor-token validator; or two tokens with the same tail) are chained.
  */
 interface CacheEntry extends VerifiedEntry {
+  /** The map key it is stored under: the very string, so a lookup with it reuses its hash. */
+  readonly key: string;
   readonly token: string;
   readonly base: string;
   readonly next: CacheEntry | undefined;
@@ -131,10 +133,10 @@ export class VerifiedCache {
     return e !== undefined && e.expiresAt > now ? e : undefined;
   }
 
-  /** What get() does to a hit's recency, for a hit found with find(). */
-  touch(key: string): void {
-    const e = this.map.get(key);
-    if (e !== undefined) this.keepRecent(key, e);
+  /** What get() does to a hit's recency, for an entry found with find(). */
+  touch(hit: CacheEntry): void {
+    const e = this.map.get(hit.key);
+    if (e !== undefined) this.keepRecent(hit.key, e);
   }
 
   /** Move an entry that has drifted into the older half to the recent end (not on every hit). */
@@ -152,11 +154,12 @@ export class VerifiedCache {
   }
 
   /**
-   * `e` becomes the head under `key` (its `next` chain, built by the caller, keeps each older
+   * `e` becomes the head under its key (its `next` chain, built by the caller, keeps each older
    * entry's own expiry). The bound counts keys; a key holds one entry per verifier that admitted
    * the token, at most MAX_CHAIN.
    */
-  set(key: string, e: CacheEntry, ttlMs: number): void {
+  set(e: CacheEntry, ttlMs: number): void {
+    const key = e.key;
     e.expiresAt = this.now() + Math.min(ttlMs, this.ttl);
     e.seq = ++this.seq;
     this.map.delete(key);
@@ -246,26 +249,27 @@ export class JwtVerifier {
     const head = cache.find(keyOf(token), now);
     if (head === undefined) return undefined;
     const current = this.source.current();
-    // Keys dropped (too stale): verify() decides. Keys changed: entries under the new set only.
-    if (current !== last && (!current || current.hash !== last.hash)) return current ? this.probeUnder(head, token, `${this.cachePrefix}${current.hash}\n`, now) : undefined;
-    return this.probeUnder(head, token, this.lastKeyBase, now);
-  }
-
-  private probeUnder(head: CacheEntry, token: string, base: string, now: number): VerifiedEntry | JwtStatus | undefined {
+    let base = this.lastKeyBase;
+    if (current !== last) {
+      // Keys dropped (too stale): verify() decides. Keys changed: only entries made under the new set answer.
+      if (!current) return undefined;
+      if (current.hash !== last.hash) base = `${this.cachePrefix}${current.hash}\n`;
+    }
     const hit = entryFor(head, token, base, now);
     if (!hit) return undefined;
     return checkTime(hit.nbf, hit.exp, now) ?? hit;
   }
 
   /**
-   * The caller admits `token` on probe()'s hit: what verify() does when the cache answers
+   * The caller admits a token on probe()'s `hit`: what verify() does when the cache answers
    * (counted `cached`, the entry kept among the recent ones, the key source asked for its
    * keys, which may start a due refresh).
    */
-  accept(token: string): void {
+  accept(hit: VerifiedEntry): void {
     const keys = this.source.peek();
     if (keys) this.remember(keys);
-    this.cache?.touch(keyOf(token));
+    // Entries come only from this cache (probe() returns its CacheEntry objects).
+    this.cache?.touch(hit as CacheEntry);
     this.cachedCount.inc();
   }
 
@@ -330,8 +334,8 @@ export class JwtVerifier {
       if (ttl > 0) {
         const base = keys === this.lastKeys ? this.lastKeyBase : `${this.cachePrefix}${keys.hash}\n`;
         const key = keyOf(token);
-        const entry: CacheEntry = { token, base, jwt, keyId: sig.keyId!, nbf: jwt.nbf, exp: jwt.exp, next: others(this.cache.peek(key), token, base, nowMs), expiresAt: 0, seq: 0 };
-        this.cache.set(key, entry, ttl);
+        const entry: CacheEntry = { key, token, base, jwt, keyId: sig.keyId!, nbf: jwt.nbf, exp: jwt.exp, next: others(this.cache.peek(key), token, base, nowMs), expiresAt: 0, seq: 0 };
+        this.cache.set(entry, ttl);
       }
     }
     this.remember(keys);

@@ -350,10 +350,10 @@ describe('verified-token cache hit path', () => {
     const rule = cfg.authn.requestAuthentications.rulesFor(buildRequestContext(checkRequest(bearer(t)), { settings: cfg.settings }).workload)[0]!;
     const before = await verifications(rt);
     const hit = rule.verifier.probe(t);
-    expect(typeof hit).toBe('object');
+    if (typeof hit !== 'object') throw new Error(`expected a cache hit, got ${String(hit)}`);
     for (let i = 0; i < 3; i++) expect(rule.verifier.probe(t)).toBe(hit);
     expect(await verifications(rt)).toEqual(before);
-    rule.verifier.accept(t);
+    rule.verifier.accept(hit);
     expect(await verifications(rt)).toEqual({ ...before, cached: (before['cached'] ?? 0) + 1 });
     // Out of its time (the clock stepped back): probe() says why, still without counting; verify() counts it.
     rt.setNow((NOW_S - 61) * 1000);
