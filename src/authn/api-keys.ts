@@ -35,7 +35,7 @@ import {
   type CredentialLocation,
   type RawHeaderLocation,
 } from './credential-common.js';
-import type { SecretParser, SourceFile, WatchedSecretFile } from './secret-file.js';
+import type { FileParser, MountedFile, SourceFile } from '../kubernetes/mounted-file.js';
 import { blockFile, localIssuer, type ValidatorTypeDef } from './validator-type.js';
 
 export interface ApiKeyEntry {
@@ -163,7 +163,7 @@ function yamlOf(f: SourceFile, label: string): { ok: true; value: unknown } | { 
 }
 
 /** Parse a key file (`keys: [...]`) or a folder (one entry per file, name defaults to the file name). */
-export const parseApiKeyFiles: SecretParser<ApiKeySet> = (files, path) => {
+export const parseApiKeyFiles: FileParser<ApiKeySet> = (files, path) => {
   const entries: ApiKeyEntry[] = [];
   if (files.length === 1 && files[0]!.name === '') {
     const y = yamlOf(files[0]!, path);
@@ -205,7 +205,7 @@ export interface ApiKeyMemberOptions {
   readonly ref: string;
   readonly issuer: string;
   readonly locations: readonly CredentialLocation[];
-  readonly file: WatchedSecretFile<ApiKeySet>;
+  readonly file: MountedFile<ApiKeySet>;
   readonly forwardKey: boolean;
   readonly forwardClaims: ClaimForwarding | null;
 }

@@ -12,7 +12,7 @@ import { deny, type CheckState, type Deny } from '../core/state.js';
 import type { ReasonCode } from '../core/reasons.js';
 import { claimHeaderValue } from './claims.js';
 import { isJwtShaped } from '../jwt/jwt-format.js';
-import { MAX_RELOAD_INTERVAL_MS } from './secret-file.js';
+import { MAX_RELOAD_INTERVAL_MS } from '../kubernetes/mounted-file.js';
 
 /** Fixed deny bodies: never the credential, never request data. */
 export interface CredentialLocation {

@@ -24,7 +24,7 @@ import {
   type CredentialLocation,
   type RawHeaderLocation,
 } from './credential-common.js';
-import type { SecretParser, WatchedSecretFile } from './secret-file.js';
+import type { FileParser, MountedFile } from '../kubernetes/mounted-file.js';
 import { blockFile, localIssuer, type ValidatorTypeDef } from './validator-type.js';
 
 export interface SharedTokenValue {
@@ -32,7 +32,7 @@ export interface SharedTokenValue {
 }
 
 /** The file holds the token; surrounding whitespace and a trailing newline are ignored. */
-export const parseSharedTokenFile: SecretParser<SharedTokenValue> = (files, path) => {
+export const parseSharedTokenFile: FileParser<SharedTokenValue> = (files, path) => {
   if (files.length !== 1 || files[0]!.name !== '') return { ok: false, error: `${path}: expected a file, not a folder` };
   const t = files[0]!.content.trim();
   if (t === '') return { ok: false, error: `${path}: the token file is empty` };
@@ -47,7 +47,7 @@ export interface SharedTokenMemberOptions {
   readonly subject: string;
   readonly claims: Readonly<Record<string, unknown>>;
   readonly locations: readonly CredentialLocation[];
-  readonly file: WatchedSecretFile<SharedTokenValue>;
+  readonly file: MountedFile<SharedTokenValue>;
   readonly forwardToken: boolean;
   readonly forwardClaims: ClaimForwarding | null;
 }

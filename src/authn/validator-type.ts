@@ -11,7 +11,7 @@ import type { CompileContext, KindDocument } from '../config/kinds.js';
 import type { Schema } from '../config/schema.js';
 import type { CredentialValidatorMember } from './chain.js';
 import type { ClaimForwarding, CredentialLocation } from './credential-common.js';
-import { DEFAULT_RELOAD_INTERVAL_MS, sharedSecretFile, type SecretParser, type WatchedSecretFile } from './secret-file.js';
+import { DEFAULT_RELOAD_INTERVAL_MS, sharedMountedFile, type FileParser, type MountedFile } from '../kubernetes/mounted-file.js';
 
 /** The spec fields every type shares that some types refuse. */
 export interface SharedSpec {
@@ -63,12 +63,13 @@ export function localIssuer(host: string, k: KindDocument): string {
 }
 
 /**
- * The watched `file` of a block that reads its secrets from one (APIKey, SharedToken),
- * resolved against the config file; a read or parse error is a config error at `file`.
+ * The mounted `file` of a block that reads its secrets from one (APIKey, SharedToken),
+ * resolved against the config file and re-read on use and in the background within
+ * `reloadInterval`; a read or parse error is a config error at `file`.
  */
-export function blockFile<T>(x: TypeCompileInput<{ file?: string; reloadInterval?: number }>, kind: string, parse: SecretParser<T>): WatchedSecretFile<T> {
+export function blockFile<T>(x: TypeCompileInput<{ file?: string; reloadInterval?: number }>, what: string, parse: FileParser<T>): MountedFile<T> {
   const path = x.cc.resolvePath(x.k.doc, x.block.file!);
-  const { file, error } = sharedSecretFile(x.cc.runtime, kind, path, x.block.reloadInterval ?? DEFAULT_RELOAD_INTERVAL_MS, parse);
+  const { file, error } = sharedMountedFile(x.cc.runtime, path, parse, { what, intervalMs: x.block.reloadInterval ?? DEFAULT_RELOAD_INTERVAL_MS, background: true });
   if (error) x.k.v.error(x.at('file'), error);
   return file;
 }

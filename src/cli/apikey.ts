@@ -35,7 +35,7 @@ function list(v: string | undefined): string[] | undefined {
 
 /**
  * The temporary file next to `path`: a dotfile (`.<name>.tmp-<pid>`), so a copy left by a
- * crash is skipped by the key-folder reader (secret-file.ts readSource skips dotfiles)
+ * crash is skipped by the key-folder reader (kubernetes/mounted-file.ts readSource skips dotfiles)
  * and never read as a key entry.
  */
 function tempPathFor(path: string): string {

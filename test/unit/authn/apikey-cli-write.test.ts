@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { generateApiKey, hashApiKey, parseApiKeyFiles } from '../../../src/authn/api-keys.js';
-import { readSource } from '../../../src/authn/secret-file.js';
+import { readSource } from '../../../src/kubernetes/mounted-file.js';
 import { runApiKey } from '../../../src/cli/apikey.js';
 import { rememberSecret } from '../../helpers/secrets.js';
 
