@@ -11,9 +11,10 @@
  * lacks them (legacy tokens), so policies can use request.auth.claims[kubernetes.io][namespace].
  */
 import { decodeJwt } from 'jose';
-import { bool, duration, list, obj, str } from '../config/schema.js';
+import { bool, list, obj, str } from '../config/schema.js';
 import { deny, type CheckState } from '../core/state.js';
-import { createTokenReviewClient, inClusterDefaults, parseServiceAccountUser, type TokenReviewClient } from '../kubernetes/tokenreview.js';
+import { parseServiceAccountUser, type TokenReviewClient } from '../kubernetes/tokenreview.js';
+import { compileTokenReviewSettings, TOKENREVIEW_SETTINGS_FIELDS, type RawTokenReviewSettings } from '../kubernetes/tokenreview-settings.js';
 import { removeCredentialHeader } from './api-keys.js';
 import { ABSTAIN, type CredentialValidatorMember, type ValidatorResult } from './chain.js';
 import {
@@ -174,13 +175,6 @@ export class KubernetesMember implements CredentialValidatorMember {
   }
 }
 
-interface RawTokenReview {
-  apiServer?: string;
-  caFile?: string;
-  tokenFile?: string;
-  timeout?: number;
-  cacheTtl?: number;
-}
 interface RawKubernetes {
   mode?: string;
   issuer?: string;
@@ -188,7 +182,7 @@ interface RawKubernetes {
   audiences?: string[];
   fromHeaders?: RawHeaderLocation[];
   forwardToken?: boolean;
-  tokenReview?: RawTokenReview;
+  tokenReview?: RawTokenReviewSettings;
 }
 
 /** A URL setting that must be http(s); the value is not echoed (it may carry credentials). */
@@ -218,36 +212,15 @@ function compileJwks(x: TypeCompileInput<RawKubernetes>, locations: readonly Cre
   return new KubernetesMember({ ref: x.ref, issuer: s.issuer!, locations, mode: { kind: 'jwks', validator }, forwardToken: s.forwardToken ?? false, forwardClaims: x.forwardClaims, jwksUnavailableStatus: cc.settings.jwksUnavailableStatus });
 }
 
-/** `mode: TokenReview`: the API server is asked (in-cluster defaults outside a configured apiServer). */
+/** `mode: TokenReview`: the API server is asked (the shared TokenReview settings compile). */
 function compileTokenReview(x: TypeCompileInput<RawKubernetes>, locations: readonly CredentialLocation[]): KubernetesMember | null {
   const { k, cc, block: s, at } = x;
   if (s.jwksUri) k.v.error(at('jwksUri'), 'only allowed with mode: JWKS');
   if (!s.issuer) k.v.warn(at('issuer'), 'without an issuer every JWT-shaped bearer value is sent to the TokenReview API');
   if (!s.audiences?.length) k.v.warn(at('audiences'), "without audiences the API server's default audience is accepted: any token of the cluster is admitted");
-  const tr = s.tokenReview ?? {};
-  const defaults = inClusterDefaults();
-  const apiServer = tr.apiServer ?? defaults.apiServer;
-  if (!apiServer) k.v.error(at('tokenReview', 'apiServer'), 'required outside a pod (KUBERNETES_SERVICE_HOST is not set)');
-  else checkHttpUrl(x, apiServer, ['tokenReview', 'apiServer']);
-  const caFile = tr.caFile ? cc.resolvePath(k.doc, tr.caFile) : tr.apiServer ? undefined : defaults.caFile;
-  const tokenFile = tr.tokenFile ? cc.resolvePath(k.doc, tr.tokenFile) : tr.apiServer ? undefined : defaults.tokenFile;
-  if (k.v.hasErrors) return null;
-  const opts = {
-    apiServer: apiServer!,
-    caFile,
-    tokenFile,
-    audiences: s.audiences ?? [],
-    timeoutMs: tr.timeout ?? 1000,
-    cacheTtlMs: tr.cacheTtl ?? 10_000,
-  };
-  let client: TokenReviewClient;
-  try {
-    client = cc.runtime.shared.get(`authn-tokenreview:${JSON.stringify(opts)}`, () => createTokenReviewClient(cc.runtime, opts));
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    k.v.error(at('tokenReview', 'caFile'), `cannot read the CA file${code ? `: ${code}` : ''}`);
-    return null;
-  }
+  const site = { v: k.v, path: at('tokenReview'), resolvePath: (p: string) => cc.resolvePath(k.doc, p) };
+  const client = compileTokenReviewSettings(s.tokenReview ?? {}, s.audiences ?? [], site, cc.runtime);
+  if (!client) return null;
   return new KubernetesMember({ ref: x.ref, issuer: s.issuer ?? '', locations, mode: { kind: 'tokenReview', client }, forwardToken: s.forwardToken ?? false, forwardClaims: x.forwardClaims, jwksUnavailableStatus: cc.settings.jwksUnavailableStatus });
 }
 
@@ -261,13 +234,7 @@ export const KUBERNETES_TYPE: ValidatorTypeDef<RawKubernetes> = {
     audiences: list(str({ nonEmpty: true })),
     fromHeaders: locationsSchema,
     forwardToken: bool(),
-    tokenReview: obj<RawTokenReview>({
-      apiServer: str({ nonEmpty: true }),
-      caFile: str({ nonEmpty: true }),
-      tokenFile: str({ nonEmpty: true }),
-      timeout: duration({ minMs: 10, maxMs: 60_000 }),
-      cacheTtl: duration({ minMs: 0, maxMs: 300_000 }),
-    }),
+    tokenReview: obj<RawTokenReviewSettings>({ ...TOKENREVIEW_SETTINGS_FIELDS }),
   }),
   defaultIssuer: () => '',
   checkShared(spec, k) {
