@@ -22,4 +22,12 @@ describe('the repository', () => {
     const hits = tracked.filter((f) => f !== self && !f.endsWith('.lock') && outside.test(text(f)));
     expect(hits).toEqual([]);
   });
+
+  it('keeps every file under src/ at 400 lines or fewer', () => {
+    const big = tracked
+      .filter((f) => f.startsWith('src/') && f.endsWith('.ts'))
+      .map((f) => [f, text(f).split('\n').length - (text(f).endsWith('\n') ? 1 : 0)] as const)
+      .filter(([, n]) => n > 400);
+    expect(big).toEqual([]);
+  });
 });
