@@ -25,7 +25,7 @@ export interface Settings {
     /** Fraction of allowed decisions logged (denies are always logged). */
     readonly allowSampleRate: number;
   };
-  /** JWKS refresh/outage tuning overrides in ms (defaults in src/authn/jwks-source.ts). */
+  /** JWKS refresh/outage tuning overrides in ms (defaults in src/jwt/jwks-source.ts). */
   readonly jwks: Readonly<Partial<JwksTuningMs>>;
 }
 

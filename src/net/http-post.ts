@@ -1,7 +1,7 @@
 /**
  * A small form-POST client on node:http / node:https with keep-alive connections, for the
  * calls made while a Check waits: RFC 8693 token exchanges (exchange/sts-remote.ts) and
- * Kubernetes TokenReviews (exchange/tokenreview.ts). Global fetch (undici) costs ~250 µs of
+ * Kubernetes TokenReviews (kubernetes/tokenreview.ts). Global fetch (undici) costs ~250 µs of
  * CPU per request here against ~40 µs for node:http with a keep-alive Agent (measured on
  * loopback, docs/benchmarks.md), and cannot trust a private CA without undici's own Agent.
  *
