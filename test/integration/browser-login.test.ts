@@ -5,7 +5,6 @@
  * logout (local + RP-initiated), API clients (401), and every forged-callback case.
  */
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { compactDecrypt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -98,7 +97,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await srv?.close();
-  if (srv) rmSync(srv.dir, { recursive: true, force: true });
   await idp?.close();
 });
 

@@ -1,10 +1,10 @@
 /** Units of the browser login: sealing and key rotation, cookie chunking, return URLs, id token claims, config errors. */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CompactEncrypt, compactDecrypt } from 'jose';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { tempDir } from '../../helpers/tmp.js';
 import { chunkName, MAX_SET_COOKIE_BYTES, readChunked, writeChunked, type CookieOptions } from '../../../src/session/cookie.js';
 import { parseKey, SessionKeys } from '../../../src/session/keys.js';
 import { idTokenClaimsProblem, safeReturnPath } from '../../../src/login/flow.js';
@@ -13,8 +13,7 @@ import { compileYaml } from '../../helpers/config.js';
 import { formatIssue } from '../../../src/config/issues.js';
 import { createTestRuntime } from '../../helpers/runtime.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'obo-login-unit-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const dir = tempDir('obo-login-unit-');
 
 describe('session sealing (JWE dir + A256GCM) and key rotation', () => {
   const k1 = randomBytes(32);
