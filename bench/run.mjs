@@ -370,6 +370,21 @@ process.exit(exitCode);
 
 // ==================================================================== helpers
 
+/** Sample a server's memory every second (and drain its log file) until the timer is cleared. */
+function sampleRss(srv) {
+  const samples = [];
+  const t0 = Date.now();
+  const timer = setInterval(() => {
+    try {
+      samples.push({ t: (Date.now() - t0) / 1000, ...memOf(srv.pid) });
+      srv.truncateLog();
+    } catch {
+      /* exited */
+    }
+  }, 1000);
+  return { samples, timer };
+}
+
 async function memoryCheck() {
   const n = opt.memoryTokens;
   log(`memory check: ${n.toLocaleString('en')} distinct HS256 tokens through a fresh server`);
@@ -390,16 +405,7 @@ async function memoryCheck() {
   }
   await new Promise((r) => setTimeout(r, 500));
   const before = memOf(srv.pid);
-  const samples = [];
-  const t0 = Date.now();
-  const timer = setInterval(() => {
-    try {
-      samples.push({ t: (Date.now() - t0) / 1000, ...memOf(srv.pid) });
-      srv.truncateLog();
-    } catch {
-      /* exited */
-    }
-  }, 1000);
+  const { samples, timer } = sampleRss(srv);
   const spec = {
     target: srv.grpcAddress,
     connections: opt.connections,
@@ -475,16 +481,7 @@ async function sessionMemoryCheck() {
     return { skipped: `WRONG DECISION for a Redis session: ${sample.kind} ${sample.http} ${sample.reason}` };
   }
   const before = memOf(srv.pid);
-  const samples = [];
-  const t0 = Date.now();
-  const timer = setInterval(() => {
-    try {
-      samples.push({ t: (Date.now() - t0) / 1000, ...memOf(srv.pid) });
-      srv.truncateLog();
-    } catch {
-      /* exited */
-    }
-  }, 1000);
+  const { samples, timer } = sampleRss(srv);
   const j = await runLoadgen(
     { target: srv.grpcAddress, connections: opt.connections, streams: opt.streams, maxRequests: Math.min(n, opt.sessionRequests), expect: 'allow', timeoutHeader: '1000m', generator: { kind: 'sid-seq', templateB64: template.toString('base64'), offset, start: 1 } },
     tmp,

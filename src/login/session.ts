@@ -140,6 +140,11 @@ function refresh(state: CheckState, l: CompiledLogin, rec: SessionRecord): Promi
       state.runtime.logger.warn({ requestId: state.ctx.id, login: l.ref, detail: why }, 'session refresh failed; the current access token is still valid');
       return { kind: 'ok', rec, lines: [] };
     };
+    // Shared store: another replica may have refreshed it already, or be refreshing it now.
+    if (l.store.reload && l.store.claimOnce) {
+      const other = await otherReplica(state, l, rec);
+      if (other) return other;
+    }
     const meta = await l.provider.metadata(state.signal);
     if ('ok' in meta) return stillValid ? keep(meta.message) : { kind: 'deny', deny: idpUnavailable(state, l, meta) };
     const tr = await l.provider.token(meta, l.clientAuth, { grant_type: 'refresh_token', refresh_token: rec.refreshToken! }, state.signal);
@@ -183,6 +188,36 @@ function refresh(state: CheckState, l: CompiledLogin, rec: SessionRecord): Promi
     state.trace?.add('login', `${l.ref}: access token refreshed`);
     return { kind: 'ok', rec: next, lines };
   });
+}
+
+/**
+ * With a shared store, one refresh per session across replicas: the record as stored now
+ * (a newer version is used as is); then a short lock per version (SET NX) — a replica that
+ * does not get it waits for the new version (bounded), and keeps the current token while it is
+ * valid. Undefined: this replica refreshes.
+ */
+async function otherReplica(state: CheckState, l: CompiledLogin, rec: SessionRecord): Promise<Refresh | undefined> {
+  const store = l.store;
+  const now = state.runtime.now();
+  const newer = (r: SessionRecord | null): Refresh | undefined => {
+    if (r === null) return { kind: 'ended' };
+    return r.ver > rec.ver && !needsRefresh(r, l, now) ? { kind: 'ok', rec: r, lines: [] } : undefined;
+  };
+  try {
+    const found = newer(await store.reload!(rec.sid, now));
+    if (found) return found;
+    if (await store.claimOnce!(`refresh:${rec.sid}:${rec.ver}`, Math.max(2_000, l.timeoutMs * 2))) return undefined;
+    const until = Math.min(now + l.timeoutMs, state.ctx.deadline - 50);
+    while (state.runtime.now() < until) {
+      await new Promise((r) => setTimeout(r, 25));
+      const w = newer(await store.reload!(rec.sid, state.runtime.now()));
+      if (w) return w;
+    }
+  } catch (e) {
+    return { kind: 'deny', deny: storeUnavailable(state, l, e) };
+  }
+  const stillValid = rec.accessExp !== undefined && rec.accessExp * 1000 > state.runtime.now();
+  return stillValid ? { kind: 'ok', rec, lines: [] } : { kind: 'deny', deny: idpUnavailable(state, l, { message: 'session refresh in progress on another replica did not finish in time' }) };
 }
 
 /**

@@ -54,6 +54,10 @@ export class RedisSessionStore implements SessionStore {
     if (sid === undefined || !SID.test(sid)) return null;
     const hit = this.local.get(sid);
     if (hit && now - hit.at < this.opts.localCacheTtlMs) return hit.rec;
+    return this.reload(sid, now);
+  }
+
+  reload(sid: string, now: number): Promise<SessionRecord | null> {
     if (!this.redis.ready()) return Promise.reject(new SessionStoreUnavailable('redis: not connected'));
     return this.redis.client.get(this.key(sid)).then(
       (value) => {

@@ -61,6 +61,8 @@ export interface SessionStore {
   remove(rec: SessionRecord | null, get: CookieGetter): string[] | Promise<string[]>;
   /** Shared stores only: mark `key` used for `ttlMs`; false when another replica already did. */
   claimOnce?(key: string, ttlMs: number): Promise<boolean>;
+  /** Shared stores only: the record as stored now (no local cache), null when gone. */
+  reload?(sid: string, now: number): Promise<SessionRecord | null>;
   dispose(): void;
 }
 

@@ -10,6 +10,7 @@ import { Browser, locationOf, pathOf } from '../helpers/browser.js';
 import { makeTestPki, type TestPki } from '../helpers/certs.js';
 import { startTestIdp, type TestIdp } from '../helpers/oidc-idp.js';
 import { startTestRedis, type TestRedis } from '../helpers/redis.js';
+import { oidcLoginYaml } from '../helpers/login-config.js';
 import { rememberSecret } from '../helpers/secrets.js';
 import { setHeaders, startTestServer, type TestServer } from '../helpers/server.js';
 import { waitUntil } from '../helpers/wait.js';
@@ -24,16 +25,7 @@ export function redisLoginConfig(idp: TestIdp, redis: { port: number; tls?: Test
     'session.key': randomBytes(32).toString('base64url'),
     'redis-password': `${REDIS_PASSWORD}\n`,
     'login.yaml': `
-apiVersion: obo-authz.dev/v1alpha1
-kind: OIDCLogin
-metadata: {name: web, namespace: istio-system}
-spec:
-  issuer: ${idp.issuer}
-  clientId: web
-  clientSecretFile: client-secret
-  appUrl: https://${APP}
-  scopes: [email, groups, offline_access]
-  session:
+${oidcLoginYaml(idp.issuer, APP, ['email', 'groups', 'offline_access'], '')}  session:
     store: redis
     keyFiles: [session.key]
     idleTimeout: 30m

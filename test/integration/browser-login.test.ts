@@ -10,6 +10,7 @@ import { compactDecrypt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BROWSER_HEADERS, Browser, headerValues, locationOf, pathOf } from '../helpers/browser.js';
 import { startTestIdp, type TestIdp } from '../helpers/oidc-idp.js';
+import { oidcLoginYaml } from '../helpers/login-config.js';
 import { rememberSecret } from '../helpers/secrets.js';
 import { setHeaders, startTestServer, type TestServer } from '../helpers/server.js';
 
@@ -23,16 +24,7 @@ function config(idp: TestIdp, extra = ''): Record<string, string> {
     'client-secret': `${SECRET}\n`,
     'session.key': KEY.toString('base64'),
     'login.yaml': `
-apiVersion: obo-authz.dev/v1alpha1
-kind: OIDCLogin
-metadata: {name: web, namespace: istio-system}
-spec:
-  issuer: ${idp.issuer}
-  clientId: web
-  clientSecretFile: client-secret
-  appUrl: https://${APP}
-  scopes: [email, profile, groups, offline_access]
-  postLogoutRedirectUrl: https://${APP}/bye
+${oidcLoginYaml(idp.issuer, APP, ['email', 'profile', 'groups', 'offline_access'], '')}  postLogoutRedirectUrl: https://${APP}/bye
   upstream: {idTokenHeader: x-id-token}
   session:
     keyFiles: [session.key]

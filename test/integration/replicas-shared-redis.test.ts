@@ -18,6 +18,7 @@ import type { CheckResponseObject } from '../../src/respond/respond.js';
 import { Browser, locationOf, pathOf } from '../helpers/browser.js';
 import { startTestIdp, type TestIdp } from '../helpers/oidc-idp.js';
 import { startTestRedis, type TestRedis } from '../helpers/redis.js';
+import { oidcLoginYaml } from '../helpers/login-config.js';
 import { registerLogSink, rememberSecret } from '../helpers/secrets.js';
 import { setHeaders } from '../helpers/server.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -106,16 +107,7 @@ beforeAll(async () => {
     'cache.key': randomBytes(32).toString('base64'),
     'redis-password': REDIS_PASSWORD,
     'config.yaml': `
-apiVersion: obo-authz.dev/v1alpha1
-kind: OIDCLogin
-metadata: {name: web, namespace: istio-system}
-spec:
-  issuer: ${idp.issuer}
-  clientId: web
-  clientSecretFile: client-secret
-  appUrl: https://${APP}
-  scopes: [email, offline_access]
-  session:
+${oidcLoginYaml(idp.issuer, APP, ['email', 'offline_access'], '')}  session:
     keyFiles: [session.key]
     redis: {address: "127.0.0.1:${redis.port}", passwordFile: redis-password}
 ---
@@ -183,6 +175,21 @@ describe('replicas sharing one Redis', () => {
     const keys = await admin.keys('obo:exchange:x:*');
     expect(keys.length).toBeGreaterThan(0);
     for (const k of keys) expect(await admin.get(k)).not.toContain(token.slice(7));
+  });
+
+  it('refreshes a session once across replicas: the other one waits for the new version', async () => {
+    idp.accessTtl = 20;
+    const b1 = await loginThrough(p1, '/app/r');
+    idp.accessTtl = 300;
+    const b2 = new Browser(APP, (req) => p2.check(req));
+    for (const n of b1.jar.names(APP)) b2.jar.set(APP, `${n}=${b1.jar.get(APP, n)}`);
+    const before = idp.counts.token['refresh_token'] ?? 0;
+    const [r1, r2] = await Promise.all([b1.app('/app/r'), b2.app('/app/r')]);
+    expect(r1.status.code).toBe(0);
+    expect(r2.status.code).toBe(0);
+    expect(setHeaders(r1)['authorization']).toBe(setHeaders(r2)['authorization']);
+    rememberSecret(setHeaders(r1)['authorization']!.slice(7));
+    expect((idp.counts.token['refresh_token'] ?? 0) - before).toBe(1);
   });
 
   it('two replicas missing at the same moment still make one STS call', async () => {
