@@ -8,6 +8,7 @@
 //   node bench/loadgen.mjs SPEC.json   -> prints one JSON result line on stdout
 // SPEC: { target, connections, streams, durationSec?, warmupSec?, maxRequests?, expect?,
 //         expectHttp?, timeoutHeader?, framesFile? | generator? }
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http2 from 'node:http2';
 import net from 'node:net';
@@ -46,6 +47,17 @@ if (spec.framesFile) {
     if (token.length !== g.tokenLength) throw new Error(`token length ${token.length} != ${g.tokenLength}`);
     const b = Buffer.from(template);
     b.write(token, g.offset, 'latin1');
+    return b;
+  };
+} else if (spec.generator?.kind === 'sid-seq') {
+  // Template frame holding a placeholder session id (32 chars) in its cookie header.
+  const g = spec.generator;
+  const template = Buffer.from(g.templateB64, 'base64');
+  let i = g.start ?? 0;
+  nextBody = () => {
+    const sid = createHash('sha256').update(`bench-session-${i++}`).digest('base64url').slice(0, 32);
+    const b = Buffer.from(template);
+    b.write(sid, g.offset, 'latin1');
     return b;
   };
 } else {

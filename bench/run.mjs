@@ -10,6 +10,7 @@
 //                      [--connections N] [--streams N] [--distinct N] [--memory-tokens N]
 //                      [--only id,id] [--no-memory] [--no-pin] [--keep]
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, hostname, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -30,6 +31,7 @@ const { values: argv } = parseArgs({
     streams: { type: 'string', default: '16' },
     distinct: { type: 'string', default: '25000' },
     'memory-tokens': { type: 'string' },
+    'session-requests': { type: 'string' },
     'rss-bound': { type: 'string', default: '320' },
     only: { type: 'string' },
     'no-memory': { type: 'boolean', default: false },
@@ -63,6 +65,9 @@ const opt = {
   streams: Number(argv.streams),
   distinct: Number(argv.distinct),
   memoryTokens: Number(argv['memory-tokens'] ?? (quick ? 100_000 : 1_000_000)),
+  // Checks over distinct sessions in the session memory check (each one a local-cache miss and
+  // a Redis read): far more than the server's caches hold, far fewer than the sessions stored.
+  sessionRequests: Number(argv['session-requests'] ?? (quick ? 20_000 : 200_000)),
   rssBoundMiB: Number(argv['rss-bound']),
 };
 const ncpu = cpus().length;
@@ -118,6 +123,30 @@ writeFileSync(join(tmp, 'tokens.txt'), distinctTokens.join('\n'));
 frameFile('s4', checkRequestFrame(reqFor('bench', bearer(token1), { backend: 'mcp-tools' })));
 frameFile('s5', Buffer.concat(distinctTokens.map((t) => checkRequestFrame(reqFor('bench', bearer(t), { backend: 'mcp-tools' })))));
 
+// browser sessions (OIDCLogin): the same request with a session cookie instead of a bearer token
+const S = await import('./lib/sessions.mjs');
+const { SessionKeys } = await import(join(root, 'dist', 'src', 'session', 'keys.js'));
+const { Redis } = await import('ioredis');
+const sessionKeyB64 = randomBytes(32).toString('base64');
+const sessionKeys = new SessionKeys([Buffer.from(sessionKeyB64, 'base64')]);
+// Serving a session never re-verifies its id token (it was verified at login): an id token of
+// the right shape and claims is enough here, and cheap to make a million times.
+const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+const idTokenFor = (sub) => `${b64({ alg: 'ES256', kid: es.kid })}.${b64({ ...claims(sub), aud: 'bench' })}.bench-signature`;
+const sessionFor = (i) => S.sessionRecord({ sid: S.sessionSid(i), issuer: C.ISSUER, sub: `user-${String(i).padStart(8, '0')}`, idToken: idTokenFor(`user-${String(i).padStart(8, '0')}`), accessToken: token1, nowMs: Date.now() });
+frameFile('s7c', checkRequestFrame(reqFor('bench', { cookie: `${S.SESSION_COOKIE}=${sessionKeys.seal(JSON.stringify(sessionFor(0)))}` })));
+frameFile('s7r', checkRequestFrame(reqFor('bench', { cookie: `${S.SESSION_COOKIE}=${S.sessionSid(0)}` })));
+const sessionConfig = (name, redis) =>
+  C.writeConfig(join(tmp, name), {
+    '00-settings.yaml': C.settingsYaml(),
+    '10-ra.yaml': C.requestAuthenticationYaml(jwksJson(es)),
+    '20-policies.yaml': C.tenPolicies('bench'),
+    '40-login.yaml': S.loginYaml({ issuer: C.ISSUER, appUrl: 'https://mcp.example.com', redisPort: redis?.port }),
+    'client-secret': 'bench-client-secret',
+    'session.key': sessionKeyB64,
+    ...(redis ? { 'redis-password': redis.password } : {}),
+  });
+
 // ------------------------------------------------------------------ configs
 const cfgA = C.writeConfig(join(tmp, 'cfg-a'), {
   '00-settings.yaml': C.settingsYaml(),
@@ -156,6 +185,8 @@ const scenarios = [
   { id: 's1-lean', title: '1 on a lean transport (node:http2 + protobufjs, no grpc-js; experiment)', server: 'Lean', tool: HL, frame: 's1', expect: { kind: 'allow', headers: ['x-user-sub'] } },
   { id: 's3', title: '3 allow: 1,000 policies in 100 namespaces', server: 'C', tool: HL, frame: 's3', expect: { kind: 'allow', headers: ['x-user-sub'] } },
   { id: 's4', title: '4 allow: token exchange, cache hit', server: 'E', tool: HL, frame: 's4', expect: { kind: 'allow', headers: ['authorization'] }, exchange: true },
+  { id: 's7c', title: '7c allow: browser session sealed in the cookie (OIDCLogin)', server: 'S', tool: HL, frame: 's7c', expect: { kind: 'allow', headers: ['authorization'] } },
+  { id: 's7r', title: '7r allow: browser session in Redis (local cache 1 s)', server: 'R', tool: HL, frame: 's7r', expect: { kind: 'allow', headers: ['authorization'] } },
   { id: 's6a', title: '6a deny: no token (403)', server: 'A', tool: HL, frame: 's6a', expect: { kind: 'deny', http: 403 } },
   { id: 's6b', title: '6b deny: bad signature (401)', server: 'A', tool: HL, frame: 's6b', expect: { kind: 'deny', http: 401 } },
   { id: 'base-grpc-node', title: 'baseline: no-op Check on grpc-js (node loadgen)', server: 'grpc', tool: NODE, frame: 's1', expect: { kind: 'allow' } },
@@ -186,6 +217,13 @@ try {
     started.push(servers.Lean);
   }
   if (need.has('C')) servers.C = await serve('obo-authz (1,000 policies)', cfgC);
+  if (need.has('S')) servers.S = await serve('obo-authz (cookie sessions)', sessionConfig('cfg-s', null));
+  if (need.has('R') || (!argv['no-memory'] && (!only || only.has('memory')))) {
+    servers.redis = await S.startRedis(join(tmp, 'redis'), PIN.load);
+    started.push(servers.redis);
+    await S.writeSessions({ Redis, keys: sessionKeys, port: servers.redis.port, password: servers.redis.password, from: 0, to: 1, record: sessionFor });
+    if (need.has('R')) servers.R = await serve('obo-authz (Redis sessions)', sessionConfig('cfg-r', servers.redis));
+  }
   if (need.has('E')) {
     const sts = await startServer('sts-stub', process.execPath, [join(here, 'sts-stub.mjs')], { core: PIN.load });
     started.push(sts);
@@ -296,6 +334,7 @@ try {
 
   // --------------------------------------------------------------- memory
   let memory = null;
+  let sessionMemory = null;
   if (!argv['no-memory'] && (!only || only.has('memory'))) {
     try {
       memory = await memoryCheck();
@@ -304,10 +343,17 @@ try {
       memory = { skipped: `memory check failed: ${String(e instanceof Error ? e.message : e).split('\n').slice(0, 3).join(' ')}` };
       log(`!! ${memory.skipped}`);
     }
+    try {
+      sessionMemory = await sessionMemoryCheck();
+    } catch (e) {
+      exitCode = 1;
+      sessionMemory = { skipped: `session memory check failed: ${String(e instanceof Error ? e.message : e).split('\n').slice(0, 3).join(' ')}` };
+      log(`!! ${sessionMemory.skipped}`);
+    }
   }
 
   // --------------------------------------------------------------- report
-  const report = summarizeAll(scenarios, results, memory, stealPct);
+  const report = summarizeAll(scenarios, results, memory, stealPct, sessionMemory);
   report.rssAfterRoundsMiB = rssAfterRounds;
   mkdirSync(dirname(argv.out), { recursive: true });
   writeFileSync(argv.out, `${JSON.stringify(report, null, 2)}\n`);
@@ -323,6 +369,21 @@ try {
 process.exit(exitCode);
 
 // ==================================================================== helpers
+
+/** Sample a server's memory every second (and drain its log file) until the timer is cleared. */
+function sampleRss(srv) {
+  const samples = [];
+  const t0 = Date.now();
+  const timer = setInterval(() => {
+    try {
+      samples.push({ t: (Date.now() - t0) / 1000, ...memOf(srv.pid) });
+      srv.truncateLog();
+    } catch {
+      /* exited */
+    }
+  }, 1000);
+  return { samples, timer };
+}
 
 async function memoryCheck() {
   const n = opt.memoryTokens;
@@ -344,16 +405,7 @@ async function memoryCheck() {
   }
   await new Promise((r) => setTimeout(r, 500));
   const before = memOf(srv.pid);
-  const samples = [];
-  const t0 = Date.now();
-  const timer = setInterval(() => {
-    try {
-      samples.push({ t: (Date.now() - t0) / 1000, ...memOf(srv.pid) });
-      srv.truncateLog();
-    } catch {
-      /* exited */
-    }
-  }, 1000);
+  const { samples, timer } = sampleRss(srv);
   const spec = {
     target: srv.grpcAddress,
     connections: opt.connections,
@@ -409,6 +461,57 @@ async function memoryCheck() {
   return res;
 }
 
+/**
+ * RSS of a fresh server while it serves `n` distinct browser sessions kept in Redis (every
+ * Check a local-cache miss and a Redis read): the server's own caches must stay bounded.
+ */
+async function sessionMemoryCheck() {
+  const n = opt.memoryTokens;
+  const redis = servers.redis;
+  log(`session memory check: writing ${n.toLocaleString('en')} sessions into Redis, then ${Math.min(n, opt.sessionRequests).toLocaleString('en')} Checks over distinct ones`);
+  const w = await S.writeSessions({ Redis, keys: sessionKeys, port: redis.port, password: redis.password, from: 1, to: n + 1, record: sessionFor });
+  const srv = await serve('obo-authz (session memory)', sessionConfig('cfg-rm', redis));
+  const placeholder = S.sessionSid(1);
+  const template = checkRequestFrame(reqFor('bench', { cookie: `${S.SESSION_COOKIE}=${placeholder}` }));
+  const offset = template.indexOf(Buffer.from(placeholder, 'latin1'));
+  const sample = summarize(await probe(srv.grpcAddress, template));
+  if (sample.kind !== 'allow') {
+    exitCode = 1;
+    await stopChild(srv.child);
+    return { skipped: `WRONG DECISION for a Redis session: ${sample.kind} ${sample.http} ${sample.reason}` };
+  }
+  const before = memOf(srv.pid);
+  const { samples, timer } = sampleRss(srv);
+  const j = await runLoadgen(
+    { target: srv.grpcAddress, connections: opt.connections, streams: opt.streams, maxRequests: Math.min(n, opt.sessionRequests), expect: 'allow', timeoutHeader: '1000m', generator: { kind: 'sid-seq', templateB64: template.toString('base64'), offset, start: 1 } },
+    tmp,
+    'session-memory',
+  );
+  clearInterval(timer);
+  const after = memOf(srv.pid);
+  await stopChild(srv.child);
+  if (j.mismatches || j.errors) {
+    exitCode = 1;
+    log(`!! session memory: ${j.mismatches} wrong decisions, ${j.errors} errors (first: ${j.firstProblem})`);
+  }
+  const at = (frac) => samples[Math.min(samples.length - 1, Math.floor(samples.length * frac))]?.rssMiB ?? NaN;
+  const res = {
+    sessions: n,
+    redisUsedMemoryMiB: +w.usedMemoryMiB.toFixed(0),
+    requests: j.requests,
+    rps: j.rps,
+    wrongDecisions: j.mismatches,
+    errors: j.errors,
+    rssStartMiB: before.rssMiB,
+    rssAt50pctMiB: at(0.5),
+    rssEndMiB: after.rssMiB,
+    peakRssMiB: Math.max(after.hwmMiB, ...samples.map((s) => s.rssMiB)),
+    boundMiB: opt.rssBoundMiB,
+  };
+  log(`  session memory: ${j.requests} requests at ${j.rps.toFixed(0)}/s over ${n} sessions (Redis ${res.redisUsedMemoryMiB} MiB); server RSS ${before.rssMiB.toFixed(0)} -> ${after.rssMiB.toFixed(0)} MiB, peak ${res.peakRssMiB.toFixed(0)} MiB`);
+  return res;
+}
+
 function median(xs) {
   const a = xs.filter((x) => Number.isFinite(x)).sort((x, y) => x - y);
   if (!a.length) return NaN;
@@ -416,7 +519,7 @@ function median(xs) {
   return a.length % 2 ? a[m] : (a[m - 1] + a[m]) / 2;
 }
 
-function summarizeAll(scenarios, results, memory, stealPct) {
+function summarizeAll(scenarios, results, memory, stealPct, sessionMemory) {
   const rows = [];
   const byId = {};
   for (const s of scenarios) {
@@ -502,6 +605,9 @@ function summarizeAll(scenarios, results, memory, stealPct) {
     { name: "scenario 2 verification step (the server's JwtVerifier) >= 0.8 x raw crypto.verify", value: byId['raw-verify']?.verifierVsRaw ?? NaN, min: 0.8 },
     { name: `peak RSS with ${memory?.tokens?.toLocaleString('en') ?? '?'} distinct tokens <= ${opt.rssBoundMiB} MiB`, value: memory?.peakRssMiB ?? NaN, max: opt.rssBoundMiB },
     { name: `RSS growth over the second half of the tokens <= ${opt.rssBoundMiB / 8} MiB (plateau)`, value: memory?.growthSecondHalfMiB ?? NaN, max: opt.rssBoundMiB / 8 },
+    { name: 'scenario 7c (cookie session) >= 0.8 x scenario 1 (cached JWT)', value: ratio('s7c', 's1'), cpu: cpuRatio('s7c', 's1'), min: 0.8 },
+    { name: 'scenario 7r (Redis session) >= 0.6 x scenario 7c (cookie session)', value: ratio('s7r', 's7c'), cpu: cpuRatio('s7r', 's7c'), min: 0.6 },
+    { name: `peak RSS with ${sessionMemory?.sessions?.toLocaleString('en') ?? '?'} distinct sessions in Redis <= ${opt.rssBoundMiB} MiB`, value: sessionMemory?.peakRssMiB ?? NaN, max: opt.rssBoundMiB },
   ].map((t) => ({ ...t, met: Number.isFinite(t.value) ? (t.min !== undefined ? t.value >= t.min : t.value <= t.max) : null }));
   return {
     date: new Date().toISOString(),
@@ -541,6 +647,8 @@ function summarizeAll(scenarios, results, memory, stealPct) {
       s3VsS1: ratio('s3', 's1'),
       s4VsS1: ratio('s4', 's1'),
       s5VsS2: ratio('s5', 's2'),
+      s7cVsS1: ratio('s7c', 's1'),
+      s7rVsS7c: ratio('s7r', 's7c'),
       s6aVsBaseline: ratio('s6a', 'base-grpc'),
       s6bVsBaseline: ratio('s6b', 'base-grpc'),
       loadgenVsH2loadBaseline: ratio('base-grpc-node', 'base-grpc'),
@@ -551,6 +659,7 @@ function summarizeAll(scenarios, results, memory, stealPct) {
       stsExchangesS4: median((results['s4'] ?? []).map((m) => m.stsExchanges)),
     },
     memory,
+    sessionMemory,
     targets,
     skipped,
   };

@@ -201,6 +201,8 @@ export function authenticate(state: CheckState, cfg: AuthnConfig): Deny | null |
   return runChain(state, chain.members, {
     sanitized: true,
     onNoAdmit: (s) => {
+      // A browser session (login stage) is an admitted identity.
+      if (s.identity) return null;
       // Envoy's jwt_authn lets CORS preflights through whatever is required.
       if (isCorsPreflight(s)) {
         s.trace?.add('authn', 'CORS preflight: authentication requirement skipped');

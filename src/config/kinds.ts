@@ -15,7 +15,8 @@ export type KindName =
   | 'TokenExchangePolicy'
   | 'SecurityTokenService'
   | 'DelegationPolicy'
-  | 'CredentialValidator';
+  | 'CredentialValidator'
+  | 'OIDCLogin';
 
 export const KIND_VERSIONS: Record<KindName, readonly string[]> = {
   RequestAuthentication: ISTIO_SECURITY_VERSIONS,
@@ -25,6 +26,7 @@ export const KIND_VERSIONS: Record<KindName, readonly string[]> = {
   SecurityTokenService: [OBO_VERSION],
   DelegationPolicy: [OBO_VERSION],
   CredentialValidator: [OBO_VERSION],
+  OIDCLogin: [OBO_VERSION],
 };
 
 /** One validated document of a kind, with its effective namespace; `spec` is parsed by the stage. */

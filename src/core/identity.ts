@@ -4,7 +4,7 @@
  * the same shape, so AuthorizationPolicy `request.auth.*` and token exchange work for
  * every credential kind.
  */
-export type CredentialKind = 'jwt' | 'api-key' | 'shared-token' | 'kubernetes' | 'edge' | 'sts';
+export type CredentialKind = 'jwt' | 'api-key' | 'shared-token' | 'kubernetes' | 'edge' | 'sts' | 'session';
 
 export interface Identity {
   readonly kind: CredentialKind;

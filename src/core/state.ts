@@ -7,7 +7,7 @@ import type { RequestContext } from './context.js';
 import type { Identity } from './identity.js';
 import type { Runtime } from './runtime.js';
 
-export type StageName = 'context' | 'authn' | 'authz' | 'exchange' | 'respond';
+export type StageName = 'context' | 'login' | 'authn' | 'authz' | 'exchange' | 'respond';
 
 /** `check --explain` trace; null on the hot path so no strings are built. */
 export class Trace {
@@ -28,6 +28,7 @@ export class UpstreamMutations {
   // Rarely used: made on first use (one Check, one UpstreamMutations).
   private rq: Set<string> | null = null;
   private ra: Map<string, string> | null = null;
+  private rl: [string, string][] | null = null;
 
   /** Query parameters to remove (a token taken from the query). */
   get removeQuery(): Set<string> {
@@ -40,6 +41,17 @@ export class UpstreamMutations {
   /** removeQuery's entries (undefined when there are none), without making the set. */
   queryRemovals(): string[] | undefined {
     return this.rq && this.rq.size > 0 ? [...this.rq] : undefined;
+  }
+  /**
+   * Headers added to the downstream response on allow as separate lines, never replacing one
+   * another or the upstream's (a refreshed session's `set-cookie`, possibly in chunks).
+   */
+  get responseAppend(): [string, string][] {
+    return (this.rl ??= []);
+  }
+  /** responseAppend's entries (undefined when there are none), without making the list. */
+  responseLines(): readonly (readonly [string, string])[] | undefined {
+    return this.rl && this.rl.length > 0 ? this.rl : undefined;
   }
   /** responseAdd's entries, without making the map. */
   responseHeaders(): ReadonlyMap<string, string> {
@@ -112,6 +124,12 @@ export interface CheckState {
   tokenLocations: readonly TokenLocation[];
   readonly upstream: UpstreamMutations;
   readonly attribution: DecisionAttribution;
+  /**
+   * Set by the login stage on a request an OIDCLogin protects that carries no session but
+   * goes on to authn (an API client with its own bearer token): the answer when authn then
+   * admits nobody, so such a request is never let through anonymously.
+   */
+  loginRequired?: Deny | null;
 }
 
 export function deny(reason: ReasonCode, message: string, extra: Omit<Deny, 'reason' | 'message'> = {}): Deny {

@@ -16,7 +16,8 @@ import type { Identity } from '../core/identity.js';
 import { deny, type CheckState, type Deny } from '../core/state.js';
 import { sanitizeRemoteText } from '../observability/redact.js';
 import { readActorToken } from './actor.js';
-import type { CacheLookup } from './cache.js';
+import type { CacheLookup, ExchangeCache } from './cache.js';
+import type { SharedFlight } from '../redis/shared-cache.js';
 import type { ExchangeConfig } from './compile.js';
 import { checkDelegation } from './delegation.js';
 import { fail, outcomeOf, type ExchangeFailure, type ExchangeReason } from './errors.js';
@@ -196,7 +197,9 @@ async function runExchange(state: CheckState, p: CompiledPolicy, probed: Probed 
     };
     let r: Issued | ExchangeFailure;
     try {
-      r = await withAbort(cache ? cache.singleFlight(key, run) : run(), state.signal);
+      const shared = p.sharedCache;
+      const flight = shared && cache ? () => shared.through(key, run, sharedFlight(state, p, cache, key)) : run;
+      r = await withAbort(cache ? cache.singleFlight(key, flight) : flight(), state.signal);
     } catch {
       return denyWith(fail('ERR_DEADLINE', 'Check deadline passed during the exchange'));
     }
@@ -207,6 +210,26 @@ async function runExchange(state: CheckState, p: CompiledPolicy, probed: Probed 
   const value = p.upstream.prefix + token;
   if (!isValidHeaderValue(value)) return denyWith(fail('ERR_EXCHANGE_MISCONFIGURED', 'exchanged token is not a valid header value'));
   return finish(state, p, subject, actor, value);
+}
+
+/**
+ * How the shared (Redis) cache meets this policy's local cache: a token found there is kept
+ * locally until the same moment, and a fresh token is published with the validity the local
+ * cache computed (same expiry rules on every replica).
+ */
+function sharedFlight(state: CheckState, p: CompiledPolicy, cache: ExchangeCache, key: string): SharedFlight<Issued | ExchangeFailure> {
+  return {
+    deadline: state.ctx.deadline,
+    fromShared(token, validUntilMs) {
+      cache.storeToken(key, token, p.scopes, [(validUntilMs + cache.opts.skewMs) / 1000]);
+      return { ok: true, accessToken: token, expiresAt: undefined };
+    },
+    toShare(r) {
+      if (!r.ok) return undefined;
+      const l = cache.lookup(key);
+      return l.kind === 'hit' ? { token: l.token.accessToken, validUntilMs: l.token.validUntilMs } : undefined;
+    },
+  };
 }
 
 function withAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {

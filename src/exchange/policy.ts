@@ -11,6 +11,7 @@ import { parseScope, scopeSpecificity, type CompiledScope } from '../config/scop
 import { actorSchema, compileActor, type CompiledActor, type RawActor } from './actor.js';
 import { ExchangeCache, exchangeKeyPrefix, PolicyKeys, type ExchangeCacheOptions } from './cache.js';
 import { asList, resolveRef, strOrList, strs } from './compile-helpers.js';
+import { compileSharedCache, sharedCacheSchema, type RawSharedCache, type SharedTokenCache } from '../redis/shared-cache.js';
 import type { CompiledDelegationPolicy } from './delegation.js';
 import type { ExchangeMetrics } from './metrics.js';
 import { TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT } from './oauth.js';
@@ -26,6 +27,8 @@ interface RawTarget {
 }
 interface RawCache {
   enabled?: boolean;
+  /** Opt-in: the cache shared by replicas in Redis (redis/shared-cache.ts). */
+  shared?: RawSharedCache;
   maxEntries?: number;
   skew?: number;
   maxTtl?: number;
@@ -70,6 +73,7 @@ const policySchema = obj<RawPolicy>(
       skew: duration({ minMs: 0, maxMs: 3_600_000 }),
       maxTtl: duration({ minMs: 1000, maxMs: 86_400_000 }),
       negativeTtl: duration({ minMs: 0, maxMs: 600_000 }),
+      shared: sharedCacheSchema,
     }),
   },
   { required: ['target', 'sts'] },
@@ -88,6 +92,8 @@ export interface CompiledPolicy extends StsTarget {
   readonly delegation: CompiledDelegationPolicy | null;
   readonly upstream: CompiledUpstream;
   readonly cache: ExchangeCache | null;
+  /** The cache shared with other replicas through Redis (opt-in), in front of the STS call. */
+  readonly sharedCache: SharedTokenCache | null;
   /** Exchange cache keys: the per-policy constant prefix (STS identity, mode, targets, scopes, token types) and the subject memo. */
   readonly keys: PolicyKeys;
   /** The stage's metrics (one set per compiled config). */
@@ -149,6 +155,11 @@ export function compilePolicy(
   const match = compileMatch(s.match);
   const specificity = Math.max(scopeSpecificity(scope), match.backends ? 2 : 0);
   const cache = compileCache(k, s.cache, cc);
+  let sharedCache: SharedTokenCache | null = null;
+  if (s.cache?.shared) {
+    if (!cache) v.error(['spec', 'cache', 'shared'], 'a shared cache needs the local cache (cache.enabled must not be false)');
+    else sharedCache = compileSharedCache(k, cc, ['spec', 'cache', 'shared'], s.cache.shared) ?? null;
+  }
 
   if (v.hasErrors || !sts) return undefined;
   if (mode === 'Delegation' && (!actor || !delegation)) return undefined;
@@ -171,6 +182,7 @@ export function compilePolicy(
     delegation: mode === 'Delegation' ? delegation : null,
     upstream,
     cache,
+    sharedCache,
     keys: new PolicyKeys(exchangeKeyPrefix(sts.id, mode, audiences, resources, scopes, requestedTokenType, subjectTokenType)),
     metrics,
     hits: metrics.cache.labels({ policy: k.ref, result: 'hit' }),

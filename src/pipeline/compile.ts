@@ -7,6 +7,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { compileAuthn, type AuthnConfig } from '../authn/index.js';
 import { compileAuthz, type AuthzConfig } from '../authz/index.js';
 import { compileExchange, type ExchangeConfig } from '../exchange/compile.js';
+import { compileLogins, type LoginConfig } from '../login/index.js';
 import type { Runtime } from '../core/runtime.js';
 import { ConfigError, type ConfigIssue } from '../config/issues.js';
 import { KIND_VERSIONS, type CompileContext, type KindDocument, type KindName } from '../config/kinds.js';
@@ -16,6 +17,8 @@ import { DEFAULT_SETTINGS, parseSettings, type Settings } from '../config/settin
 
 export interface CompiledConfig {
   readonly settings: Settings;
+  /** OIDCLogin documents: browser login, run before authn. */
+  readonly login: LoginConfig;
   readonly authn: AuthnConfig;
   readonly authz: AuthzConfig;
   readonly exchange: ExchangeConfig;
@@ -148,6 +151,7 @@ export function compileDocuments(
     },
   };
   runtime.shared.beginGeneration();
+  const login = compileLogins(byKind('OIDCLogin'), cc);
   const authn = compileAuthn(
     { requestAuthentications: byKind('RequestAuthentication'), credentialValidators: byKind('CredentialValidator') },
     cc,
@@ -175,6 +179,7 @@ export function compileDocuments(
   if (settingsDocs.length) counts.Settings = 1;
   const config: CompiledConfig = Object.freeze({
     settings,
+    login,
     authn,
     authz,
     exchange,

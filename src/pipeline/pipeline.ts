@@ -6,6 +6,7 @@
  */
 import { authenticate } from '../authn/index.js';
 import { authorize } from '../authz/index.js';
+import { login, requireLogin } from '../login/index.js';
 import type { CompiledConfig } from './compile.js';
 import { REASONS, type ReasonCode } from '../core/reasons.js';
 import { isValidHeaderName, isValidHeaderValue } from '../core/headers.js';
@@ -28,11 +29,20 @@ function isPromise<T>(v: T | Promise<T>): v is Promise<T> {
 }
 
 /**
- * Phases 2-4. Synchronous as long as every stage answers synchronously (the common case:
+ * Phases 1b-4. Synchronous as long as every stage answers synchronously (the common case:
  * a cached token, no exchange), so the hot path allocates no promise, timer or abort
  * controller; it turns asynchronous at the first stage that returns a promise.
  */
 function runStages(state: CheckState, cfg: CompiledConfig): Deny | null | Promise<Deny | null> {
+  // phase 1b: browser login (OIDCLogin): callback/logout answers, session -> state.identity
+  if (cfg.login.count === 0) return runAuthn(state, cfg);
+  const l = login(state, cfg.login);
+  if (isPromise(l)) return l.then((d) => (d ? d : runAuthn(state, cfg)));
+  if (l) return l;
+  return runAuthn(state, cfg);
+}
+
+function runAuthn(state: CheckState, cfg: CompiledConfig): Deny | null | Promise<Deny | null> {
   // phase 2: authenticate (jwtRules and the credential chain) -> state.identity
   const a = authenticate(state, cfg.authn);
   if (isPromise(a)) return a.then((d) => (d ? d : afterAuthn(state, cfg)));
@@ -41,6 +51,11 @@ function runStages(state: CheckState, cfg: CompiledConfig): Deny | null | Promis
 }
 
 function afterAuthn(state: CheckState, cfg: CompiledConfig): Deny | null | Promise<Deny | null> {
+  // A login-protected API client that authn did not admit either: 401, never anonymous.
+  if (state.loginRequired) {
+    const r = requireLogin(state);
+    if (r) return r;
+  }
   // phase 3: authorize (AuthorizationPolicy DENY -> ALLOW, AUDIT logged)
   const d = authorize(state, cfg.authz);
   if (d) return d;
@@ -191,6 +206,7 @@ class PipelineState implements CheckState {
   tokenLocations: readonly TokenLocation[] = NO_TOKEN_LOCATIONS;
   readonly upstream = new UpstreamMutations();
   readonly attribution: DecisionAttribution = {};
+  loginRequired: Deny | null = null;
   abort: AbortController | undefined = undefined;
   constructor(
     readonly ctx: RequestContext,

@@ -11,6 +11,7 @@ import type { Decision } from '../core/decision.js';
 import { isValidHeaderName, isValidHeaderValue } from '../core/headers.js';
 
 export const OVERWRITE_IF_EXISTS_OR_ADD = 2;
+export const APPEND_IF_EXISTS_OR_ADD = 0;
 export const REASON_HEADER = 'x-obo-authz-reason';
 
 export interface HeaderValueOption {
@@ -63,6 +64,7 @@ export function toStruct(o: Record<string, unknown>): StructObject {
 
 // Shared, never mutated parts of every response (one Check, one response: fewer objects).
 const APPEND_FALSE = Object.freeze({ value: false });
+const APPEND_TRUE = Object.freeze({ value: true });
 const NO_HEADERS: HeaderValueOption[] = Object.freeze([]) as unknown as HeaderValueOption[];
 const NO_STRINGS: string[] = Object.freeze([]) as unknown as string[];
 const STATUS_OK = Object.freeze({ code: 0, message: '' });
@@ -133,6 +135,16 @@ export function toCheckResponse(d: Decision, opts: RespondOptions): CheckRespons
     if (added.size > 0) {
       responseAdd = [];
       for (const [k, v] of added) if (isValidHeaderValue(v)) responseAdd.push(hvo(k, v));
+    }
+    // Lines that must not replace one another (several `set-cookie`): Envoy >= 1.21 adds a
+    // response_headers_to_add entry with `append: true` as its own header line (addCopy);
+    // with `append` false or unset it would overwrite, so only the last cookie would arrive.
+    const lines = d.upstream.responseLines();
+    if (lines) {
+      if (responseAdd === NO_HEADERS) responseAdd = [];
+      for (const [k, v] of lines) {
+        if (isValidHeaderName(k) && isValidHeaderValue(v)) responseAdd.push({ header: { key: k, value: v }, append: APPEND_TRUE, append_action: APPEND_IF_EXISTS_OR_ADD });
+      }
     }
 
     return {

@@ -9,7 +9,8 @@
  * copy (the "rejects" tables), so a checker that silently accepts everything cannot pass.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, posix, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -140,10 +141,26 @@ function compileConfigFolder(dir: string) {
 }
 
 /** Write a ConfigMap's data to a temporary folder, as the kubelet mounts it, and compile it. */
+/** Pod paths of mounted Secrets that a config names (`/var/run/secrets/obo-authz/<volume dir>/<key>`). */
+const POD_SECRET = /\/var\/run\/secrets\/obo-authz\/([a-z0-9-]+)\/([A-Za-z0-9._-]+)/g;
+
+/**
+ * A config that names files of mounted Secrets, made compilable outside the pod: each such
+ * path becomes a file of the right kind (a 32-byte key for `*.key`, any text otherwise) in `dir`.
+ */
+function withPodSecrets(text: string, dir: string): string {
+  return text.replace(POD_SECRET, (_m, vol: string, key: string) => {
+    const f = join(dir, 'pod-secrets', vol, key);
+    mkdirSync(dirname(f), { recursive: true });
+    if (!existsSync(f)) writeFileSync(f, key.endsWith('.key') ? randomBytes(32).toString('base64') : `placeholder-${randomBytes(8).toString('hex')}`);
+    return f;
+  });
+}
+
 function compileConfigMap(cm: Y) {
   const dir = mkdtempSync(join(tmpdir(), 'obo-authz-cm-'));
   try {
-    for (const [k, v] of Object.entries(cm?.data ?? {})) writeFileSync(join(dir, k), String(v));
+    for (const [k, v] of Object.entries(cm?.data ?? {})) writeFileSync(join(dir, k), withPodSecrets(String(v), dir));
     return compileConfigFolder(dir);
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -849,6 +866,70 @@ function checkActorTokens(ms: Manifest[], expectedAudience: string): string[] {
   return problems;
 }
 
+/**
+ * Scale-out of the shared Deployment: the HorizontalPodAutoscaler scales it (CPU, with CPU
+ * requests to measure against, above the PodDisruptionBudget), and every Secret file the
+ * config names (Redis password and CA, OIDC client secret, session key) is a key of a Secret
+ * volume mounted at that path in the obo-authz container. A config with several replicas keeps
+ * browser sessions in Redis over TLS with a password (docs/operations.md).
+ */
+function checkScaleOut(ms: Manifest[]): string[] {
+  const problems: string[] = [];
+  const obo = podSpecs(ms).find(({ pod }) => (pod?.containers ?? []).some(isOboContainer));
+  if (!obo) return ['no obo-authz Deployment'];
+  const name = obo.wl?.metadata?.name;
+  const ns = obo.wl?.metadata?.namespace;
+  const c = obo.pod.containers.find(isOboContainer);
+  const hpa = ofKind(ms, 'HorizontalPodAutoscaler').find((h) => h?.metadata?.namespace === ns);
+  if (!hpa) problems.push('no HorizontalPodAutoscaler for the obo-authz Deployment');
+  else {
+    const t = hpa.spec?.scaleTargetRef ?? {};
+    if (t.kind !== 'Deployment' || t.name !== name || t.apiVersion !== 'apps/v1') problems.push(`HorizontalPodAutoscaler targets ${t.kind}/${t.name}, not Deployment/${name}`);
+    const min = hpa.spec?.minReplicas ?? 1;
+    if (min < 2) problems.push('HorizontalPodAutoscaler minReplicas must be >= 2 (one replica is a single point of failure)');
+    if (!(hpa.spec?.maxReplicas >= min)) problems.push('HorizontalPodAutoscaler maxReplicas must be >= minReplicas');
+    const cpu = (hpa.spec?.metrics ?? []).find((m: Y) => m?.type === 'Resource' && m?.resource?.name === 'cpu');
+    if (!cpu) problems.push('HorizontalPodAutoscaler has no CPU metric');
+    else if (cpu.resource.target?.type === 'Utilization' && !c?.resources?.requests?.cpu) problems.push('CPU utilization needs a CPU request on the obo-authz container');
+    const pdb = ofKind(ms, 'PodDisruptionBudget').find((d) => d?.metadata?.namespace === ns);
+    if (pdb && typeof pdb.spec?.minAvailable === 'number' && pdb.spec.minAvailable >= min) problems.push(`PodDisruptionBudget minAvailable ${pdb.spec.minAvailable} must stay below minReplicas ${min}`);
+    if (typeof obo.wl.spec?.replicas === 'number' && obo.wl.spec.replicas < min) problems.push(`Deployment replicas ${obo.wl.spec.replicas} below the HPA's minReplicas ${min}`);
+  }
+  // Secret files named by the config -> Secret volumes mounted there.
+  const volumes = new Map<string, Y>((obo.pod.volumes ?? []).map((v: Y) => [v?.name, v]));
+  const cms = ofKind(ms, 'ConfigMap');
+  let logins = 0;
+  for (const cm of cms) {
+    for (const [k, text] of Object.entries(cm?.data ?? {})) {
+      for (const m of String(text).matchAll(POD_SECRET)) {
+        const dir = `/var/run/secrets/obo-authz/${m[1]}`;
+        const mount = (c?.volumeMounts ?? []).find((x: Y) => x?.mountPath === dir);
+        const vol = mount ? volumes.get(mount.name) : undefined;
+        if (!vol?.secret) {
+          problems.push(`ConfigMap ${cm.metadata?.name} ${k}: ${m[0]} is not in a Secret volume mounted at ${dir}`);
+          continue;
+        }
+        const items: Y[] | undefined = vol.secret.items;
+        if (items && !items.some((i) => i?.path === m[2])) problems.push(`ConfigMap ${cm.metadata?.name} ${k}: Secret ${vol.secret.secretName} mounted at ${dir} has no item ${m[2]}`);
+      }
+      for (const d of parseAllDocuments(String(text))) {
+        const doc = d.toJS() as Y;
+        if (doc?.kind !== 'OIDCLogin') continue;
+        logins++;
+        const r = doc.spec?.session?.redis;
+        const where = `OIDCLogin ${doc.metadata?.name}`;
+        if (!r) problems.push(`${where}: several replicas need the Redis session store (spec.session.redis)`);
+        else {
+          if (!r.passwordFile) problems.push(`${where}: Redis without a password (spec.session.redis.passwordFile)`);
+          if (!r.tls || r.tls.enabled === false) problems.push(`${where}: Redis without TLS (spec.session.redis.tls)`);
+        }
+      }
+    }
+  }
+  if (logins === 0) problems.push('no OIDCLogin example in the ConfigMaps');
+  return problems;
+}
+
 /** Sidecar pod: Envoy -> obo-authz on loopback, namespace/labels agree with the obo-authz Settings. */
 function checkSidecar(ms: Manifest[], facts: KubeFacts): string[] {
   const problems: string[] = [];
@@ -1251,6 +1332,27 @@ describe('deploy/kubernetes', () => {
     ]);
     const withoutOne = shared.filter((m) => m.file !== '50-agent-example.yaml');
     expect(checkKubernetes(withoutOne, sharedDir).problems.join('\n')).toContain('kustomization.yaml lists 50-agent-example.yaml, which holds no manifest');
+  });
+
+  it('shared: scales out with an HPA, and the Redis / login Secrets the config names are mounted there', () => {
+    expect(checkScaleOut(shared)).toEqual([]);
+  });
+
+  it('shared: scale-out checks reject broken copies', () => {
+    const hpa = (ms: Manifest[]) => get(ms, 'HorizontalPodAutoscaler', 'obo-authz');
+    const cm = (ms: Manifest[]) => get(ms, 'ConfigMap', 'obo-authz-policies');
+    expectRejects<Manifest[]>(shared, checkScaleOut, [
+      ['HPA target', (ms) => (hpa(ms).spec.scaleTargetRef.name = 'authz'), 'targets Deployment/authz'],
+      ['one replica', (ms) => (hpa(ms).spec.minReplicas = 1), 'minReplicas must be >= 2'],
+      ['max below min', (ms) => (hpa(ms).spec.maxReplicas = 1), 'maxReplicas must be >= minReplicas'],
+      ['no CPU request', (ms) => delete container(ms, 'obo-authz', 'obo-authz').resources.requests.cpu, 'needs a CPU request'],
+      ['PDB too high', (ms) => (get(ms, 'PodDisruptionBudget', 'obo-authz').spec.minAvailable = 2), 'must stay below minReplicas'],
+      ['Redis Secret mount path', (ms) => (container(ms, 'obo-authz', 'obo-authz').volumeMounts.find((m: Y) => m.name === 'redis-secrets').mountPath = '/secrets/redis'), 'is not in a Secret volume mounted at /var/run/secrets/obo-authz/redis'],
+      ['Redis Secret item', (ms) => (get(ms, 'Deployment', 'obo-authz').spec.template.spec.volumes.find((v: Y) => v.name === 'redis-secrets').secret.items.pop()), 'has no item ca.crt'],
+      ['Redis without TLS', (ms) => (cm(ms).data['30-browser-login.yaml'] = cm(ms).data['30-browser-login.yaml'].replace(/ {6}tls:\n.*\n/, '')), 'Redis without TLS'],
+      ['Redis without password', (ms) => (cm(ms).data['30-browser-login.yaml'] = cm(ms).data['30-browser-login.yaml'].replace(/ {6}passwordFile: .*\n/, '')), 'Redis without a password'],
+      ['cookie sessions with replicas', (ms) => (cm(ms).data['30-browser-login.yaml'] = cm(ms).data['30-browser-login.yaml'].replace(/ {4}redis:[\s\S]*$/, '')), 'need the Redis session store'],
+    ]);
   });
 
   it('sidecar: Envoy, obo-authz and the app share one pod consistently', () => {
