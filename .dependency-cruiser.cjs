@@ -2,14 +2,14 @@
  * The layering of src/ (docs/architecture.md): the import graph is the pipeline, one floor per
  * role, and arrows only point down:
  *   composition  src/main.ts, src/cli/, src/grpc/, src/http/, src/pipeline/
- *   stages       src/login/, src/authn/, src/authz/, src/exchange/, src/respond/ (side by side)
+ *   stages       src/login/, src/authn/, src/authz/, src/exchange/, src/respond/, src/mcp/ (side by side)
  *   libraries    src/jwt/, src/kubernetes/, src/net/, src/observability/, src/config/, src/match/,
  *                src/session/, src/redis/
  *   core         src/core/
  * Type-only imports count (tsPreCompilationDeps): a type is a dependency too.
  * `npm test` runs this (npm run lint:arch); a new stage or library folder is added to its list here.
  */
-const STAGES = '(login|authn|authz|exchange|respond)';
+const STAGES = '(login|authn|authz|exchange|respond|mcp)';
 const LIBRARIES = '(jwt|kubernetes|net|observability|config|match|session|redis)';
 const COMPOSITION = '^src/(main\\.ts|cli/|grpc/|http/|pipeline/)';
 

@@ -121,6 +121,19 @@ frameFile('s2', Buffer.concat(distinctTokens.map((t) => checkRequestFrame(reqFor
 writeFileSync(join(tmp, 'tokens.txt'), distinctTokens.join('\n'));
 // exchange scenarios: same requests, routed to the `mcp-tools` backend
 frameFile('s4', checkRequestFrame(reqFor('bench', bearer(token1), { backend: 'mcp-tools' })));
+// MCP (issue 13), scenario 8: a tools/call of 4 KiB built as the MCP SDK sends it, and the same Check without a body
+const mcpCall = (pad) => JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'search', arguments: { query: 'weather in Paris', context: pad } } });
+const mcpBody = mcpCall('x'.repeat(4096 - mcpCall('').length));
+const mcpReq = (body, extra) => {
+  const r = httpCheckRequest({ method: 'POST', path: '/mcp', contextExtensions: { namespace: 'mcpbench' }, headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-11-25', ...bearer(token1), ...extra } });
+  if (body !== undefined) {
+    r.attributes.request.http.body = body;
+    r.attributes.request.http.headers['x-envoy-auth-partial-body'] = 'false';
+  }
+  return r;
+};
+frameFile('s8', checkRequestFrame(mcpReq(mcpBody, {})));
+frameFile('s8n', checkRequestFrame(mcpReq(undefined, { 'x-bench-nobody': '1' })));
 frameFile('s5', Buffer.concat(distinctTokens.map((t) => checkRequestFrame(reqFor('bench', bearer(t), { backend: 'mcp-tools' })))));
 
 // browser sessions (OIDCLogin): the same request with a session cookie instead of a bearer token
@@ -163,6 +176,11 @@ const cfgC = C.writeConfig(join(tmp, 'cfg-c'), {
   '10-ra.yaml': C.requestAuthenticationYaml(jwksJson(es)),
   '20-policies.yaml': C.thousandPolicies(),
 });
+const cfgMcp = C.writeConfig(join(tmp, 'cfg-mcp'), {
+  '00-settings.yaml': C.settingsYaml(),
+  '10-ra.yaml': C.requestAuthenticationYaml(jwksJson(es)),
+  '20-mcp.yaml': C.mcpBenchYaml('mcpbench'),
+});
 const cfgM = C.writeConfig(join(tmp, 'cfg-m'), {
   '00-settings.yaml': C.settingsYaml(),
   '10-ra.yaml': C.requestAuthenticationYaml(jwksJson(hs)),
@@ -187,6 +205,8 @@ const scenarios = [
   { id: 's4', title: '4 allow: token exchange, cache hit', server: 'E', tool: HL, frame: 's4', expect: { kind: 'allow', headers: ['authorization'] }, exchange: true },
   { id: 's7c', title: '7c allow: browser session sealed in the cookie (OIDCLogin)', server: 'S', tool: HL, frame: 's7c', expect: { kind: 'allow', headers: ['authorization'] } },
   { id: 's7r', title: '7r allow: browser session in Redis (local cache 1 s)', server: 'R', tool: HL, frame: 's7r', expect: { kind: 'allow', headers: ['authorization'] } },
+  { id: 's8n', title: '8 MCP POST /mcp without a body (baseline of 8)', server: 'MCP', tool: HL, frame: 's8n', expect: { kind: 'allow', headers: ['x-user-sub'] } },
+  { id: 's8', title: '8 MCP tools/call with a 4 KiB JSON-RPC body (request.mcp.tool rule)', server: 'MCP', tool: HL, frame: 's8', expect: { kind: 'allow', headers: ['x-user-sub'] } },
   { id: 's6a', title: '6a deny: no token (403)', server: 'A', tool: HL, frame: 's6a', expect: { kind: 'deny', http: 403 } },
   { id: 's6b', title: '6b deny: bad signature (401)', server: 'A', tool: HL, frame: 's6b', expect: { kind: 'deny', http: 401 } },
   { id: 'base-grpc-node', title: 'baseline: no-op Check on grpc-js (node loadgen)', server: 'grpc', tool: NODE, frame: 's1', expect: { kind: 'allow' } },
@@ -224,6 +244,7 @@ try {
     await S.writeSessions({ Redis, keys: sessionKeys, port: servers.redis.port, password: servers.redis.password, from: 0, to: 1, record: sessionFor });
     if (need.has('R')) servers.R = await serve('obo-authz (Redis sessions)', sessionConfig('cfg-r', servers.redis));
   }
+  if (need.has('MCP')) servers.MCP = await serve('obo-authz (MCP)', cfgMcp);
   if (need.has('E')) {
     const sts = await startServer('sts-stub', process.execPath, [join(here, 'sts-stub.mjs')], { core: PIN.load });
     started.push(sts);
@@ -601,6 +622,7 @@ function summarizeAll(scenarios, results, memory, stealPct, sessionMemory) {
     { name: 'scenario 1 >= 0.85 x baseline', value: ratio('s1', 'base-grpc'), cpu: cpuRatio('s1', 'base-grpc'), min: 0.85 },
     { name: 'scenario 3 >= 0.9 x scenario 1', value: ratio('s3', 's1'), cpu: cpuRatio('s3', 's1'), min: 0.9 },
     { name: 'scenario 4 >= 0.8 x scenario 1', value: ratio('s4', 's1'), cpu: cpuRatio('s4', 's1'), min: 0.8 },
+    { name: 'scenario 8: MCP tools/call with a 4 KiB body >= 0.8 x the same Check without a body', value: ratio('s8', 's8n'), cpu: cpuRatio('s8', 's8n'), min: 0.8 },
     { name: 'scenario 2 verifications/s >= 0.8 x raw crypto.verify (whole Check)', value: verVsRaw, min: 0.8 },
     { name: "scenario 2 verification step (the server's JwtVerifier) >= 0.8 x raw crypto.verify", value: byId['raw-verify']?.verifierVsRaw ?? NaN, min: 0.8 },
     { name: `peak RSS with ${memory?.tokens?.toLocaleString('en') ?? '?'} distinct tokens <= ${opt.rssBoundMiB} MiB`, value: memory?.peakRssMiB ?? NaN, max: opt.rssBoundMiB },
@@ -646,6 +668,7 @@ function summarizeAll(scenarios, results, memory, stealPct, sessionMemory) {
       s1LeanVsBaseline: ratio('s1-lean', 'base-grpc'),
       s3VsS1: ratio('s3', 's1'),
       s4VsS1: ratio('s4', 's1'),
+      s8VsS8n: ratio('s8', 's8n'),
       s5VsS2: ratio('s5', 's2'),
       s7cVsS1: ratio('s7c', 's1'),
       s7rVsS7c: ratio('s7r', 's7c'),

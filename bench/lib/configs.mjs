@@ -177,3 +177,46 @@ spec:
     scopes: ["mcp.tools"]
 `;
 }
+
+/**
+ * The MCP scenario (scenario 8, issue 13): an MCPServer and the policies of its namespace. The same
+ * POST /mcp Check is allowed either by the `request.mcp.tool` rule, which reads the JSON-RPC
+ * body Envoy sent (`with_request_body`), or — for the baseline without a body — by a header
+ * rule placed first, which never reads it. Everything else (token, MCP resource matching,
+ * RFC 8707 audience check, policy count) is the same.
+ */
+export function mcpBenchYaml(ns = 'mcpbench') {
+  const userPostMcp = `from: [{source: {requestPrincipals: ["${ISSUER}/*"]}}]
+      to: [{operation: {methods: ["POST"], paths: ["/mcp"]}}]
+      when:`;
+  return `apiVersion: obo-authz.dev/v1alpha1
+kind: MCPServer
+metadata:
+  name: tools
+  namespace: ${ns}
+spec:
+  resource: https://mcp.example.com/mcp
+  authorizationServers: ["${ISSUER}"]
+  scopesSupported: [mcp:tools]
+  audience:
+    also: ["${AUDIENCE}"]
+---
+${tenPolicies(ns).filter((d) => !/name: allow-mcp\n/.test(d)).join('---\n')}---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: allow-mcp-tools
+  namespace: ${ns}
+spec:
+  action: ALLOW
+  rules:
+    - ${userPostMcp}
+        - key: request.headers[x-bench-nobody]
+          values: ["1"]
+    - ${userPostMcp}
+        - key: request.mcp.tool
+          values: ["search", "read_*"]
+        - key: request.auth.claims[scope]
+          values: ["mcp:tools"]
+`;
+}

@@ -8,9 +8,10 @@
  * (validator-type.ts) in the file of its member. docs/configuration/credentials.md
  * documents every field.
  */
+import { DEFAULT_END_USER_HEADER, EndUserMember } from './end-user.js';
 import type { CompileContext } from '../config/kinds.js';
 import type { KindDocument } from '../config/kinds.js';
-import { any, list, num, obj, str, type Schema } from '../config/schema.js';
+import { any, bool, list, num, obj, str, type Schema } from '../config/schema.js';
 import { parseScope, ScopedIndex, type CompiledScope } from '../config/scope.js';
 import { API_KEY_TYPE } from './api-keys.js';
 import type { CredentialValidatorMember } from './chain.js';
@@ -18,7 +19,7 @@ import { claimHeaderName, DEFAULT_CLAIM_PREFIX, headerName, type ClaimForwarding
 import { EDGE_TYPE } from './edge.js';
 import { JWT_TYPE } from './jwt-rules-member.js';
 import { KUBERNETES_TYPE } from './kubernetes-sa.js';
-import { compileRoute, routeSchema, type RawRoute, type RouteMatch } from './route.js';
+import { compileRoute, routeSchema, type RawRoute, type RouteMatch } from '../match/route.js';
 import { SHARED_TOKEN_TYPE } from './shared-token.js';
 import type { ValidatorTypeDef } from './validator-type.js';
 
@@ -52,6 +53,8 @@ interface RawSpec {
   required?: unknown;
   issuer?: string;
   forwardClaims?: RawForwardClaims;
+  trustEndUserHeader?: boolean;
+  endUserHeader?: string;
   /** The type blocks (`apiKey`, `sharedToken`, `kubernetes`, `edge`), by name. */
   [block: string]: unknown;
 }
@@ -91,6 +94,8 @@ const specSchema: Schema<RawSpec> = obj<RawSpec>(
     required: requiredSchema as Schema<unknown>,
     issuer: str({ nonEmpty: true }),
     forwardClaims: obj<RawForwardClaims>({ prefix: headerName(), claims: list(str({ nonEmpty: true }), { minItems: 1 }) }, { required: ['claims'] }),
+    trustEndUserHeader: bool(),
+    endUserHeader: headerName(),
     ...typeBlocks,
   },
   { required: ['type'] },
@@ -147,6 +152,10 @@ export function compileCredentialValidator(k: KindDocument, cc: CompileContext):
   }
   if (block && spec[block] === undefined) k.v.error(['spec', 'type'], `type: ${type} needs a spec.${block} block`);
   def.checkShared?.(spec, k);
+  const endUser = type === 'APIKey' || type === 'SharedToken';
+  if ((spec.trustEndUserHeader !== undefined || spec.endUserHeader !== undefined) && !endUser) {
+    k.v.error(['spec', spec.trustEndUserHeader !== undefined ? 'trustEndUserHeader' : 'endUserHeader'], `only for type: APIKey or SharedToken (a caller admitted by a key or a shared token naming its end user), not ${type}`);
+  }
   const forwardClaims = compileForwarding(k, spec.forwardClaims);
   if (k.v.issues.slice(before).some((i) => i.severity === 'error')) return undefined;
 
@@ -171,7 +180,7 @@ export function compileCredentialValidator(k: KindDocument, cc: CompileContext):
     scope,
     match: spec.match ? compileRoute(spec.match) : null,
     required,
-    member: parts.member,
+    member: parts.member && endUser ? new EndUserMember(parts.member, { header: (spec.endUserHeader ?? DEFAULT_END_USER_HEADER).toLowerCase(), trust: spec.trustEndUserHeader === true }) : parts.member,
     opaqueHeaders: Object.freeze([...parts.opaqueHeaders]),
     takesJwt: parts.takesJwt,
     locations: parts.locations,

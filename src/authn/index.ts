@@ -14,7 +14,7 @@ import type { CheckState, Deny } from '../core/state.js';
 import { runChain, type ChainOptions, type CredentialValidatorMember } from './chain.js';
 import { challengeFor, BEARER_LOCATION } from './credential-common.js';
 import { compileCredentialValidator, CredentialValidatorIndex, JWT_DEFAULT_ORDER, type CompiledValidator } from './credential-validator.js';
-import { normalizeHost, routeMatches } from './route.js';
+import { normalizeHost, routeMatches } from '../match/route.js';
 import { DEFAULT_JWKS_TUNING, type JwksTuning } from '../jwt/jwks-source.js';
 import { JwtRulesMember } from './jwt-rules-member.js';
 import { compileRequestAuthentication, RequestAuthenticationIndex, type CompiledJwtRule, type CompiledRequestAuthentication } from './request-authentication.js';

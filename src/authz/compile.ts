@@ -167,7 +167,10 @@ function compileConditions(c: Ctx, conds: RawCondition[], path: Path): Field[] |
       ok = false;
       return;
     }
-    const label = `when[${i}] ${cond.key}`;
+    if (key.kind === 'mcp') {
+      c.k.v.warn([...cpath, 'key'], `${cond.key} is an obo-authz extension (MCP facts from the JSON-RPC body / MCP headers): Istio itself would not accept this key, so do not apply this document to an Istio cluster as is`);
+    }
+        const label = `when[${i}] ${cond.key}`;
     if (vals.length) {
       const f = conditionField(c, key, `${label} values`, false, vals, [...cpath, 'values']);
       if (f) out.push(f);

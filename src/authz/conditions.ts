@@ -11,6 +11,7 @@ import { parseCidr, type Cidr } from '../match/ip.js';
 import { StringSet } from '../match/strings.js';
 import { AudienceField, ClaimField, RequestPrincipalField } from './auth-fields.js';
 import { HeaderField, InlineHeaderField, IpField, NamespaceField, PortField, ServiceAccountField, StringField, type Field } from './matchers.js';
+import { MCP_KEYS, McpField, type McpAttr } from './mcp-fields.js';
 import type { IpWhich } from './request-view.js';
 
 export type ConditionKey =
@@ -26,7 +27,8 @@ export type ConditionKey =
   | { kind: 'presenter' }
   | { kind: 'claims'; path: string[] }
   | { kind: 'destinationPort' }
-  | { kind: 'sni' };
+  | { kind: 'sni' }
+  | { kind: 'mcp'; attr: McpAttr };
 
 const SIMPLE_KEYS: Record<string, ConditionKey> = {
   'source.ip': { kind: 'ip', which: 'source' },
@@ -64,6 +66,7 @@ function bracketNames(rest: string, nested: boolean): string[] | string {
 export function parseConditionKey(key: string): ConditionKey | string {
   const simple = SIMPLE_KEYS[key];
   if (simple) return simple;
+  if (Object.prototype.hasOwnProperty.call(MCP_KEYS, key)) return { kind: 'mcp', attr: MCP_KEYS[key]! };
   const prefixed: [string, (rest: string) => ConditionKey | string][] = [
     ['request.experimental.inline.headers', (rest) => {
       const n = bracketNames(rest, false);
@@ -85,7 +88,7 @@ export function parseConditionKey(key: string): ConditionKey | string {
   if (key === 'destination.namespace') return `attribute ${key} is replaced by the metadata.namespace`;
   if (key.startsWith('destination.labels')) return `attribute ${key} is replaced by the workload selector`;
   if (key === 'destination.name' || key === 'destination.user') return `deprecated attribute ${key}: only supported in v1alpha1`;
-  return `unknown attribute: ${key} (supported: ${[...Object.keys(SIMPLE_KEYS), 'request.headers[<name>]', 'request.auth.claims[<name>]...', 'request.experimental.inline.headers[<name>]'].join(', ')})`;
+  return `unknown attribute: ${key} (supported: ${[...Object.keys(SIMPLE_KEYS), 'request.headers[<name>]', 'request.auth.claims[<name>]...', 'request.experimental.inline.headers[<name>]', ...Object.keys(MCP_KEYS)].join(', ')})`;
 }
 
 const PORT_RE = /^[0-9]+$/;
@@ -173,5 +176,7 @@ export function conditionField(c: FieldContext, key: ConditionKey, label: string
       return checkEach(c, path, vals, checkPort) ? new PortField(label, negate, vals, new Set(vals.map(Number))) : null;
     case 'sni':
       return new StringField(label, negate, vals, 'sni', new StringSet(vals, { star: 'nonEmpty' }));
+    case 'mcp':
+      return new McpField(label, negate, vals, key.attr, new StringSet(vals, { star: 'nonEmpty' }));
   }
 }

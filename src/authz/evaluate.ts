@@ -82,7 +82,7 @@ function namespaceBucket(index: PolicyIndex, w: Workload): PolicyBucket | undefi
 export function evaluatePolicies(state: CheckState, index: PolicyIndex): Deny | null {
   const ctx = state.ctx;
   const w = ctx.workload;
-  const r = index.view.reset(ctx, state.identity);
+  const r = index.view.reset(ctx, state.identity, state.mcp);
   const root = index.root;
   const ns = namespaceBucket(index, w);
   if (state.trace !== null) explain(state, index, r, root, ns);

@@ -4,6 +4,7 @@
  * into preallocated slots. One view belongs to one compiled policy index and is reset for
  * every Check (evaluation is synchronous, so Checks never share it).
  */
+import type { McpView } from '../core/mcp.js';
 import type { RequestContext } from '../core/context.js';
 import type { Identity } from '../core/identity.js';
 import { parseIp } from '../match/ip.js';
@@ -19,15 +20,18 @@ export class IpSlot {
 export class RequestView {
   ctx!: RequestContext;
   identity: Identity | null = null;
+  /** MCP facts (request.mcp.* keys), undefined when the pipeline set none. */
+  mcp: McpView | undefined = undefined;
   private hostLower: string | null = null;
   private trustDomain: string | null = null;
   private readonly src = new IpSlot();
   private readonly remote = new IpSlot();
   private readonly dst = new IpSlot();
 
-  reset(ctx: RequestContext, identity: Identity | null): this {
+  reset(ctx: RequestContext, identity: Identity | null, mcp?: McpView): this {
     this.ctx = ctx;
     this.identity = identity;
+    this.mcp = mcp;
     this.hostLower = null;
     this.trustDomain = null;
     this.src.version = -1;

@@ -9,6 +9,7 @@ import { loadConfig, type CompiledConfig } from '../pipeline/compile.js';
 import { formatIssue } from '../config/issues.js';
 import { watchConfig, type Watcher } from '../config/watch.js';
 import { createGrpcServer, ServingState } from '../grpc/server.js';
+import { handleMcpHttp } from '../http/mcp.js';
 import { createAdminServer, type RouteHandler } from '../http/admin.js';
 import { handleStsHttp } from '../http/sts.js';
 import { LineWriter } from '../observability/decision-log.js';
@@ -138,7 +139,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   );
 
   // HTTP listener
-  const routes: RouteHandler[] = [(req, res) => handleStsHttp(req, res, state.config, runtime)];
+  const routes: RouteHandler[] = [(req, res) => handleStsHttp(req, res, state.config, runtime), (req, res) => handleMcpHttp(req, res, state.config)];
   const http = createAdminServer({ state, runtime, routes, tls });
   const h = splitHostPort(opts.httpAddress ?? '0.0.0.0:9002');
   await new Promise<void>((resolve, reject) => {

@@ -16,7 +16,8 @@ export type KindName =
   | 'SecurityTokenService'
   | 'DelegationPolicy'
   | 'CredentialValidator'
-  | 'OIDCLogin';
+  | 'OIDCLogin'
+  | 'MCPServer';
 
 export const KIND_VERSIONS: Record<KindName, readonly string[]> = {
   RequestAuthentication: ISTIO_SECURITY_VERSIONS,
@@ -27,6 +28,7 @@ export const KIND_VERSIONS: Record<KindName, readonly string[]> = {
   DelegationPolicy: [OBO_VERSION],
   CredentialValidator: [OBO_VERSION],
   OIDCLogin: [OBO_VERSION],
+  MCPServer: [OBO_VERSION],
 };
 
 /** One validated document of a kind, with its effective namespace; `spec` is parsed by the stage. */

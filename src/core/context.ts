@@ -32,6 +32,9 @@ export interface RawCheckRequest {
         query?: string;
         fragment?: string;
         protocol?: string;
+        /** with_request_body: the (possibly partial) body as a string, or as bytes with pack_as_bytes. */
+        body?: string;
+        raw_body?: Buffer | Uint8Array;
         header_map?: { headers?: RawHeaderValue[] } | null;
       } | null;
     } | null;
@@ -62,6 +65,13 @@ export interface Workload {
   readonly backend: string;
 }
 
+export interface RequestBody {
+  readonly data: string | Uint8Array;
+  /** Bytes (raw_body) or UTF-16 length (body). */
+  readonly size: number;
+  readonly partial: boolean;
+}
+
 export interface RequestContext {
   readonly id: string;
   readonly method: string;
@@ -88,6 +98,13 @@ export interface RequestContext {
   readonly deadline: number;
   /** Lazily parsed cookies. */
   cookie(name: string): string | undefined;
+  /**
+   * The request body Envoy buffered for the Check (`with_request_body`): `raw_body` bytes
+   * (pack_as_bytes) or the `body` string, and whether Envoy marked it partial
+   * (`x-envoy-auth-partial-body: true`, which Envoy sets itself and strips from clients).
+   * null when the Check carried no body.
+   */
+  body(): RequestBody | null;
   header(name: string): string | undefined;
 }
 
@@ -226,7 +243,7 @@ class CheckRequestContext implements RequestContext {
 
   constructor(
     private readonly attrs: RawAttributes,
-    http: RawHttp,
+    private readonly http: RawHttp,
     private readonly settings: ContextSettings,
     opts: BuildOptions,
   ) {
@@ -320,6 +337,13 @@ class CheckRequestContext implements RequestContext {
 
   cookie(name: string): string | undefined {
     return (this.cookies ??= parseCookies(this.header('cookie'))).get(name);
+  }
+
+  body(): RequestBody | null {
+    const raw = this.http.raw_body;
+    const data: string | Uint8Array | undefined = raw && raw.length > 0 ? raw : this.http.body || undefined;
+    if (data === undefined) return null;
+    return { data, size: data.length, partial: this.header('x-envoy-auth-partial-body') === 'true' };
   }
 }
 

@@ -27,3 +27,17 @@ export interface Identity {
   /** What admitted it: `ns/name` of the RequestAuthentication/validator and rule index. */
   readonly admittedBy: string;
 }
+
+/** Scopes held by a token's claims: `scope` (space-delimited string or list) and `scp` (list or string). */
+export function scopesOf(claims: Readonly<Record<string, unknown>>): Set<string> {
+  const out = new Set<string>();
+  for (const name of ['scope', 'scp']) {
+    const v = claims[name];
+    if (typeof v === 'string') {
+      for (const s of v.split(' ')) if (s) out.add(s);
+    } else if (Array.isArray(v)) {
+      for (const s of v) if (typeof s === 'string') for (const p of s.split(' ')) if (p) out.add(p);
+    }
+  }
+  return out;
+}

@@ -6,8 +6,9 @@ import type { ReasonCode } from './reasons.js';
 import type { RequestContext } from './context.js';
 import type { Identity } from './identity.js';
 import type { Runtime } from './runtime.js';
+import type { McpAttribution, McpView } from './mcp.js';
 
-export type StageName = 'context' | 'login' | 'authn' | 'authz' | 'exchange' | 'respond';
+export type StageName = 'context' | 'login' | 'authn' | 'authz' | 'exchange' | 'respond' | 'mcp';
 
 /** `check --explain` trace; null on the hot path so no strings are built. */
 export class Trace {
@@ -103,6 +104,10 @@ export interface DecisionAttribution {
   exchangePolicy?: string;
   audience?: string;
   exchangeCache?: 'hit' | 'miss';
+  /** MCP facts of the request (method, tool, ...), when it is on an MCP resource or a policy read them. */
+  mcp?: McpAttribution;
+  /** End user named by a trusted API-key / shared-token caller (trustEndUserHeader); never a token subject. */
+  endUser?: string;
 }
 
 export interface CheckState {
@@ -130,6 +135,8 @@ export interface CheckState {
    * admits nobody, so such a request is never let through anonymously.
    */
   loginRequired?: Deny | null;
+  /** MCP facts (JSON-RPC body, MCP headers), parsed on first use; undefined when no MCP feature is configured. */
+  mcp?: McpView;
 }
 
 export function deny(reason: ReasonCode, message: string, extra: Omit<Deny, 'reason' | 'message'> = {}): Deny {

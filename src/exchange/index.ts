@@ -10,6 +10,7 @@
  *
  * The config is compiled by compile.ts; the policy that applies is chosen by select.ts.
  */
+import { narrowForTool } from './tools.js';
 import { isCorsPreflight } from '../core/context.js';
 import { isValidHeaderValue } from '../core/headers.js';
 import type { Identity } from '../core/identity.js';
@@ -42,11 +43,14 @@ export function exchange(state: CheckState, cfg: ExchangeConfig): Deny | null | 
     state.trace?.add('exchange', 'CORS preflight: token exchange skipped');
     return null;
   }
-  const p = selectPolicy(cfg, state);
-  if (!p) {
+  const selected = selectPolicy(cfg, state);
+  if (!selected) {
     state.trace?.add('exchange', 'no TokenExchangePolicy applies');
     return null;
   }
+  // MCP tools/call: the variant of the called tool (its own audience / scopes), if any.
+  const p = narrowForTool(state, selected, selected.tools);
+  if ('reason' in p) return p;
   const subject = state.identity;
   const cache = p.cache;
   if (p.mode === 'Impersonation' && cache && subject && subject.token) {

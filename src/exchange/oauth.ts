@@ -5,19 +5,8 @@ export const TOKEN_TYPE_ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_
 export const TOKEN_TYPE_JWT = 'urn:ietf:params:oauth:token-type:jwt';
 export const TOKEN_TYPE_ID_TOKEN = 'urn:ietf:params:oauth:token-type:id_token';
 
-/** Scopes held by a token's claims: `scope` (space-delimited string or list) and `scp` (list or string). */
-export function scopesOf(claims: Readonly<Record<string, unknown>>): Set<string> {
-  const out = new Set<string>();
-  for (const name of ['scope', 'scp']) {
-    const v = claims[name];
-    if (typeof v === 'string') {
-      for (const s of v.split(' ')) if (s) out.add(s);
-    } else if (Array.isArray(v)) {
-      for (const s of v) if (typeof s === 'string') for (const p of s.split(' ')) if (p) out.add(p);
-    }
-  }
-  return out;
-}
+/** Scopes held by a token's claims (in core: the MCP stage reads them too). */
+export { scopesOf } from '../core/identity.js';
 
 /** Strip an optional `Bearer ` prefix (scheme is case-insensitive, RFC 9110 §11.1). */
 export function stripBearer(v: string): string {

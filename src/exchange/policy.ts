@@ -5,6 +5,7 @@
  * (upstream.ts) and the exchange cache. Compiled once into an immutable CompiledPolicy that
  * carries everything the Check path needs, including its cache-key prefix and memos.
  */
+import { compileToolVariants, toolTargetsSchema, type RawToolTarget, type ToolVariant } from './tools.js';
 import type { CompileContext, KindDocument } from '../config/kinds.js';
 import { any, bool, duration, num, obj, str, type Schema } from '../config/schema.js';
 import { parseScope, scopeSpecificity, type CompiledScope } from '../config/scope.js';
@@ -47,6 +48,7 @@ interface RawPolicy {
   delegationPolicy?: string;
   upstream?: RawUpstream;
   cache?: RawCache;
+  tools?: RawToolTarget[];
 }
 
 const policySchema = obj<RawPolicy>(
@@ -66,6 +68,7 @@ const policySchema = obj<RawPolicy>(
     subjectTokenType: str({ nonEmpty: true }),
     actor: actorSchema,
     delegationPolicy: str({ nonEmpty: true }),
+    tools: toolTargetsSchema,
     upstream: upstreamSchema,
     cache: obj<RawCache>({
       enabled: bool(),
@@ -100,6 +103,8 @@ export interface CompiledPolicy extends StsTarget {
   readonly metrics: ExchangeMetrics;
   /** token_exchange_cache_total{policy, result="hit"}, its label child resolved once. */
   readonly hits: { inc(): void };
+  /** Per-tool variants (MCP tools/call, spec.tools): their own targets and cache keys. */
+  readonly tools: readonly ToolVariant<CompiledPolicy>[];
 }
 
 function compileCache(k: KindDocument, c: RawCache = {}, cc: CompileContext): ExchangeCache | null {
@@ -166,7 +171,7 @@ export function compilePolicy(
   const scopes = s.target!.scopes ?? [];
   const requestedTokenType = s.target!.requestedTokenType;
   const subjectTokenType = s.subjectTokenType ?? TOKEN_TYPE_ACCESS_TOKEN;
-  return Object.freeze({
+  const base: CompiledPolicy = Object.freeze({
     ref: k.ref,
     scope,
     specificity,
@@ -186,5 +191,9 @@ export function compilePolicy(
     keys: new PolicyKeys(exchangeKeyPrefix(sts.id, mode, audiences, resources, scopes, requestedTokenType, subjectTokenType)),
     metrics,
     hits: metrics.cache.labels({ policy: k.ref, result: 'hit' }),
+    tools: [],
   });
+  if (!s.tools) return base;
+  const tools = compileToolVariants(k, s.tools, base);
+  return v.hasErrors ? undefined : Object.freeze({ ...base, tools });
 }

@@ -73,7 +73,8 @@ function policyFragment(policy: string): string {
 /**
  * One decision as one JSON line: requestId, decision, reason, latencyMs, then (when present)
  * status and detail (denies), policy, rule, subject, actor, audience, exchangePolicy,
- * exchangeCache, audit, shadow. Every string goes through JSON.stringify (request ids and
+ * exchangeCache, audit, shadow, endUser, mcp (method, tool, resource, prompt, id, batch,
+ * sessionId, server). Every string goes through JSON.stringify (request ids and
  * subjects are request data).
  */
 export function decisionLine(d: Decision, latencyMs: number, time: string = isoNow()): string {
@@ -89,6 +90,8 @@ export function decisionLine(d: Decision, latencyMs: number, time: string = isoN
   if (a.exchangeCache) s += `,"exchangeCache":${q(a.exchangeCache)}`;
   if (a.audit?.length) s += `,"audit":${q(a.audit)}`;
   if (a.shadow?.length) s += `,"shadow":${q(a.shadow)}`;
+  if (a.endUser !== undefined) s += `,"endUser":${q(a.endUser)}`;
+  if (a.mcp) s += `,"mcp":${q(a.mcp)}`;
   return `${s},"msg":"decision"}\n`;
 }
 

@@ -8,6 +8,7 @@ import { compileAuthn, type AuthnConfig } from '../authn/index.js';
 import { compileAuthz, type AuthzConfig } from '../authz/index.js';
 import { compileExchange, type ExchangeConfig } from '../exchange/compile.js';
 import { compileLogins, type LoginConfig } from '../login/index.js';
+import { compileMcp, type McpConfig } from '../mcp/index.js';
 import type { Runtime } from '../core/runtime.js';
 import { ConfigError, type ConfigIssue } from '../config/issues.js';
 import { KIND_VERSIONS, type CompileContext, type KindDocument, type KindName } from '../config/kinds.js';
@@ -22,6 +23,7 @@ export interface CompiledConfig {
   readonly authn: AuthnConfig;
   readonly authz: AuthzConfig;
   readonly exchange: ExchangeConfig;
+  readonly mcp: McpConfig;
   /** Content hash of the documents (config_info metric, logs). */
   readonly hash: string;
   readonly files: readonly string[];
@@ -165,6 +167,7 @@ export function compileDocuments(
     },
     cc,
   );
+  const mcp = compileMcp(byKind('MCPServer'), cc);
   crossCheckAuthnExchange(authn, exchange, byKind('TokenExchangePolicy'));
   for (const c of contexts) issues.push(...c.issues);
   if (issues.some((i) => i.severity === 'error')) {
@@ -183,6 +186,7 @@ export function compileDocuments(
     authn,
     authz,
     exchange,
+    mcp,
     hash: hash.digest('hex').slice(0, 16),
     files: Object.freeze([...files]),
     warnings: Object.freeze(issues.filter((i) => i.severity === 'warning')),

@@ -5,12 +5,13 @@
  * with an explicit 503 (ERR_DEADLINE) before Envoy's own timeout fires.
  */
 import { authenticate } from '../authn/index.js';
-import { authorize } from '../authz/index.js';
 import { login, requireLogin } from '../login/index.js';
 import type { CompiledConfig } from './compile.js';
 import { REASONS, type ReasonCode } from '../core/reasons.js';
 import { isValidHeaderName, isValidHeaderValue } from '../core/headers.js';
 import { exchange } from '../exchange/index.js';
+import type { CompiledMcpServer } from '../mcp/index.js';
+import { mcpAfterAuthn, mcpAuthorize, mcpBeforeAuthn, mcpRecord, type McpPhaseState } from './mcp-phases.js';
 import { sanitizeRemoteText } from '../observability/redact.js';
 import { buildRequestContext, type RawCheckRequest, type RequestContext } from '../core/context.js';
 import type { Decision } from '../core/decision.js';
@@ -29,11 +30,15 @@ function isPromise<T>(v: T | Promise<T>): v is Promise<T> {
 }
 
 /**
- * Phases 1b-4. Synchronous as long as every stage answers synchronously (the common case:
+ * Phases 1a-4. Synchronous as long as every stage answers synchronously (the common case:
  * a cached token, no exchange), so the hot path allocates no promise, timer or abort
  * controller; it turns asynchronous at the first stage that returns a promise.
  */
-function runStages(state: CheckState, cfg: CompiledConfig): Deny | null | Promise<Deny | null> {
+function runStages(state: McpPhaseState, cfg: CompiledConfig): Deny | null | Promise<Deny | null> {
+  // phase 1a: the MCP front door (protected-resource metadata answered directly, before a
+  // browser login could redirect it; the request's MCP server and view)
+  const m = mcpBeforeAuthn(state, cfg.mcp);
+  if (m) return m;
   // phase 1b: browser login (OIDCLogin): callback/logout answers, session -> state.identity
   if (cfg.login.count === 0) return runAuthn(state, cfg);
   const l = login(state, cfg.login);
@@ -42,22 +47,24 @@ function runStages(state: CheckState, cfg: CompiledConfig): Deny | null | Promis
   return runAuthn(state, cfg);
 }
 
-function runAuthn(state: CheckState, cfg: CompiledConfig): Deny | null | Promise<Deny | null> {
+function runAuthn(state: McpPhaseState, cfg: CompiledConfig): Deny | null | Promise<Deny | null> {
   // phase 2: authenticate (jwtRules and the credential chain) -> state.identity
   const a = authenticate(state, cfg.authn);
-  if (isPromise(a)) return a.then((d) => (d ? d : afterAuthn(state, cfg)));
-  if (a) return a;
-  return afterAuthn(state, cfg);
+  if (isPromise(a)) return a.then((d) => afterAuthn(state, cfg, d));
+  return afterAuthn(state, cfg, a);
 }
 
-function afterAuthn(state: CheckState, cfg: CompiledConfig): Deny | null | Promise<Deny | null> {
+function afterAuthn(state: McpPhaseState, cfg: CompiledConfig, authnDeny: Deny | null): Deny | null | Promise<Deny | null> {
+  // on an MCP resource, authn's 401s become MCP challenges (and a token is required)
+  const a = mcpAfterAuthn(state, authnDeny);
+  if (a) return a;
   // A login-protected API client that authn did not admit either: 401, never anonymous.
   if (state.loginRequired) {
     const r = requireLogin(state);
     if (r) return r;
   }
-  // phase 3: authorize (AuthorizationPolicy DENY -> ALLOW, AUDIT logged)
-  const d = authorize(state, cfg.authz);
+  // phase 3: authorize (AuthorizationPolicy DENY -> ALLOW, AUDIT logged; per batch element; MCP scopes)
+  const d = mcpAuthorize(state, cfg.authz);
   if (d) return d;
   // phase 4: exchange (RFC 8693 on-behalf-of) -> upstream Authorization
   return exchange(state, cfg.exchange);
@@ -78,8 +85,9 @@ function unsendable(state: CheckState): Deny | null {
   return null;
 }
 
-function toDecision(state: CheckState, d: Deny | null, requestId: string): Decision {
+function toDecision(state: PipelineState, d: Deny | null, requestId: string): Decision {
   if (!d) d = unsendable(state);
+  mcpRecord(state);
   if (!d) {
     return {
       allow: true,
@@ -199,8 +207,10 @@ const NO_IDENTITIES: readonly Identity[] = Object.freeze([]);
  * The per-Check state. The abort controller is made only when a stage asks for the signal
  * (a remote call), or when the deadline passes.
  */
-class PipelineState implements CheckState {
+class PipelineState implements McpPhaseState {
   identity: Identity | null = null;
+  mcpServer: CompiledMcpServer | null = null;
+  mcp: CheckState['mcp'] = undefined;
   identities: readonly Identity[] = NO_IDENTITIES;
   actor: Identity | null = null;
   tokenLocations: readonly TokenLocation[] = NO_TOKEN_LOCATIONS;

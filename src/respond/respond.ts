@@ -89,6 +89,19 @@ function forEachMetadataField(d: Decision, f: (key: string, value: string | numb
   if (a.audience) f('audience', a.audience);
   if (a.audit?.length) f('audit', a.audit);
   if (a.shadow?.length) f('shadow', a.shadow);
+  if (a.endUser !== undefined) f('end_user', a.endUser);
+  const m = a.mcp;
+  if (m) {
+    // Flat keys, for access logs: %DYNAMIC_METADATA(envoy.filters.http.ext_authz:mcp_tool)%.
+    if (m.server) f('mcp_server', m.server);
+    if (m.method !== undefined) f('mcp_method', m.method);
+    if (m.tool !== undefined) f('mcp_tool', m.tool);
+    if (m.resource !== undefined) f('mcp_resource', m.resource);
+    if (m.prompt !== undefined) f('mcp_prompt', m.prompt);
+    if (m.id !== undefined) f('mcp_id', m.id);
+    if (m.batch !== undefined) f('mcp_batch', m.batch);
+    if (m.sessionId !== undefined) f('mcp_session_id', m.sessionId);
+  }
   if (d.requestId) f('request_id', d.requestId);
 }
 

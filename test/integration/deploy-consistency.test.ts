@@ -1167,7 +1167,7 @@ describe('envoy/docker-compose.yaml', () => {
   it('mounts a config folder that obo-authz loads, token exchange included', () => {
     const dir = rel('envoy', 'config');
     const listed = listConfigFiles([dir]).files.map((f) => f.slice(dir.length + 1));
-    expect(listed).toEqual(['00-settings.yaml', '10-request-authentication.yaml', '20-authorization-policy.yaml', '30-token-exchange.yaml']);
+    expect(listed).toEqual(['00-settings.yaml', '10-request-authentication.yaml', '20-authorization-policy.yaml', '30-token-exchange.yaml', '40-mcp-server.yaml']);
     const r = compileConfigFolder(dir);
     expect(r.issues.filter((i) => i.severity === 'error').map(formatIssue)).toEqual([]);
     expect(r.ok).toBe(true);

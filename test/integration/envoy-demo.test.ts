@@ -47,11 +47,21 @@ describe('envoy demo config', () => {
     }
   });
 
-  it('denies /mcp without a token (403) and answers 401 for a token signed by another key', async () => {
+  it('answers /mcp without a token with the MCP challenge (401, resource_metadata) and 401 for a token signed by another key', async () => {
     const none = await sendCheck(server.grpcAddress, httpRequest({ method: 'POST', path: '/mcp', contextExtensions: routeExtensions('/mcp') }), 3000);
-    expect(none.denied_response?.status?.code).toBe(403);
+    expect(none.denied_response?.status?.code).toBe(401);
+    expect(none.denied_response?.headers.find((h) => h.header.key === 'www-authenticate')?.header.value).toBe(
+      'Bearer resource_metadata="http://localhost:8080/.well-known/oauth-protected-resource/mcp", scope="mcp.tools"',
+    );
     const forged = Buffer.from('{"alg":"ES256","kid":"x"}').toString('base64url') + '.' + Buffer.from('{"iss":"https://demo-idp.obo-authz.example"}').toString('base64url') + '.' + 'A'.repeat(86);
     const bad = await sendCheck(server.grpcAddress, httpRequest({ method: 'POST', path: '/mcp', headers: { authorization: `Bearer ${forged}` }, contextExtensions: routeExtensions('/mcp') }), 3000);
     expect(bad.denied_response?.status?.code).toBe(401);
+  });
+
+  it('serves the protected-resource metadata of /mcp through the catch-all route (a direct answer of the Check)', async () => {
+    const path = '/.well-known/oauth-protected-resource/mcp';
+    const resp = await sendCheck(server.grpcAddress, httpRequest({ method: 'GET', path, host: 'localhost:8080', contextExtensions: routeExtensions('/') }), 3000);
+    expect(resp.denied_response?.status?.code).toBe(200);
+    expect(JSON.parse(resp.denied_response!.body)).toMatchObject({ resource: 'http://localhost:8080/mcp', authorization_servers: ['https://idp.demo.obo-authz.dev'] });
   });
 });

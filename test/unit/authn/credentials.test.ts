@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateApiKey, hashApiKey } from '../../../src/authn/api-keys.js';
-import { normalizeHost } from '../../../src/authn/route.js';
+import { normalizeHost } from '../../../src/match/route.js';
 import type { CompiledConfig } from '../../../src/pipeline/compile.js';
 import { formatIssue } from '../../../src/config/issues.js';
 import type { RawCheckRequest } from '../../../src/core/context.js';

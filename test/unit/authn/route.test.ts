@@ -4,7 +4,7 @@
  * (src/match/strings.ts), hosts normalized on both sides.
  */
 import { describe, expect, it } from 'vitest';
-import { compileRoute, routeMatches } from '../../../src/authn/route.js';
+import { compileRoute, routeMatches } from '../../../src/match/route.js';
 import { DEFAULT_SETTINGS } from '../../../src/config/settings.js';
 import { buildRequestContext } from '../../../src/core/context.js';
 import { PathSet } from '../../../src/match/strings.js';

@@ -1,11 +1,12 @@
 /**
  * Which requests a CredentialValidator takes part in (`match`) or requires authentication
- * for (`required: {hosts, paths}`): hosts and paths (without the query) in Istio's string
- * forms, compiled once into the shared Istio string matcher (match/strings.ts).
+ * for (`required: {hosts, paths}`), and which requests are on an MCPServer (`match`): hosts
+ * and paths (without the query) in Istio's string forms, compiled once into the shared
+ * Istio string matcher (strings.ts).
  */
 import { list, obj, str } from '../config/schema.js';
 import type { RequestContext } from '../core/context.js';
-import { compileString, StringSet } from '../match/strings.js';
+import { compileString, StringSet } from './strings.js';
 
 export interface RawRoute {
   hosts?: string[];
