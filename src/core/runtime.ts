@@ -130,4 +130,9 @@ export class SharedResources {
   get size(): number {
     return this.map.size;
   }
+
+  /** Every live resource (the status endpoint asks those that report on themselves). */
+  *values(): IterableIterator<unknown> {
+    for (const v of this.map.values()) yield v.value;
+  }
 }

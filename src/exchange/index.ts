@@ -189,7 +189,9 @@ async function runExchange(state: CheckState, p: CompiledPolicy, probed: Probed 
         r = fail('ERR_EXCHANGE_MISCONFIGURED', `exchange failed: ${sanitizeRemoteText(e instanceof Error ? e.message : String(e))}`);
       }
       m.latency.observe({ sts: p.sts.ref }, (performance.now() - t0) / 1000);
-      m.exchanges.inc({ sts: p.sts.ref, outcome: outcomeOf(r.ok ? 'OK' : r.reason) });
+      const outcome = outcomeOf(r.ok ? 'OK' : r.reason);
+      m.exchanges.inc({ sts: p.sts.ref, outcome });
+      (p.sts.kind === 'builtin' ? p.sts.sts : p.sts.client).outcomes.record(rt.now(), outcome, r.ok || r.reason === 'ERR_EXCHANGE_REFUSED' || r.reason === 'ERR_DELEGATION_DENIED', r.ok ? undefined : r.message);
       if (!r.ok) {
         rt.logger.warn({ requestId: state.ctx.id, policy: p.ref, sts: p.sts.ref, reason: r.reason, detail: r.message }, 'token exchange failed');
       }

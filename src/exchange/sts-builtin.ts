@@ -13,6 +13,7 @@ import type { CompileContext, KindDocument } from '../config/kinds.js';
 import { duration, list, num, obj, str, type Schema } from '../config/schema.js';
 import type { Runtime } from '../core/runtime.js';
 import { readFileAt, sha256, strs } from './compile-helpers.js';
+import { LastOutcome, type StatusReport, type StatusReporter } from '../core/status.js';
 import { fail, type ExchangeFailure } from './errors.js';
 import { loadKey, type LoadedKey, type SigningAlg } from './keys.js';
 import { scopesOf, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT } from './oauth.js';
@@ -72,7 +73,9 @@ export function actDepth(act: unknown): number {
   return d;
 }
 
-export class BuiltinSts {
+export class BuiltinSts implements StatusReporter {
+  /** Last exchange (the exchange stage records it) and last token-endpoint answer, for GET /status. */
+  readonly outcomes = new LastOutcome();
   readonly ref: string;
   readonly issuer: string;
   readonly jwks: { keys: Readonly<Record<string, unknown>>[] };
@@ -84,6 +87,10 @@ export class BuiltinSts {
     const a = opts.keys.find((k) => k.kid === opts.activeKid && k.privateKey);
     if (!a) throw new Error(`no usable active key ${opts.activeKid}`);
     this.active = a;
+  }
+
+  statusReport(): StatusReport {
+    return { kind: 'sts', name: this.ref, ok: this.outcomes.ok, details: { type: 'builtin', issuer: this.issuer, activeKeyId: this.active.kid, ...this.outcomes.details() } };
   }
 
   get activeAlg(): string {

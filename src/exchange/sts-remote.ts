@@ -13,6 +13,7 @@ import { duration, obj, record, str, type Schema } from '../config/schema.js';
 import { sanitizeRemoteText } from '../observability/redact.js';
 import type { Runtime } from '../core/runtime.js';
 import { httpUrl, readFileAt, secretFn, sha256 } from './compile-helpers.js';
+import { LastOutcome, type StatusReport, type StatusReporter } from '../core/status.js';
 import { fail, OAUTH_ERRORS, type ExchangeFailure } from './errors.js';
 import { loadKey, type SigningAlg } from './keys.js';
 import { HttpPostClient, type PostAnswer } from '../net/http-post.js';
@@ -65,9 +66,11 @@ function normAud(a: string): string {
   return a.replace(/^https?:\/\//, '').replace(/\/$/, '');
 }
 
-export class RemoteStsClient {
+export class RemoteStsClient implements StatusReporter {
   /** Keep-alive connections to the token endpoint (net/http-post.ts). */
   private readonly http = new HttpPostClient();
+  /** Last exchange outcome (recorded by the exchange stage), for GET /status. */
+  readonly outcomes = new LastOutcome();
 
   constructor(
     readonly opts: RemoteStsOptions,
@@ -76,6 +79,11 @@ export class RemoteStsClient {
 
   dispose(): void {
     this.http.dispose();
+  }
+
+  statusReport(): StatusReport {
+    const u = new URL(this.opts.tokenEndpoint);
+    return { kind: 'sts', name: this.opts.ref, ok: this.outcomes.ok, details: { type: 'remote', tokenEndpoint: `${u.protocol}//${u.host}${u.pathname}`, ...this.outcomes.details() } };
   }
 
   /** The form body (exposed for tests). */

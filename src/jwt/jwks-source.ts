@@ -18,6 +18,7 @@
  * Timers are unref'd and cleared by dispose(); the clock and network are the runtime's.
  */
 import type { Runtime } from '../core/runtime.js';
+import type { StatusReport, StatusReporter } from '../core/status.js';
 import { sanitizeRemoteText } from '../observability/redact.js';
 import { boundedWait, discoveryUrl, FetchError, fetchJsonDocument, redactUrl, redactUrlsIn } from './jwks-fetch.js';
 import { parseJwks, type KeySet } from './keys.js';
@@ -92,7 +93,7 @@ export class StaticKeySource implements KeySource {
 
 export type RemoteLocation = { kind: 'uri'; uri: string } | { kind: 'discovery'; issuer: string };
 
-export class RemoteKeySource implements KeySource {
+export class RemoteKeySource implements KeySource, StatusReporter {
   readonly description: string;
   readonly id: string;
   private keys: KeySet | null = null;
@@ -106,6 +107,9 @@ export class RemoteKeySource implements KeySource {
   private timer: NodeJS.Timeout | null = null;
   private disposed = false;
   private lastGaugeAt = 0;
+  /** For GET /status: when the last fetch ended, and why it failed (sanitized), if it did. */
+  private lastAttemptAt: number | null = null;
+  private lastError: string | null = null;
   private readonly fetches;
   private readonly fetchDuration;
   private readonly keyAge;
@@ -144,6 +148,12 @@ export class RemoteKeySource implements KeySource {
       nextRetryAt: this.nextRetryAt,
       inflight: this.inflight !== null,
     };
+  }
+
+  statusReport(): StatusReport {
+    const d = { source: this.description, keys: this.keys?.keys.length ?? 0, kids: this.keys ? [...this.keys.kids] : [], lastFetchAt: this.keys ? this.fetchedAt : null };
+    const f = { lastAttemptAt: this.lastAttemptAt, lastError: this.lastError, failures: this.failures, nextRetryAt: this.failures > 0 ? this.nextRetryAt : null };
+    return { kind: 'jwks', name: this.issuer, ok: this.keys !== null && this.lastError === null, details: { ...d, ...f } };
   }
 
   current(): KeySet | null {
@@ -258,6 +268,8 @@ export class RemoteKeySource implements KeySource {
       this.fetchedAt = now;
       this.failures = 0;
       this.nextRetryAt = 0;
+      this.lastAttemptAt = now;
+      this.lastError = null;
       const t = this.tuning;
       const interval = maxAgeMs === undefined ? t.refreshIntervalMs : Math.min(t.maxRefreshIntervalMs, Math.max(t.minRefreshIntervalMs, maxAgeMs));
       this.nextRefreshAt = now + interval;
@@ -280,6 +292,8 @@ export class RemoteKeySource implements KeySource {
       const backoff = Math.min(this.tuning.retryMaxMs, this.tuning.retryInitialMs * 2 ** Math.min(30, this.failures - 1));
       const now = this.runtime.now();
       this.nextRetryAt = now + backoff;
+      this.lastAttemptAt = now;
+      this.lastError = `${fe.outcome}: ${sanitizeRemoteText(redactUrlsIn(fe.message), 200)}`;
       this.fetches.inc({ ...label, outcome: fe.outcome });
       this.runtime.logger.warn(
         {

@@ -21,6 +21,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Runtime } from '../core/runtime.js';
+import type { StatusReport, StatusReporter } from '../core/status.js';
 
 export interface SourceFile {
   /** File name (no folder), '' for a single file. */
@@ -89,7 +90,7 @@ function digestOf(files: readonly SourceFile[]): string {
   return h.digest('hex');
 }
 
-export class MountedFile<T> {
+export class MountedFile<T> implements StatusReporter {
   private value: T | undefined;
   private loaded = false;
   private digest = '';
@@ -99,6 +100,8 @@ export class MountedFile<T> {
   lastError = '';
   /** Number of successful loads with changed content (tests, metrics). */
   generation = 0;
+  /** When the content in force was read (ms since epoch; null = never), for GET /status. */
+  private loadedAt: number | null = null;
 
   constructor(
     readonly path: string,
@@ -134,6 +137,7 @@ export class MountedFile<T> {
         this.loaded = true;
         this.digest = d;
         this.generation++;
+        this.loadedAt = this.lastCheck;
         if (log && !first) this.runtime.logger.info({ file: this.path, kind: this.opts.what }, 'credential file reloaded');
       }
     }
@@ -144,6 +148,11 @@ export class MountedFile<T> {
     }
     this.lastError = error;
     return error;
+  }
+
+  statusReport(): StatusReport {
+    const details = { kind: this.opts.what, loadedAt: this.loadedAt, lastCheckAt: this.lastCheck, lastError: this.lastError || null, reloads: this.generation };
+    return { kind: 'file', name: this.path, ok: this.lastError === '' && this.loaded, details };
   }
 
   /** The current value (re-read first when due); undefined while the file has never loaded. */
