@@ -218,7 +218,7 @@ function compileTokenReview(x: TypeCompileInput<RawKubernetes>, locations: reado
   if (s.jwksUri) k.v.error(at('jwksUri'), 'only allowed with mode: JWKS');
   if (!s.issuer) k.v.warn(at('issuer'), 'without an issuer every JWT-shaped bearer value is sent to the TokenReview API');
   if (!s.audiences?.length) k.v.warn(at('audiences'), "without audiences the API server's default audience is accepted: any token of the cluster is admitted");
-  const site = { v: k.v, path: at('tokenReview'), resolvePath: (p: string) => cc.resolvePath(k.doc, p) };
+  const site = { v: k.v, path: at('tokenReview'), resolvePath: (p: string) => cc.resolvePath(k.doc, p), outsideCluster: cc.outsideCluster === true };
   const client = compileTokenReviewSettings(s.tokenReview ?? {}, s.audiences ?? [], site, cc.runtime);
   if (!client) return null;
   return new KubernetesMember({ ref: x.ref, issuer: s.issuer ?? '', locations, mode: { kind: 'tokenReview', client }, forwardToken: s.forwardToken ?? false, forwardClaims: x.forwardClaims, jwksUnavailableStatus: cc.settings.jwksUnavailableStatus });

@@ -8,6 +8,7 @@
  */
 import type { Path } from '../config/issues.js';
 import type { CompileContext, KindDocument } from '../config/kinds.js';
+import { missingOutsideCluster } from '../config/outside-cluster.js';
 import type { Schema } from '../config/schema.js';
 import type { CredentialValidatorMember } from './chain.js';
 import type { ClaimForwarding, CredentialLocation } from './credential-common.js';
@@ -70,6 +71,7 @@ export function localIssuer(host: string, k: KindDocument): string {
 export function blockFile<T>(x: TypeCompileInput<{ file?: string; reloadInterval?: number }>, what: string, parse: FileParser<T>): MountedFile<T> {
   const path = x.cc.resolvePath(x.k.doc, x.block.file!);
   const { file, error } = sharedMountedFile(x.cc.runtime, path, parse, { what, intervalMs: x.block.reloadInterval ?? DEFAULT_RELOAD_INTERVAL_MS, background: true });
-  if (error) x.k.v.error(x.at('file'), error);
+  // validate --ci: a Secret mounted only in the pod is a warning at `file`, not an error.
+  if (error && !missingOutsideCluster(x.cc, x.k.v, x.at('file'), x.block.file!, path)) x.k.v.error(x.at('file'), error);
   return file;
 }

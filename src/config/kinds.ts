@@ -53,4 +53,6 @@ export interface CompileContext {
   readonly runtime: Runtime;
   /** Resolve a file path written in `doc` relative to that document's file. */
   resolvePath(doc: LoadedDocument, p: string): string;
+  /** Checked outside the cluster (validate --ci): pod-only files and API servers are warnings (config/outside-cluster.ts). */
+  readonly outsideCluster?: boolean;
 }

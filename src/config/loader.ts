@@ -86,6 +86,9 @@ export function loadConfigFiles(paths: readonly string[]): LoadResult {
       continue;
     }
     const r = parseYamlText(text, displayPath(f));
+    // A file with no document at all (empty, only comments or `---`) is a mistake: a
+    // truncated ConfigMap key or an editor that saved nothing, not "no policies".
+    if (r.documents.length === 0 && r.issues.length === 0) issues.push(fileIssue(f, 'the file holds no YAML document (it is empty or only comments)'));
     documents.push(...r.documents);
     issues.push(...r.issues);
   }

@@ -196,7 +196,7 @@ export function compileActor(a: RawActor | undefined, mode: 'Impersonation' | 'D
   } else if (a.tokenReview) {
     const t = a.tokenReview;
     if (!t.audiences || t.audiences.length === 0) v.warn(['spec', 'actor', 'tokenReview', 'audiences'], 'without audiences any token the API server accepts (e.g. one meant for another service) is admitted; set the audience the agent requests its projected token for');
-    const site = { v, path: ['spec', 'actor', 'tokenReview'], resolvePath: (p: string) => cc.resolvePath(k.doc, p) };
+    const site = { v, path: ['spec', 'actor', 'tokenReview'], resolvePath: (p: string) => cc.resolvePath(k.doc, p), outsideCluster: cc.outsideCluster === true };
     const client = compileTokenReviewSettings(t, t.audiences ?? [], site, cc.runtime);
     if (client) validator = tokenReviewActorValidator(k.ref, client);
   }

@@ -4,7 +4,7 @@
  * least 2048 bits. Several keys allow rotation: all are published in the JWKS, the
  * active one signs.
  */
-import { createPrivateKey, createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, type JsonWebKey, type KeyObject } from 'node:crypto';
 
 export type SigningAlg = 'ES256' | 'RS256';
 
@@ -62,4 +62,10 @@ export function loadKey(material: string, kid: string, alg: SigningAlg): KeyLoad
   const jwk = pub.export({ format: 'jwk' }) as Record<string, unknown>;
   const publicJwk = Object.freeze({ ...jwk, kid, alg, use: 'sig' });
   return { ok: true, key: { kid, alg, privateKey: priv, publicJwk } };
+}
+
+/** A throw-away private key (PEM) standing in for a pod-only key file in validate --ci. */
+export function standInKey(alg: SigningAlg): string {
+  const { privateKey } = alg === 'ES256' ? generateKeyPairSync('ec', { namedCurve: 'P-256' }) : generateKeyPairSync('rsa', { modulusLength: 2048 });
+  return privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
 }

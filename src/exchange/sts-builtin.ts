@@ -12,10 +12,10 @@ import { SignJWT } from 'jose';
 import type { CompileContext, KindDocument } from '../config/kinds.js';
 import { duration, list, num, obj, str, type Schema } from '../config/schema.js';
 import type { Runtime } from '../core/runtime.js';
-import { readFileAt, sha256, strs } from './compile-helpers.js';
 import { LastOutcome, type StatusReport, type StatusReporter } from '../core/status.js';
+import { readFileAt, sha256, strs } from './compile-helpers.js';
 import { fail, type ExchangeFailure } from './errors.js';
-import { loadKey, type LoadedKey, type SigningAlg } from './keys.js';
+import { loadKey, standInKey, type LoadedKey, type SigningAlg } from './keys.js';
 import { scopesOf, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT } from './oauth.js';
 
 export interface BuiltinStsOptions {
@@ -231,7 +231,7 @@ function compileKeys(k: KindDocument, b: RawBuiltin, cc: CompileContext): { keys
       return;
     }
     kids.add(rk.kid!);
-    const f = readFileAt(k, cc, [...path, 'file'], rk.file!);
+    const f = readFileAt(k, cc, [...path, 'file'], rk.file!, () => standInKey(rk.algorithm!));
     if (!f) return;
     const r = loadKey(f.text, rk.kid!, rk.algorithm!);
     if (!r.ok) {

@@ -15,7 +15,7 @@ import type { Runtime } from '../core/runtime.js';
 import { httpUrl, readFileAt, secretFn, sha256 } from './compile-helpers.js';
 import { LastOutcome, type StatusReport, type StatusReporter } from '../core/status.js';
 import { fail, OAUTH_ERRORS, type ExchangeFailure } from './errors.js';
-import { loadKey, type SigningAlg } from './keys.js';
+import { loadKey, standInKey, type SigningAlg } from './keys.js';
 import { HttpPostClient, type PostAnswer } from '../net/http-post.js';
 import { BodyTooLargeError, MAX_RESPONSE_BYTES } from '../net/read-capped.js';
 import { GRANT_TYPE_TOKEN_EXCHANGE } from './oauth.js';
@@ -295,7 +295,7 @@ export function compileRemote(k: KindDocument, r: RawRemote, cc: CompileContext)
     if (!ca.privateKeyFile) k.v.error([...base, 'privateKeyFile'], 'required for private_key_jwt');
     if (!ca.keyId) k.v.error([...base, 'keyId'], 'required for private_key_jwt');
     if (ca.privateKeyFile && ca.keyId) {
-      const f = readFileAt(k, cc, [...base, 'privateKeyFile'], ca.privateKeyFile);
+      const f = readFileAt(k, cc, [...base, 'privateKeyFile'], ca.privateKeyFile, () => standInKey(ca.algorithm ?? 'ES256'));
       if (f) {
         const lk = loadKey(f.text, ca.keyId, ca.algorithm ?? 'ES256');
         if (!lk.ok) k.v.error([...base, 'privateKeyFile'], lk.message);

@@ -14,6 +14,7 @@
  */
 import { existsSync } from 'node:fs';
 import type { Path } from '../config/issues.js';
+import { apiServerOutsideCluster, missingOutsideCluster, type OutsideCluster } from '../config/outside-cluster.js';
 import { duration, str, type ValidationContext } from '../config/schema.js';
 import type { Runtime } from '../core/runtime.js';
 import { inClusterDefaults, TOKENREVIEW_DEFAULTS, TokenReviewClient, type TokenReviewOptions } from './tokenreview.js';
@@ -37,7 +38,7 @@ export const TOKENREVIEW_SETTINGS_FIELDS = Object.freeze({
 });
 
 /** Where the block sits: issues are reported at `path`.<field> of the document. */
-export interface SettingsSite {
+export interface SettingsSite extends OutsideCluster {
   readonly v: ValidationContext;
   readonly path: Path;
   /** A file path as written in the document, resolved against the document's file. */
@@ -71,16 +72,20 @@ export function compileTokenReviewSettings(
   const { v, path } = site;
   const at = (field: string): Path => [...path, field];
   const inCluster = inClusterDefaults(env);
-  const apiServer = raw.apiServer ?? inCluster.apiServer;
+  // validate --ci: no in-cluster API server here; a stand-in, with a warning at the field.
+  const apiServer = raw.apiServer ?? inCluster.apiServer ?? apiServerOutsideCluster(site, v, at('apiServer'));
   if (!apiServer) {
     v.error(at('apiServer'), 'required outside a Kubernetes pod (KUBERNETES_SERVICE_HOST is not set)');
     return undefined;
   }
   const bad = httpUrlProblem(apiServer);
   if (bad) v.error(at('apiServer'), `invalid value ${JSON.stringify(apiServer)}: ${bad}`);
+  // The pod's own CA and token go with the in-cluster API server (not with a named one, nor a stand-in).
+  const inPod = raw.apiServer === undefined && inCluster.apiServer !== undefined;
   const file = (field: 'caFile' | 'tokenFile', written: string | undefined, fallback: string): string | undefined => {
-    const abs = written !== undefined ? site.resolvePath(written) : raw.apiServer !== undefined ? undefined : fallback;
-    if (abs !== undefined && !existsSync(abs)) v.error(at(field), `cannot read file ${JSON.stringify(written ?? abs)}`);
+    const abs = written !== undefined ? site.resolvePath(written) : inPod ? fallback : undefined;
+    if (abs === undefined || missingOutsideCluster(site, v, at(field), written ?? abs, abs)) return undefined;
+    if (!existsSync(abs)) v.error(at(field), `cannot read file ${JSON.stringify(written ?? abs)}`);
     return abs;
   };
   const caFile = file('caFile', raw.caFile, inCluster.caFile);

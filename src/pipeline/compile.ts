@@ -31,6 +31,11 @@ export interface CompiledConfig {
   readonly counts: Readonly<Partial<Record<KindName, number>>>;
 }
 
+export interface CompileOptions {
+  /** validate --ci: files and API servers that exist only in obo-authz's pod are warnings. */
+  readonly outsideCluster?: boolean;
+}
+
 export type CompileResult =
   | { ok: true; config: CompiledConfig; issues: ConfigIssue[] }
   | { ok: false; issues: ConfigIssue[] };
@@ -107,6 +112,7 @@ export function compileDocuments(
   runtime: Runtime,
   files: readonly string[] = [],
   preIssues: readonly ConfigIssue[] = [],
+  opts: CompileOptions = {},
 ): CompileResult {
   const issues: ConfigIssue[] = [...preIssues];
   const contexts: ValidationContext[] = [];
@@ -151,6 +157,7 @@ export function compileDocuments(
     resolvePath(doc, p) {
       return isAbsolute(p) ? p : resolve(dirname(doc.file), p);
     },
+    ...(opts.outsideCluster ? { outsideCluster: true } : {}),
   };
   runtime.shared.beginGeneration();
   const login = compileLogins(byKind('OIDCLogin'), cc);
@@ -175,8 +182,10 @@ export function compileDocuments(
     return { ok: false, issues };
   }
 
+  // Content only (the documents in load order), not where the files are: `validate` in CI
+  // and the server reading the same files from its mount report the same hash.
   const hash = createHash('sha256');
-  for (const d of documents) hash.update(`${d.file}\0${d.index}\0${JSON.stringify(d.value)}\0`);
+  for (const d of documents) hash.update(`${JSON.stringify(d.value)}\0`);
   const counts: Partial<Record<KindName, number>> = {};
   for (const k of kinds) counts[k.kind] = (counts[k.kind] ?? 0) + 1;
   if (settingsDocs.length) counts.Settings = 1;
@@ -200,9 +209,9 @@ export function compileDocuments(
  * (a bug, or the file system changing under us) becomes an error issue, so a reload can
  * never take the server down and the last good config stays in force.
  */
-export function loadConfig(paths: readonly string[], runtime: Runtime): CompileResult {
+export function loadConfig(paths: readonly string[], runtime: Runtime, opts: CompileOptions = {}): CompileResult {
   try {
-    return loadConfigUnsafe(paths, runtime);
+    return loadConfigUnsafe(paths, runtime, opts);
   } catch (e) {
     runtime.shared.abortGeneration();
     return pathsFailure(paths, `cannot load config: ${e instanceof Error ? `${e.name}: ${e.message.split('\n')[0]}` : String(e)}`);
@@ -217,10 +226,10 @@ function pathsFailure(paths: readonly string[], message: string): CompileResult 
   };
 }
 
-function loadConfigUnsafe(paths: readonly string[], runtime: Runtime): CompileResult {
+function loadConfigUnsafe(paths: readonly string[], runtime: Runtime, opts: CompileOptions): CompileResult {
   const loaded = loadConfigFiles(paths);
   if (loaded.files.length === 0 && loaded.issues.length === 0) return pathsFailure(paths, 'no *.yaml or *.yml files found');
-  return compileDocuments(loaded.documents, runtime, loaded.files, loaded.issues);
+  return compileDocuments(loaded.documents, runtime, loaded.files, loaded.issues, opts);
 }
 
 export function compileOrThrow(paths: readonly string[], runtime: Runtime): CompiledConfig {
