@@ -11,10 +11,11 @@
  */
 import { closeSync, existsSync, fchmodSync, fchownSync, fsyncSync, openSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { isMap, isSeq, parseDocument, stringify, YAMLSeq } from 'yaml';
 import { generateApiKey, hashApiKey, KEY_NAME, parseApiKeyFiles, parseRfc3339 } from '../authn/api-keys.js';
 import { parseDuration } from '../config/schema.js';
+import { HELP, helpText, parseCommand, UsageError } from './args.js';
+import { APIKEY_CREATE } from './specs.js';
 
 export interface ApiKeyIo {
   out(s: string): void;
@@ -24,8 +25,7 @@ export interface ApiKeyIo {
 /** 9999-12-31T23:59:59Z: the last time with a four-digit RFC 3339 year. */
 const MAX_EXPIRES_MS = Date.UTC(9999, 11, 31, 23, 59, 59);
 
-export const APIKEY_USAGE =
-  '  obo-authz apikey create --name NAME [--role ROLE] [--groups G1,G2] [--scopes S1,S2] [--expires 30d] [--file PATH]';
+export const APIKEY_USAGE = `  obo-authz ${APIKEY_CREATE.usage[0]}`;
 
 function list(v: string | undefined): string[] | undefined {
   if (!v) return undefined;
@@ -98,22 +98,27 @@ function writeAtomic(path: string, text: string): void {
 /** Run `apikey <sub> ...`; returns the exit status (0 ok, 2 usage or file error). */
 export function runApiKey(argv: string[], io: ApiKeyIo, now: () => number = Date.now): number {
   const [sub, ...rest] = argv;
+  if (sub === '--help' || sub === '-h') {
+    io.out(helpText(APIKEY_CREATE));
+    return 0;
+  }
   if (sub !== 'create') {
     io.err(`obo-authz: apikey: ${sub ? `unknown subcommand ${JSON.stringify(sub)}` : 'missing subcommand'}\nusage:\n${APIKEY_USAGE}`);
     return 2;
   }
-  const { values } = parseArgs({
-    args: rest,
-    options: {
-      name: { type: 'string' },
-      role: { type: 'string' },
-      groups: { type: 'string' },
-      scopes: { type: 'string' },
-      expires: { type: 'string' },
-      file: { type: 'string' },
-    },
-    strict: true,
-  });
+  let parsed;
+  try {
+    parsed = parseCommand(APIKEY_CREATE, rest);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    io.err(`obo-authz apikey create: ${e.message}\n(see obo-authz apikey create --help)`);
+    return 2;
+  }
+  if (parsed === HELP) {
+    io.out(helpText(APIKEY_CREATE));
+    return 0;
+  }
+  const values = parsed.values as Partial<Record<'name' | 'role' | 'groups' | 'scopes' | 'expires' | 'file', string>>;
   const fail = (m: string) => {
     io.err(`obo-authz: apikey create: ${m}\nusage:\n${APIKEY_USAGE}`);
     return 2;

@@ -2,7 +2,8 @@
  * `obo-authz serve`: wires config loading, watching, the gRPC and HTTP listeners, and
  * graceful shutdown. startServer() is also what integration tests use (port 0).
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { loadConfig, type CompiledConfig } from '../pipeline/compile.js';
@@ -10,7 +11,8 @@ import { formatIssue } from '../config/issues.js';
 import { watchConfig, type Watcher } from '../config/watch.js';
 import { createGrpcServer, ServingState } from '../grpc/server.js';
 import { handleMcpHttp } from '../http/mcp.js';
-import { createAdminServer, type RouteHandler } from '../http/admin.js';
+import { createAdminServer, createHealthServer, type RouteHandler } from '../http/admin.js';
+import { handleStatusHttp, type ConfigStatus } from '../http/status.js';
 import { handleStsHttp } from '../http/sts.js';
 import { LineWriter } from '../observability/decision-log.js';
 import { createLogger } from '../observability/logger.js';
@@ -28,6 +30,8 @@ export interface ServerOptions {
   readonly configPaths: readonly string[];
   readonly grpcAddress?: string;
   readonly httpAddress?: string;
+  /** Plain-HTTP /healthz and /readyz only (container health checks with TLS on); off when unset. */
+  readonly healthAddress?: string;
   readonly runtime?: Runtime;
   readonly tls?: TlsFiles;
   /** Watch config files for changes (default true). */
@@ -41,6 +45,7 @@ export interface ServerOptions {
 export interface RunningServer {
   readonly grpcAddress: string;
   readonly httpAddress: string;
+  readonly healthAddress?: string;
   readonly state: ServingState;
   readonly runtime: Runtime;
   /** Load the config paths again now; resolves true when the new config is in force. */
@@ -49,6 +54,18 @@ export interface RunningServer {
   shutdown(graceMs?: number): Promise<void>;
   /** Immediate close (tests). */
   close(): Promise<void>;
+}
+
+/** Read the TLS files, naming the flag of one that cannot be read. */
+function readTlsFiles(t: TlsFiles): { cert: Buffer; key: Buffer; ca?: Buffer } {
+  const read = (file: string, flag: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (e) {
+      throw new Error(`${flag} ${file}: cannot read: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    }
+  };
+  return { cert: read(t.cert, '--tls-cert'), key: read(t.key, '--tls-key'), ...(t.clientCa ? { ca: read(t.clientCa, '--tls-client-ca') } : {}) };
 }
 
 export function createRuntime(level?: string): Runtime {
@@ -71,6 +88,55 @@ function decisionWriter(target: number | string, metrics: Metrics): LineWriter {
   return new LineWriter(target, { onDrop: () => dropped.inc(), flushOnExit: true });
 }
 
+/** A listener that could not be bound: which one, where, and the system's reason. */
+export class ListenError extends Error {
+  constructor(
+    readonly listener: 'grpc' | 'http' | 'health',
+    readonly address: string,
+    readonly code: string,
+    readonly reason: string,
+  ) {
+    super(`cannot listen on ${address}: ${reason}`);
+    this.name = 'ListenError';
+  }
+}
+
+/** The errno code in a bind error (grpc-js folds it into its message). */
+function bindCode(e: unknown): string {
+  const c = (e as NodeJS.ErrnoException)?.code;
+  if (typeof c === 'string') return c;
+  return /\b(EADDRINUSE|EACCES|EADDRNOTAVAIL|ENOTFOUND|EAI_AGAIN|EINVAL)\b/.exec(String((e as Error)?.message ?? e))?.[1] ?? 'EUNKNOWN';
+}
+
+const BIND_REASONS: Record<string, string> = {
+  EADDRINUSE: 'address already in use (another process listens there)',
+  EACCES: 'permission denied (ports below 1024 need privileges)',
+  EADDRNOTAVAIL: 'no such local address on this host',
+  ENOTFOUND: 'unknown host name',
+  EAI_AGAIN: 'host name lookup failed',
+};
+
+function listenError(listener: ListenError['listener'], address: string, e: unknown): ListenError {
+  const code = bindCode(e);
+  return new ListenError(listener, address, code, BIND_REASONS[code] ?? String((e as Error)?.message ?? e).split('\n')[0]!);
+}
+
+function listenHttp(server: HttpServer, listener: ListenError['listener'], address: string): Promise<string> {
+  const h = splitHostPort(address);
+  return new Promise<string>((resolve, reject) => {
+    const onError = (e: unknown) => reject(listenError(listener, address, e));
+    server.once('error', onError);
+    server.listen(h.port, h.host, () => {
+      server.off('error', onError);
+      resolve(fmtAddress(h.host, (server.address() as AddressInfo).port));
+    });
+  });
+}
+
+function fmtAddress(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
 function splitHostPort(addr: string): { host: string; port: number } {
   const i = addr.lastIndexOf(':');
   if (i < 0) throw new Error(`invalid address ${JSON.stringify(addr)}: expected HOST:PORT`);
@@ -84,17 +150,24 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const runtime = opts.runtime ?? createRuntime();
   const log = runtime.logger;
   const state = new ServingState();
+  const tls = opts.tls ? readTlsFiles(opts.tls) : undefined;
+  const configStatus: ConfigStatus = { hash: null, loadedAt: null, files: [], lastAttemptAt: null, lastError: null };
 
+  if (opts.configPaths.length === 0) log.error('no --config path given: not serving');
+  for (const p of opts.configPaths) {
+    // Loud, at start-up: a typo in a mount path otherwise shows only as NOT_SERVING.
+    if (!existsSync(p)) log.error({ path: p, flag: '--config' }, `config path ${JSON.stringify(p)} does not exist: not serving until it appears with a valid config`);
+  }
   const applyConfig = (initial: boolean): boolean => {
     try {
       const r = loadConfig(opts.configPaths, runtime);
       for (const i of r.issues) if (i.severity === 'warning') log.warn({ issue: formatIssue(i) }, 'config warning');
       if (!r.ok) {
         runtime.metrics.configReloads.inc({ result: 'failure' });
-        log.error(
-          { errors: r.issues.filter((i) => i.severity === 'error').map(formatIssue), keeping: state.config?.hash ?? null },
-          initial ? 'invalid config: not serving' : 'invalid config rejected: keeping the last good config',
-        );
+        const errors = r.issues.filter((i) => i.severity === 'error').map(formatIssue);
+        configStatus.lastAttemptAt = runtime.now();
+        configStatus.lastError = `${errors.length} error${errors.length === 1 ? '' : 's'}: ${errors[0] ?? ''}`;
+        log.error({ errors, keeping: state.config?.hash ?? null }, initial ? 'invalid config: not serving' : 'invalid config rejected: keeping the last good config');
         return false;
       }
       const generation = runtime.shared.currentGeneration;
@@ -107,6 +180,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       runtime.metrics.configReloads.inc({ result: 'success' });
       if (prev) runtime.metrics.configInfo.remove({ hash: prev.hash });
       runtime.metrics.configInfo.set({ hash: r.config.hash }, 1);
+      configStatus.hash = r.config.hash;
+      configStatus.files = [...r.config.files];
+      configStatus.loadedAt = configStatus.lastAttemptAt = runtime.now();
+      configStatus.lastError = null;
       log.info({ hash: r.config.hash, files: r.config.files, counts: r.config.counts }, initial ? 'config loaded' : 'config reloaded');
       return true;
     } catch (e) {
@@ -118,47 +195,46 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   };
   applyConfig(true);
 
-  const tls = opts.tls
-    ? {
-        cert: readFileSync(opts.tls.cert),
-        key: readFileSync(opts.tls.key),
-        ca: opts.tls.clientCa ? readFileSync(opts.tls.clientCa) : undefined,
-      }
-    : undefined;
-
   // gRPC listener
   const decisionSink = opts.decisionLogPath ? decisionWriter(opts.decisionLogPath, runtime.metrics) : undefined;
   const grpcServer = createGrpcServer(state, runtime, { decisionSink });
-  const g = splitHostPort(opts.grpcAddress ?? '0.0.0.0:9001');
+  const grpcAddr = opts.grpcAddress ?? '0.0.0.0:9001';
+  const g = splitHostPort(grpcAddr);
   const creds = tls
     ? grpc.ServerCredentials.createSsl(tls.ca ?? null, [{ private_key: tls.key, cert_chain: tls.cert }], !!tls.ca)
     : grpc.ServerCredentials.createInsecure();
-  const grpcHostPort = g.host.includes(':') ? `[${g.host}]:${g.port}` : `${g.host}:${g.port}`;
-  const grpcPort = await new Promise<number>((resolve, reject) =>
-    grpcServer.bindAsync(grpcHostPort, creds, (err, port) => (err ? reject(err) : resolve(port))),
-  );
-
-  // HTTP listener
-  const routes: RouteHandler[] = [(req, res) => handleStsHttp(req, res, state.config, runtime), (req, res) => handleMcpHttp(req, res, state.config)];
+  const routes: RouteHandler[] = [
+    (req, res) => handleStatusHttp(req, res, state, configStatus, runtime),
+    (req, res) => handleStsHttp(req, res, state.config, runtime),
+    (req, res) => handleMcpHttp(req, res, state.config),
+  ];
   const http = createAdminServer({ state, runtime, routes, tls });
-  const h = splitHostPort(opts.httpAddress ?? '0.0.0.0:9002');
-  await new Promise<void>((resolve, reject) => {
-    http.once('error', reject);
-    http.listen(h.port, h.host, () => {
-      http.off('error', reject);
-      resolve();
-    });
-  });
-  const httpPort = (http.address() as AddressInfo).port;
-  const fmt = (host: string, port: number) => (host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`);
-  const grpcAddress = fmt(g.host, grpcPort);
-  const httpAddress = fmt(h.host, httpPort);
+  const health = opts.healthAddress ? createHealthServer(state, runtime) : undefined;
+  let grpcAddress: string;
+  let httpAddress: string;
+  let healthAddress: string | undefined;
+  try {
+    const grpcPort = await new Promise<number>((resolve, reject) =>
+      grpcServer.bindAsync(fmtAddress(g.host, g.port), creds, (err, port) => (err ? reject(listenError('grpc', grpcAddr, err)) : resolve(port))),
+    );
+    grpcAddress = fmtAddress(g.host, grpcPort);
+    httpAddress = await listenHttp(http, 'http', opts.httpAddress ?? '0.0.0.0:9002');
+    if (health) healthAddress = await listenHttp(health, 'health', opts.healthAddress!);
+  } catch (e) {
+    // Nothing may stay behind a failed start: listeners, JWKS refresh timers, file watchers.
+    grpcServer.forceShutdown();
+    if (http.listening) http.close();
+    if (health?.listening) health.close();
+    runtime.shared.disposeAll();
+    await decisionSink?.close();
+    throw e;
+  }
 
   let watcher: Watcher | undefined;
   if (opts.watch !== false) {
     watcher = watchConfig(opts.configPaths, () => applyConfig(false), { debounceMs: opts.watchDebounceMs, pollMs: opts.watchPollMs });
   }
-  log.info({ grpcAddress, httpAddress, tls: !!tls, serving: state.serving }, 'obo-authz listening');
+  log.info({ grpcAddress, httpAddress, ...(healthAddress ? { healthAddress } : {}), tls: !!tls, serving: state.serving }, 'obo-authz listening');
 
   let closed = false;
   const close = async () => {
@@ -168,6 +244,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     await new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve()));
     await new Promise<void>((resolve) => http.close(() => resolve()));
     http.closeAllConnections?.();
+    if (health) {
+      await new Promise<void>((resolve) => health.close(() => resolve()));
+      health.closeAllConnections?.();
+    }
     runtime.shared.disposeAll();
     // Buffered decision lines must reach their file/stdout before the process exits.
     await Promise.all([decisionSink?.close(), runtime.decisionSink?.flush?.()]);
@@ -176,6 +256,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   return {
     grpcAddress,
     httpAddress,
+    ...(healthAddress ? { healthAddress } : {}),
     state,
     runtime,
     reload: () => applyConfig(false),

@@ -22,17 +22,40 @@ function send(res: ServerResponse, status: number, body: string, type = 'text/pl
   res.end(body);
 }
 
+/** GET /healthz (liveness) and /readyz (serving); false for any other request. */
+function answerHealth(req: IncomingMessage, res: ServerResponse, url: string, state: ServingState): boolean {
+  if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+  if (url === '/healthz') send(res, 200, 'ok\n');
+  else if (url === '/readyz') {
+    if (state.serving) send(res, 200, 'ready\n');
+    else send(res, 503, state.draining ? 'draining\n' : 'no configuration loaded\n');
+  } else return false;
+  return true;
+}
+
+/**
+ * A plain-HTTP listener with /healthz and /readyz only (serve --health-address): what a
+ * container health check or a kubelet probe can reach when the other listeners use TLS or
+ * require client certificates. It tells only whether the server is ready.
+ */
+export function createHealthServer(state: ServingState, runtime: Runtime): Server {
+  return createHttpServer((req, res) => {
+    try {
+      if (!answerHealth(req, res, (req.url ?? '/').split('?')[0]!, state)) send(res, 404, 'not found\n');
+    } catch (e) {
+      runtime.logger.error({ err: e instanceof Error ? e.name : 'unknown' }, 'health handler failed');
+      if (!res.headersSent) send(res, 500, 'internal error\n');
+    }
+  });
+}
+
 export function createAdminServer(opts: AdminOptions): Server {
   const { state, runtime } = opts;
   const handler = (req: IncomingMessage, res: ServerResponse) => {
-    const url = (req.url ?? '/').split('?')[0];
+    const url = (req.url ?? '/').split('?')[0]!;
     (async () => {
+      if (answerHealth(req, res, url, state)) return;
       if (req.method === 'GET' || req.method === 'HEAD') {
-        if (url === '/healthz') return send(res, 200, 'ok\n');
-        if (url === '/readyz') {
-          if (state.serving) return send(res, 200, 'ready\n');
-          return send(res, 503, state.draining ? 'draining\n' : 'no configuration loaded\n');
-        }
         if (url === '/metrics') {
           const body = await runtime.metrics.registry.metrics();
           return send(res, 200, body, runtime.metrics.registry.contentType);
