@@ -27,8 +27,8 @@ describe('core server on the quick-start config', () => {
         '20-authorization-policy.yaml': quickstart('20-authorization-policy.yaml'),
         // relative key path resolved against the temp folder: point it at the repo's demo key
         '30-token-exchange.yaml': quickstart('30-token-exchange.yaml').replace(
-          '../demo-keys/demo-sts.private.jwk.json',
-          join(process.cwd(), 'examples/demo-keys/demo-sts.private.jwk.json'),
+          'keys/demo-sts.private.jwk.json',
+          join(process.cwd(), 'examples/quickstart/keys/demo-sts.private.jwk.json'),
         ),
       },
       { watch: true },

@@ -62,6 +62,8 @@ const TYPE = {
 };
 const HTTP_OPTIONS_KEY = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
 const PACKAGE_VERSION: string = JSON.parse(readText('package.json')).version;
+/** The environment the image gives every container (Dockerfile ENV). */
+const IMAGE_ENV: Record<string, string> = imageEnv(readText('Dockerfile'));
 
 // ------------------------------------------------------------------------------------------
 // Shared helpers
@@ -110,6 +112,35 @@ function serveArgs(args: readonly string[], problems: string[], where: string): 
 }
 
 const isLoopback = (host: string) => host === '127.0.0.1' || host === 'localhost' || host === '::1';
+
+/** ENV of the image's final stage (NAME=value pairs). */
+function imageEnv(dockerfile: string): Record<string, string> {
+  const stages = parseDockerfile(dockerfile);
+  const env: Record<string, string> = {};
+  for (const i of stages[stages.length - 1]?.instrs ?? []) {
+    if (i.cmd !== 'ENV') continue;
+    for (const m of i.args.matchAll(/(\w+)=(\S+)/g)) env[m[1]!] = m[2]!;
+  }
+  return env;
+}
+
+/**
+ * A health check that runs `obo-authz health` (exec form: node <entry> health ...) must probe
+ * the plain-HTTP listener `serve` opens: --server (or OBO_AUTHZ_HEALTH_ADDRESS) equal to
+ * --health-address (or the same variable), on loopback.
+ */
+function checkHealthProbe(probe: readonly string[], serve: readonly string[], env: Record<string, string>, where: string): string[] {
+  if (probe[0] !== 'node' || !String(probe[1] ?? '').endsWith(SERVICE.entry) || probe[2] !== 'health') {
+    return [`${where} must run \`node .../${SERVICE.entry} health\`, got ${JSON.stringify(probe)}`];
+  }
+  const probed = flagValues(probe, '--server').at(-1) ?? env['OBO_AUTHZ_HEALTH_ADDRESS'];
+  const listened = flagValues(serve, '--health-address').at(-1) ?? env['OBO_AUTHZ_HEALTH_ADDRESS'];
+  if (!probed) return [`${where}: probes no address (set OBO_AUTHZ_HEALTH_ADDRESS or --server)`];
+  const hp = splitHostPort(probed);
+  if (!hp || !isLoopback(hp.host)) return [`${where}: probes ${probed}, not a loopback HOST:PORT`];
+  if (probed !== listened) return [`${where}: probes ${probed} but serve's health listener is ${listened ?? 'off'}`];
+  return [];
+}
 
 function labelsMatch(selector: Record<string, string> | undefined, labels: Record<string, string> | undefined): boolean {
   if (!selector || Object.keys(selector).length === 0) return false;
@@ -395,13 +426,9 @@ function checkCompose(compose: Y, envoy: EnvoyFacts, dir: string, envoyFile: str
     if (obo && !(obo.configs as string[]).includes(SERVICE.configDir)) {
       problems.push(`${oboName}: config must be mounted at the documented ${SERVICE.configDir}`);
     }
-    const hc = JSON.stringify(s.healthcheck?.test ?? '');
-    const m = /127\.0\.0\.1:(\d+)(\/\w+)/.exec(hc);
-    if (!m) problems.push(`${oboName}: healthcheck must probe http://127.0.0.1:<http port>/readyz`);
-    else {
-      if (obo && Number(m[1]) !== obo.http.port) problems.push(`${oboName}: healthcheck port ${m[1]} != HTTP port ${obo.http.port}`);
-      if (!(SERVICE.grpcHealthPaths as readonly string[]).includes(m[2]!)) problems.push(`${oboName}: healthcheck path ${m[2]} is not a health endpoint`);
-    }
+    const test: string[] = Array.isArray(s.healthcheck?.test) ? s.healthcheck.test.map(String) : [];
+    const env = { ...IMAGE_ENV, ...(s.environment ?? {}) };
+    problems.push(...checkHealthProbe(test[0] === 'CMD' ? test.slice(1) : test, composeArgs(s.command), env, `${oboName}: healthcheck`));
   }
 
   // The Envoy service: the one whose command loads a bootstrap with -c.
@@ -592,10 +619,9 @@ function checkDockerfile(text: string, dockerignore: string, root: string): stri
   const hc = last('HEALTHCHECK')?.args;
   if (!hc || /^NONE\b/i.test(hc)) problems.push('final stage has no HEALTHCHECK');
   else {
-    const m = /127\.0\.0\.1:(\d+)(\/\w+)/.exec(hc);
-    if (!m || Number(m[1]) !== SERVICE.httpPort || !(SERVICE.grpcHealthPaths as readonly string[]).includes(m[2]!)) {
-      problems.push(`HEALTHCHECK must probe http://127.0.0.1:${SERVICE.httpPort}/readyz`);
-    }
+    const probe = execForm(hc.replace(/^(--\S+\s+)*CMD\s+/, ''));
+    if (!probe) problems.push('HEALTHCHECK CMD must be in exec (JSON) form');
+    else problems.push(...checkHealthProbe(probe, cmd ?? [], imageEnv(text), 'HEALTHCHECK'));
   }
 
   // Build-context sources must exist and must not be excluded by .dockerignore.
@@ -1160,7 +1186,9 @@ describe('envoy/docker-compose.yaml', () => {
       ['envoy -c path', (c) => (c.services.envoy.command = ['envoy', '-c', '/envoy.yaml']), '-c /envoy.yaml is not a mounted file'],
       ['listener not published', (c) => (c.services.envoy.ports = ['127.0.0.1:9901:9901']), 'listener port 8080 is not published'],
       ['no depends_on', (c) => delete c.services.envoy.depends_on, 'must depend on obo-authz'],
-      ['healthcheck port', (c) => (c.services['obo-authz'].healthcheck.test = ['CMD', 'node', '-e', "fetch('http://127.0.0.1:9001/readyz')"]), 'healthcheck port 9001 != HTTP port 9002'],
+      ['healthcheck address', (c) => (c.services['obo-authz'].healthcheck.test = ['CMD', 'node', '/app/dist/src/main.js', 'health', '--server', '127.0.0.1:9001']), "probes 127.0.0.1:9001 but serve's health listener is 127.0.0.1:9003"],
+      ['healthcheck not the CLI', (c) => (c.services['obo-authz'].healthcheck.test = ['CMD', 'node', '-e', "fetch('http://127.0.0.1:9002/readyz')"]), 'must run `node'],
+      ['health listener moved', (c) => (c.services['obo-authz'].environment = { OBO_AUTHZ_HEALTH_ADDRESS: '0.0.0.0:9003' }), 'not a loopback HOST:PORT'],
     ]);
   });
 
@@ -1189,8 +1217,8 @@ describe('envoy/docker-compose.yaml', () => {
     }
   });
 
-  it('mint-demo-token.mjs signs tokens the demo RequestAuthentication and AuthorizationPolicy accept', async () => {
-    const token = execFileSync(process.execPath, [rel('envoy', 'mint-demo-token.mjs'), '--sub', 'alice'], { cwd: ROOT, encoding: 'utf8' }).trim();
+  it('the one demo identity (examples/demo-keys/mint-demo-token.mjs) signs tokens the demo RequestAuthentication and AuthorizationPolicy accept', async () => {
+    const token = execFileSync(process.execPath, [rel('examples', 'demo-keys', 'mint-demo-token.mjs'), '--sub', 'alice', '--scope', 'mcp:tools weather:read'], { cwd: ROOT, encoding: 'utf8' }).trim();
     const ra = readYaml('envoy', 'config', '10-request-authentication.yaml');
     const rule = ra.spec.jwtRules[0];
     const { payload } = await jwtVerify(token, createLocalJWKSet(JSON.parse(rule.jwks)), { issuer: rule.issuer, audience: rule.audiences });
@@ -1200,12 +1228,17 @@ describe('envoy/docker-compose.yaml', () => {
       const principals: string[] = ap.spec.rules.flatMap((r: Y) => r.from.flatMap((f: Y) => f.source.requestPrincipals));
       expect(principals.some((p) => p.endsWith('*') && `${payload.iss}/${payload.sub}`.startsWith(p.slice(0, -1)))).toBe(true);
     }
-    expect(String(payload.scope).split(' ')).toContain('weather.read');
+    expect(String(payload.scope).split(' ')).toContain('weather:read');
+    // the quick start trusts the same identity provider (issuer and keys)
+    const quick = readYaml('examples', 'quickstart', '10-request-authentication.yaml').spec.jwtRules[0];
+    expect(quick.issuer).toBe(rule.issuer);
+    expect(JSON.parse(quick.jwks)).toEqual(JSON.parse(rule.jwks));
   });
 
-  it('ships usable demo STS key material that differs from the IdP key', async () => {
-    const sts = JSON.parse(readText('envoy', 'config', 'keys', 'sts-signing.private.jwk.json'));
-    const idp = JSON.parse(readText('envoy', 'demo-keys', 'idp.private.jwk.json'));
+  it('ships usable demo STS key material (the quick start\'s) that differs from the IdP key', async () => {
+    const sts = JSON.parse(readText('envoy', 'config', 'keys', 'demo-sts.private.jwk.json'));
+    expect(sts).toEqual(JSON.parse(readText('examples', 'quickstart', 'keys', 'demo-sts.private.jwk.json')));
+    const idp = JSON.parse(readText('examples', 'demo-keys', 'demo-idp.private.jwk.json'));
     await importJWK(sts, sts.alg);
     expect(sts.kid).not.toBe(idp.kid);
     expect(sts.d).not.toBe(idp.d);
@@ -1253,11 +1286,13 @@ describe('Dockerfile', () => {
       ['node_modules from build', text.replace('--from=deps --chown=0:0 /src/node_modules', '--from=build --chown=0:0 /src/node_modules'), '--from=build'],
       ['missing stage', text.replace('--from=build --chown=0:0 /src/dist', '--from=compile --chown=0:0 /src/dist'), 'no such stage'],
       ['shell-form entrypoint', text.replace('ENTRYPOINT ["node", "/app/dist/src/main.js"]', 'ENTRYPOINT node /app/dist/src/main.js'), 'exec (JSON) form'],
-      ['wrong entry', text.replace('/app/dist/src/main.js', '/app/dist/main.js'), 'ENTRYPOINT must run node'],
-      ['entry outside dist', text.replace('/app/dist/src/main.js', '/srv/dist/src/main.js'), 'is not where dist/ was copied'],
+      ['wrong entry', text.replace('ENTRYPOINT ["node", "/app/dist/src/main.js"]', 'ENTRYPOINT ["node", "/app/dist/main.js"]'), 'ENTRYPOINT must run node'],
+      ['entry outside dist', text.replace('ENTRYPOINT ["node", "/app/dist/src/main.js"]', 'ENTRYPOINT ["node", "/srv/dist/src/main.js"]'), 'is not where dist/ was copied'],
       ['config path', text.replace('CMD ["serve", "--config", "/etc/obo-authz"]', 'CMD ["serve", "--config", "/config"]'), '--config /etc/obo-authz'],
       ['no healthcheck', text.replace(/HEALTHCHECK[^\n]*\\\n[^\n]*\n/, ''), 'no HEALTHCHECK'],
-      ['healthcheck port', text.replace("127.0.0.1:9002/readyz", '127.0.0.1:9001/readyz'), 'HEALTHCHECK must probe'],
+      ['healthcheck not the CLI', text.replace('"/app/dist/src/main.js", "health"]', '"/app/dist/src/main.js", "status"]'), 'HEALTHCHECK must run'],
+      ['no health listener', text.replace(' \\\n    OBO_AUTHZ_HEALTH_ADDRESS=127.0.0.1:9003', ''), 'probes no address'],
+      ['healthcheck elsewhere', text.replace('"health"]', '"health", "--server", "127.0.0.1:9002"]'), "serve's health listener is 127.0.0.1:9003"],
       ['no proto', text.replace('COPY --chown=0:0 proto ./proto\n', ''), 'does not copy proto/'],
       ['proto elsewhere', text.replace('COPY --chown=0:0 proto ./proto', 'COPY --chown=0:0 proto /proto'), 'must be a sibling of dist/'],
       ['no EXPOSE', text.replace('EXPOSE 9001 9002', 'EXPOSE 9002'), 'EXPOSE 9001 missing'],

@@ -32,11 +32,11 @@ describe('envoy demo config', () => {
   afterAll(async () => server?.close());
 
   it('exchanges the user token for a per-backend token on /mcp and /api/weather', async () => {
-    const token = execFileSync(process.execPath, ['envoy/mint-demo-token.mjs', '--sub', 'alice', '--scope', 'mcp.tools weather.read'], { encoding: 'utf8' }).trim();
+    const token = execFileSync(process.execPath, ['examples/demo-keys/mint-demo-token.mjs', '--sub', 'alice', '--scope', 'mcp:tools weather:read'], { encoding: 'utf8' }).trim();
     rememberSecret(token);
     for (const [path, method, aud, scope] of [
-      ['/mcp', 'POST', 'mcp-tools', 'mcp.tools'],
-      ['/api/weather', 'GET', 'weather-api', 'weather.read'],
+      ['/mcp', 'POST', 'mcp-tools', 'mcp:tools'],
+      ['/api/weather', 'GET', 'weather-api', 'weather:read'],
     ] as const) {
       const req = httpRequest({ method, path, headers: { authorization: `Bearer ${token}` }, contextExtensions: routeExtensions(path) });
       const resp = await sendCheck(server.grpcAddress, req, 3000);
@@ -51,9 +51,9 @@ describe('envoy demo config', () => {
     const none = await sendCheck(server.grpcAddress, httpRequest({ method: 'POST', path: '/mcp', contextExtensions: routeExtensions('/mcp') }), 3000);
     expect(none.denied_response?.status?.code).toBe(401);
     expect(none.denied_response?.headers.find((h) => h.header.key === 'www-authenticate')?.header.value).toBe(
-      'Bearer resource_metadata="http://localhost:8080/.well-known/oauth-protected-resource/mcp", scope="mcp.tools"',
+      'Bearer resource_metadata="http://localhost:8080/.well-known/oauth-protected-resource/mcp", scope="mcp:tools"',
     );
-    const forged = Buffer.from('{"alg":"ES256","kid":"x"}').toString('base64url') + '.' + Buffer.from('{"iss":"https://demo-idp.obo-authz.example"}').toString('base64url') + '.' + 'A'.repeat(86);
+    const forged = Buffer.from('{"alg":"ES256","kid":"x"}').toString('base64url') + '.' + Buffer.from('{"iss":"https://demo-idp.obo-authz.example","aud":"mcp-demo","sub":"mallory"}').toString('base64url') + '.' + 'A'.repeat(86);
     const bad = await sendCheck(server.grpcAddress, httpRequest({ method: 'POST', path: '/mcp', headers: { authorization: `Bearer ${forged}` }, contextExtensions: routeExtensions('/mcp') }), 3000);
     expect(bad.denied_response?.status?.code).toBe(401);
   });
@@ -62,6 +62,6 @@ describe('envoy demo config', () => {
     const path = '/.well-known/oauth-protected-resource/mcp';
     const resp = await sendCheck(server.grpcAddress, httpRequest({ method: 'GET', path, host: 'localhost:8080', contextExtensions: routeExtensions('/') }), 3000);
     expect(resp.denied_response?.status?.code).toBe(200);
-    expect(JSON.parse(resp.denied_response!.body)).toMatchObject({ resource: 'http://localhost:8080/mcp', authorization_servers: ['https://idp.demo.obo-authz.dev'] });
+    expect(JSON.parse(resp.denied_response!.body)).toMatchObject({ resource: 'http://localhost:8080/mcp', authorization_servers: ['https://demo-idp.obo-authz.example'] });
   });
 });
