@@ -24,6 +24,8 @@ export interface Settings {
     readonly enabled: boolean;
     /** Fraction of allowed decisions logged (denies are always logged). */
     readonly allowSampleRate: number;
+    /** The client address logged: `remote` (remote.ip, x-forwarded-for with trustedProxyHops), `peer` (the socket peer) or `none`. */
+    readonly clientAddress: 'remote' | 'peer' | 'none';
   };
   /** JWKS refresh/outage tuning overrides in ms (defaults in src/jwt/jwks-source.ts). */
   readonly jwks: Readonly<Partial<JwksTuningMs>>;
@@ -49,7 +51,7 @@ export const DEFAULT_SETTINGS: Settings = Object.freeze({
   defaultTimeoutMs: 10_000,
   shutdownGracePeriodMs: 5_000,
   reasonHeader: false,
-  decisionLog: Object.freeze({ enabled: true, allowSampleRate: 1 }),
+  decisionLog: Object.freeze({ enabled: true, allowSampleRate: 1, clientAddress: 'remote' }),
   jwks: Object.freeze({}),
 }) as Settings;
 
@@ -63,7 +65,7 @@ interface SettingsSpec {
   defaultTimeout?: number;
   shutdownGracePeriod?: number;
   reasonHeader?: boolean;
-  decisionLog?: { enabled?: boolean; allowSampleRate?: number };
+  decisionLog?: { enabled?: boolean; allowSampleRate?: number; clientAddress?: 'remote' | 'peer' | 'none' };
   jwks?: Record<string, number>;
 }
 
@@ -79,7 +81,7 @@ const settingsSpec = obj<SettingsSpec>({
   defaultTimeout: duration({ minMs: 1, maxMs: 600_000 }),
   shutdownGracePeriod: duration({ minMs: 0, maxMs: 600_000 }),
   reasonHeader: bool(),
-  decisionLog: obj({ enabled: bool(), allowSampleRate: num({ min: 0, max: 1 }) }),
+  decisionLog: obj({ enabled: bool(), allowSampleRate: num({ min: 0, max: 1 }), clientAddress: str({ enum: ['remote', 'peer', 'none'] }) }),
   jwks: obj({
     refreshInterval: duration({ minMs: 1000 }),
     minRefreshInterval: duration({ minMs: 1000 }),
@@ -117,6 +119,7 @@ export function parseSettings(spec: unknown, ctx: ValidationContext): Settings |
     decisionLog: Object.freeze({
       enabled: s.decisionLog?.enabled ?? d.decisionLog.enabled,
       allowSampleRate: s.decisionLog?.allowSampleRate ?? d.decisionLog.allowSampleRate,
+      clientAddress: s.decisionLog?.clientAddress ?? d.decisionLog.clientAddress,
     }),
     jwks: Object.freeze(
       Object.fromEntries(Object.entries(s.jwks ?? {}).map(([k, v]) => [`${k}Ms`, v])) as Partial<JwksTuningMs>,

@@ -271,7 +271,9 @@ class CheckRequestContext implements RequestContext {
     this.rawPath = rawPath;
     this.path = path;
     this.query = query;
-    this.id = http.id || this.header('x-request-id') || opts.fallbackId || '';
+    // The x-request-id header is the id Envoy's access log and the upstream see; Envoy fills
+    // attributes.request.http.id with its internal stream id, so that is only a fallback.
+    this.id = this.header('x-request-id') || http.id || opts.fallbackId || '';
     this.scheme = http.scheme || this.header(':scheme') || 'http';
     this.protocol = http.protocol ?? '';
     this.sni = this.attrs.tls_session?.sni ?? '';

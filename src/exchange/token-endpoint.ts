@@ -135,6 +135,22 @@ export interface TokenEndpointAnswer {
   readonly body: Record<string, unknown>;
   /** Closed-set outcome for metrics/logs. */
   readonly outcome: string;
+  /** Who asked, for the audit log: identifiers only, never a token or secret. */
+  readonly audit?: TokenRequestAudit;
+}
+
+/** Filled in as each fact is established (the client authenticated, the subject verified ...). */
+export interface TokenRequestAudit {
+  /** The authenticated client; unset when client authentication failed. */
+  clientId?: string;
+  /** `sub` and `iss` of the verified subject token. */
+  subject?: string;
+  subjectIssuer?: string;
+  /** `sub` of the verified actor token (delegation). */
+  actor?: string;
+  audiences?: string[];
+  resources?: string[];
+  scopes?: string[];
 }
 
 const NO_STORE = { 'cache-control': 'no-store', pragma: 'no-cache', 'content-type': 'application/json' };
@@ -210,11 +226,23 @@ export async function handleTokenRequest(
   authorization: string | undefined,
   runtime: Runtime,
 ): Promise<TokenEndpointAnswer> {
+  const audit: TokenRequestAudit = {};
+  return { ...(await answerTokenRequest(b, form, authorization, runtime, audit)), audit };
+}
+
+async function answerTokenRequest(
+  b: CompiledBuiltinSts,
+  form: URLSearchParams,
+  authorization: string | undefined,
+  runtime: Runtime,
+  audit: TokenRequestAudit,
+): Promise<TokenEndpointAnswer> {
   const te = b.tokenEndpoint;
   if (!te) return oauthError(400, 'unsupported_grant_type', 'the token endpoint is not enabled');
   for (const k of SINGLE) if (form.getAll(k).length > 1) return oauthError(400, 'invalid_request', `parameter ${k} must not repeat`);
   const client = authenticateClient(te.clients, form, authorization);
   if ('status' in client) return client;
+  audit.clientId = client.clientId;
   if (form.get('grant_type') !== GRANT_TYPE_TOKEN_EXCHANGE) return oauthError(400, 'unsupported_grant_type', 'only token exchange is supported');
   const subjectToken = form.get('subject_token');
   const subjectType = form.get('subject_token_type');
@@ -228,15 +256,19 @@ export async function handleTokenRequest(
   if (actorType && !SUBJECT_TYPES.has(actorType)) return oauthError(400, 'invalid_request', 'unsupported actor_token_type');
   const audiences = form.getAll('audience').filter(Boolean);
   const resources = form.getAll('resource').filter(Boolean);
+  Object.assign(audit, { audiences, resources });
   if (audiences.length + resources.length === 0) return oauthError(400, 'invalid_target', 'audience or resource is required');
   // A glob over the requested string for now (no URL awareness): what the client may request.
   for (const t of [...audiences, ...resources]) if (!client.allowed.test(t)) return oauthError(400, 'invalid_target', 'the client may not request this target');
   const scopes = (form.get('scope') ?? '').split(' ').filter(Boolean);
+  audit.scopes = scopes;
   const requested = form.get('requested_token_type') ?? undefined;
 
   const subj = await verifyWithIssuers(subjectToken, te.subjectIssuers, runtime);
   if (!subj.ok) return oauthError(400, 'invalid_grant', 'the subject token is not valid');
   const sp = subj.payload;
+  if (typeof sp['sub'] === 'string') audit.subject = sp['sub'];
+  if (typeof sp['iss'] === 'string') audit.subjectIssuer = sp['iss'];
   let actor: { sub: string; iss?: string } | undefined;
   if (actorToken) {
     if (te.actorIssuers.length === 0 || !te.delegation) return oauthError(400, 'invalid_request', 'delegation is not enabled');
@@ -246,6 +278,7 @@ export async function handleTokenRequest(
     const aiss = typeof act.payload['iss'] === 'string' ? act.payload['iss'] : '';
     if (!asub) return oauthError(400, 'invalid_grant', 'the actor token has no sub');
     actor = { sub: asub, iss: aiss };
+    audit.actor = asub;
     const ssub = typeof sp['sub'] === 'string' ? sp['sub'] : '';
     const siss = typeof sp['iss'] === 'string' ? sp['iss'] : '';
     // Always checked, also when the actor is the subject (machine-to-machine): presenting

@@ -7,7 +7,8 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CompiledConfig } from '../pipeline/compile.js';
-import { handleTokenRequest } from '../exchange/token-endpoint.js';
+import { handleTokenRequest, type TokenEndpointAnswer } from '../exchange/token-endpoint.js';
+import { sanitizeRemoteText } from '../observability/redact.js';
 import type { Runtime } from '../core/runtime.js';
 
 const MAX_BODY = 64 * 1024;
@@ -50,6 +51,40 @@ function readBody(req: IncomingMessage): Promise<string | null> {
     req.on('data', onData);
     req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
   });
+}
+
+/** The client id a refused request presented (request data: sanitized, bounded, flagged as unverified). */
+function presentedClientId(form: URLSearchParams, authorization: string | undefined): string | undefined {
+  let id = form.get('client_id') ?? undefined;
+  if (authorization && /^basic\s/i.test(authorization)) {
+    const dec = Buffer.from(authorization.replace(/^basic\s*/i, '').trim(), 'base64').toString('utf8');
+    if (dec.includes(':')) id = dec.slice(0, dec.indexOf(':'));
+  }
+  return id === undefined ? undefined : sanitizeRemoteText(id, 128);
+}
+
+/**
+ * The audit trail of the token endpoint: one line per issuance ("token issued") and per
+ * refusal ("token request refused"), with the client, the subject (and actor), the requested
+ * audiences, resources and scopes and the outcome. Never a token, a secret or a key.
+ */
+function auditTokenRequest(runtime: Runtime, sts: string, ans: TokenEndpointAnswer, form: URLSearchParams, authorization: string | undefined): void {
+  const a = ans.audit ?? {};
+  const fields = {
+    component: 'token-endpoint',
+    sts,
+    outcome: ans.outcome,
+    status: ans.status,
+    ...(a.clientId ? { client_id: a.clientId } : { client_id_presented: presentedClientId(form, authorization) ?? null }),
+    ...(a.subject !== undefined ? { subject: a.subject, subject_issuer: a.subjectIssuer } : {}),
+    ...(a.actor !== undefined ? { actor: a.actor } : {}),
+    audience: (a.audiences ?? form.getAll('audience')).map((x) => sanitizeRemoteText(x, 256)),
+    resource: (a.resources ?? form.getAll('resource')).map((x) => sanitizeRemoteText(x, 256)),
+    ...(a.scopes?.length ? { scope: a.scopes.join(' ') } : {}),
+    ...(ans.status === 200 && typeof ans.body['expires_in'] === 'number' ? { expires_in: ans.body['expires_in'] } : {}),
+  };
+  if (ans.status === 200) runtime.logger.info(fields, 'token issued');
+  else runtime.logger.warn(fields, 'token request refused');
 }
 
 export async function handleStsHttp(req: IncomingMessage, res: ServerResponse, cfg: CompiledConfig | null, runtime: Runtime): Promise<boolean> {
@@ -106,7 +141,7 @@ export async function handleStsHttp(req: IncomingMessage, res: ServerResponse, c
     return true;
   }
   metric.inc({ endpoint: 'token', outcome: ans.outcome });
-  if (ans.status !== 200) runtime.logger.info({ sts: b.ref, outcome: ans.outcome }, 'token endpoint refused a request');
+  auditTokenRequest(runtime, b.ref, ans, new URLSearchParams(text), typeof auth === 'string' ? auth : undefined);
   send(res, ans.status, ans.body, ans.headers);
   return true;
 }

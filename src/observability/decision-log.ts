@@ -70,29 +70,51 @@ function policyFragment(policy: string): string {
   return f;
 }
 
+export type ClientAddressMode = 'remote' | 'peer' | 'none';
+
 /**
- * One decision as one JSON line: requestId, decision, reason, latencyMs, then (when present)
- * status and detail (denies), policy, rule, subject, actor, audience, exchangePolicy,
- * exchangeCache, audit, shadow, endUser, mcp (method, tool, resource, prompt, id, batch,
- * sessionId, server). Every string goes through JSON.stringify (request ids and
- * subjects are request data).
+ * One decision as one JSON line. Field names are those of the CheckResponse's
+ * dynamic_metadata where both carry a value (request_id, decision, reason, policy, rule,
+ * principal, actor, audience, exchange_policy, audit, shadow, end_user, mcp_*), so a log
+ * query and an Envoy access log (%DYNAMIC_METADATA(envoy.filters.http.ext_authz:reason)%) use
+ * the same names. Then what was asked (method, host, path without the query, client_address)
+ * and, when present, status and detail (denies), exchange_cache, latency_ms. Every string
+ * goes through JSON.stringify (request ids, hosts, paths and principals are request data).
  */
-export function decisionLine(d: Decision, latencyMs: number, time: string = isoNow()): string {
-  let s = `${PREFIX}${time}${BASE},"requestId":${q(d.requestId)},${verdictFragment(d.allow, d.reason)},"latencyMs":${Math.round(latencyMs * 1000) / 1000}`;
+export function decisionLine(d: Decision, latencyMs: number, time: string = isoNow(), clientAddress: ClientAddressMode = 'remote'): string {
+  let s = `${PREFIX}${time}${BASE},"request_id":${q(d.requestId)},${verdictFragment(d.allow, d.reason)}`;
+  const r = d.request;
+  if (r) {
+    s += `,"method":${q(r.method)},"host":${q(r.host)},"path":${q(r.path)}`;
+    if (clientAddress !== 'none') {
+      const ip = clientAddress === 'remote' ? r.remoteIp : r.source.ip;
+      if (ip) s += `,"client_address":${q(ip)}`;
+    }
+  }
   if (!d.allow) s += `,"status":${d.httpStatus},"detail":${q(d.message)}`;
   const a = d.attribution;
   if (a.policy) s += policyFragment(a.policy);
   if (a.rule !== undefined) s += `,"rule":${a.rule}`;
-  if (d.identity) s += `,"subject":${q(d.identity.principal)}`;
+  if (d.identity) s += `,"principal":${q(d.identity.principal)}`;
   if (d.actor) s += `,"actor":${q(d.actor.principal)}`;
   if (a.audience) s += `,"audience":${q(a.audience)}`;
-  if (a.exchangePolicy) s += `,"exchangePolicy":${q(a.exchangePolicy)}`;
-  if (a.exchangeCache) s += `,"exchangeCache":${q(a.exchangeCache)}`;
+  if (a.exchangePolicy) s += `,"exchange_policy":${q(a.exchangePolicy)}`;
+  if (a.exchangeCache) s += `,"exchange_cache":${q(a.exchangeCache)}`;
   if (a.audit?.length) s += `,"audit":${q(a.audit)}`;
   if (a.shadow?.length) s += `,"shadow":${q(a.shadow)}`;
-  if (a.endUser !== undefined) s += `,"endUser":${q(a.endUser)}`;
-  if (a.mcp) s += `,"mcp":${q(a.mcp)}`;
-  return `${s},"msg":"decision"}\n`;
+  if (a.endUser !== undefined) s += `,"end_user":${q(a.endUser)}`;
+  const m = a.mcp;
+  if (m) {
+    if (m.server) s += `,"mcp_server":${q(m.server)}`;
+    if (m.method !== undefined) s += `,"mcp_method":${q(m.method)}`;
+    if (m.tool !== undefined) s += `,"mcp_tool":${q(m.tool)}`;
+    if (m.resource !== undefined) s += `,"mcp_resource":${q(m.resource)}`;
+    if (m.prompt !== undefined) s += `,"mcp_prompt":${q(m.prompt)}`;
+    if (m.id !== undefined) s += `,"mcp_id":${q(m.id)}`;
+    if (m.batch !== undefined) s += `,"mcp_batch":${q(m.batch)}`;
+    if (m.sessionId !== undefined) s += `,"mcp_session_id":${q(m.sessionId)}`;
+  }
+  return `${s},"latency_ms":${Math.round(latencyMs * 1000) / 1000},"msg":"decision"}\n`;
 }
 
 export class DecisionLog {
@@ -108,7 +130,7 @@ export class DecisionLog {
     const a = d.attribution;
     const mustLog = !d.allow || (a.audit !== undefined && a.audit.length > 0) || (a.shadow !== undefined && a.shadow.length > 0);
     if (!mustLog && cfg.allowSampleRate < 1 && this.random() >= cfg.allowSampleRate) return;
-    this.out.write(decisionLine(d, latencyMs));
+    this.out.write(decisionLine(d, latencyMs, isoNow(), cfg.clientAddress));
   }
 }
 

@@ -102,6 +102,7 @@ function toDecision(state: PipelineState, d: Deny | null, requestId: string): De
       message: 'allowed',
       trace: state.trace,
       requestId,
+      request: state.ctx,
     };
   }
   const info = REASONS[d.reason];
@@ -120,10 +121,11 @@ function toDecision(state: PipelineState, d: Deny | null, requestId: string): De
     message: d.message,
     trace: state.trace,
     requestId,
+    request: state.ctx,
   };
 }
 
-function internalDecision(reason: ReasonCode, message: string, requestId: string, trace: Trace | null): Decision {
+function internalDecision(reason: ReasonCode, message: string, requestId: string, trace: Trace | null, request?: RequestContext): Decision {
   return {
     allow: false,
     reason,
@@ -137,14 +139,15 @@ function internalDecision(reason: ReasonCode, message: string, requestId: string
     message,
     trace,
     requestId,
+    ...(request ? { request } : {}),
   };
 }
 
 /** An exception anywhere in the stages: logged (sanitized) and answered with a 500 deny. */
-function failClosed(e: unknown, runtime: Runtime, requestId: string, trace: Trace | null): Decision {
+function failClosed(e: unknown, runtime: Runtime, requestId: string, trace: Trace | null, ctx?: RequestContext): Decision {
   runtime.logger.error({ requestId, err: sanitizeRemoteText(e instanceof Error ? `${e.name}: ${e.message}` : String(e)) }, 'internal error in pipeline');
   trace?.add('respond', 'internal error: denied (fail closed)');
-  return internalDecision('ERR_INTERNAL', 'internal error in pipeline', requestId, trace);
+  return internalDecision('ERR_INTERNAL', 'internal error in pipeline', requestId, trace, ctx);
 }
 
 /** Evaluate one CheckRequest against a compiled config. Never throws, never allows on error. */
@@ -185,7 +188,7 @@ export function evaluateCheck(
   }
   const requestId = ctx.id;
   if (answerBy - now <= 0) {
-    return internalDecision('ERR_DEADLINE', 'deadline already passed on arrival', requestId, trace);
+    return internalDecision('ERR_DEADLINE', 'deadline already passed on arrival', requestId, trace, ctx);
   }
 
   const state = new PipelineState(ctx, runtime, trace);
@@ -195,7 +198,7 @@ export function evaluateCheck(
   try {
     r = runStages(state, cfg);
   } catch (e) {
-    return failClosed(e, runtime, requestId, trace);
+    return failClosed(e, runtime, requestId, trace, ctx);
   }
   if (!isPromise(r)) return toDecision(state, r, requestId);
   return raceDeadline(r, state, answerBy, requestId);
@@ -238,13 +241,13 @@ async function raceDeadline(r: Promise<Deny | null>, state: PipelineState, answe
   try {
     const work = r.then(
       (d) => toDecision(state, d, requestId),
-      (e: unknown) => failClosed(e, runtime, requestId, trace),
+      (e: unknown) => failClosed(e, runtime, requestId, trace, state.ctx),
     );
     const timeout = new Promise<Decision>((resolve) => {
       timer = setTimeout(() => {
         (state.abort ??= new AbortController()).abort(new Error('check deadline'));
         trace?.add('respond', 'deadline reached before a decision: 503');
-        resolve(internalDecision('ERR_DEADLINE', 'deadline reached before a decision', requestId, trace));
+        resolve(internalDecision('ERR_DEADLINE', 'deadline reached before a decision', requestId, trace, state.ctx));
       }, Math.max(0, answerBy - runtime.now()));
       timer.unref?.();
     });

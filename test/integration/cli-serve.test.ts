@@ -81,8 +81,8 @@ describe('obo-authz serve (real process)', () => {
     // the decision log went to its own file, one JSON line per decision
     const lines = readFileSync(decisionLog, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(lines.length).toBeGreaterThanOrEqual(1);
-    expect(lines[0]).toMatchObject({ msg: 'decision', requestId: 'req-1', decision: 'allow', reason: 'OK', component: 'decision' });
-    expect(typeof lines[0].latencyMs).toBe('number');
+    expect(lines[0]).toMatchObject({ msg: 'decision', request_id: 'req-1', decision: 'allow', reason: 'OK', component: 'decision', method: 'GET', path: '/healthz' });
+    expect(typeof lines[0].latency_ms).toBe('number');
     expect(out).not.toContain('"msg":"decision"');
   });
 

@@ -10,8 +10,10 @@ import { DecisionLog, decisionLine, isoNow, LineWriter } from '../../../src/obse
 import { createLogger } from '../../../src/observability/logger.js';
 import type { Decision } from '../../../src/core/decision.js';
 import type { Identity } from '../../../src/core/identity.js';
+import { buildRequestContext, type RequestContext } from '../../../src/core/context.js';
 import { decision } from '../../helpers/decision.js';
 import { waitUntil } from '../../helpers/wait.js';
+import { decisionMetadata } from '../../../src/respond/respond.js';
 
 function identity(principal: string): Identity {
   return { kind: 'jwt', principal, issuer: 'i', subject: 's', audiences: [], presenter: '', claims: {}, admittedBy: 'r' } as unknown as Identity;
@@ -23,30 +25,35 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 /** The oracle: the decision as the object a pino logger would be given, field by field. */
 interface DecisionLogEntry {
-  requestId: string;
+  request_id: string;
   decision: 'allow' | 'deny';
   reason: string;
+  method?: string;
+  host?: string;
+  path?: string;
+  client_address?: string;
   status?: number;
+  detail?: string;
   policy?: string;
   rule?: number;
-  subject?: string;
+  principal?: string;
   actor?: string;
   audience?: string;
-  exchangePolicy?: string;
-  exchangeCache?: string;
+  exchange_policy?: string;
+  exchange_cache?: string;
   audit?: string[];
   shadow?: unknown[];
-  latencyMs: number;
-  detail?: string;
+  latency_ms: number;
 }
 
 function decisionLogEntry(d: Decision, latencyMs: number): DecisionLogEntry {
-  const e: DecisionLogEntry = {
-    requestId: d.requestId,
-    decision: d.allow ? 'allow' : 'deny',
-    reason: d.reason,
-    latencyMs: Math.round(latencyMs * 1000) / 1000,
-  };
+  const e: DecisionLogEntry = { request_id: d.requestId, decision: d.allow ? 'allow' : 'deny', reason: d.reason } as DecisionLogEntry;
+  if (d.request) {
+    e.method = d.request.method;
+    e.host = d.request.host;
+    e.path = d.request.path;
+    if (d.request.remoteIp) e.client_address = d.request.remoteIp;
+  }
   if (!d.allow) {
     e.status = d.httpStatus;
     e.detail = d.message;
@@ -54,16 +61,29 @@ function decisionLogEntry(d: Decision, latencyMs: number): DecisionLogEntry {
   const a = d.attribution;
   if (a.policy) e.policy = a.policy;
   if (a.rule !== undefined) e.rule = a.rule;
-  if (d.identity) e.subject = d.identity.principal;
+  if (d.identity) e.principal = d.identity.principal;
   if (d.actor) e.actor = d.actor.principal;
   if (a.audience) e.audience = a.audience;
-  if (a.exchangePolicy) e.exchangePolicy = a.exchangePolicy;
-  if (a.exchangeCache) e.exchangeCache = a.exchangeCache;
+  if (a.exchangePolicy) e.exchange_policy = a.exchangePolicy;
+  if (a.exchangeCache) e.exchange_cache = a.exchangeCache;
   if (a.audit?.length) e.audit = a.audit;
   if (a.shadow?.length) e.shadow = a.shadow;
+  e.latency_ms = Math.round(latencyMs * 1000) / 1000;
   return e;
 }
 
+/** The request side of a decision, as the pipeline builds it from a CheckRequest. */
+function requestOf(headers: Record<string, string>, path = '/mcp?access_token=secret', peer = '10.0.0.7'): RequestContext {
+  return buildRequestContext(
+    {
+      attributes: {
+        source: { address: { socket_address: { address: peer, port_value: 1 } } },
+        request: { http: { id: '123', method: 'POST', path, host: 'mcp.example.com', headers: { ':path': path, ...headers } } },
+      },
+    },
+    { settings: { defaultNamespace: 'default', trustedProxyHops: 1 } },
+  );
+}
 
 /** The same decision logged through pino (object) and by hand (line): same JSON. */
 function viaPino(d: Decision, latencyMs: number): Record<string, unknown> {
@@ -108,6 +128,8 @@ const cases: [string, Decision][] = [
     }),
   ],
   ['allow with rule 0 and no identity', decision({ attribution: { rule: 0 } })],
+  ['with the request: method, host, path without the query, client address', decision({ request: requestOf({ 'x-forwarded-for': '203.0.113.9' }) })],
+  ['hostile request strings', decision({ allow: false, reason: 'ERR_RBAC_DENIED', httpStatus: 403, request: requestOf({}, '/a"b\\c\n?q=1') })],
 ];
 
 describe('decisionLine', () => {
@@ -139,15 +161,33 @@ describe('decisionLine', () => {
     const lines: string[] = [];
     let r = 0.5;
     const log = new DecisionLog({ write: (l) => void lines.push(l) }, () => r);
-    const settings = { ...DEFAULT_SETTINGS, decisionLog: { enabled: true, allowSampleRate: 0.25 } };
+    const settings = { ...DEFAULT_SETTINGS, decisionLog: { ...DEFAULT_SETTINGS.decisionLog, allowSampleRate: 0.25 } };
     log.record(settings, decision(), 1); // 0.5 >= 0.25: not sampled
     r = 0.1;
     log.record(settings, decision({ requestId: 'sampled' }), 1);
     r = 0.9;
     log.record(settings, decision({ allow: false, reason: 'ERR_RBAC_DENIED', httpStatus: 403, requestId: 'deny' }), 1);
     log.record(settings, decision({ requestId: 'audit', attribution: { audit: ['ns/a'] } }), 1);
-    log.record({ ...settings, decisionLog: { enabled: false, allowSampleRate: 1 } }, decision({ allow: false, reason: 'ERR_RBAC_DENIED' }), 1);
-    expect(lines.map((l) => (JSON.parse(l) as { requestId: string }).requestId)).toEqual(['sampled', 'deny', 'audit']);
+    log.record({ ...settings, decisionLog: { ...settings.decisionLog, enabled: false } }, decision({ allow: false, reason: 'ERR_RBAC_DENIED' }), 1);
+    expect(lines.map((l) => (JSON.parse(l) as { request_id: string }).request_id)).toEqual(['sampled', 'deny', 'audit']);
+  });
+
+  it('logs the client address as configured: remote.ip (default), the socket peer, or not at all', () => {
+    const d = decision({ request: requestOf({ 'x-forwarded-for': '203.0.113.9' }) });
+    const addr = (mode: 'remote' | 'peer' | 'none') => (JSON.parse(decisionLine(d, 1, isoNow(), mode)) as { client_address?: string }).client_address;
+    expect(addr('remote')).toBe('203.0.113.9');
+    expect(addr('peer')).toBe('10.0.0.7');
+    expect(addr('none')).toBeUndefined();
+    const line = JSON.parse(decisionLine(d, 1)) as Record<string, unknown>;
+    expect(line).toMatchObject({ method: 'POST', host: 'mcp.example.com', path: '/mcp' });
+    expect(JSON.stringify(line)).not.toContain('access_token');
+  });
+
+  it('uses the dynamic_metadata names for every field both carry', () => {
+    const d = cases[1]![1];
+    const line = JSON.parse(decisionLine(d, 1)) as Record<string, unknown>;
+    const meta = decisionMetadata(d);
+    for (const [k, v] of Object.entries(meta)) expect(line[k], k).toEqual(v);
   });
 });
 
