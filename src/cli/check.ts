@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
-import { parseAllDocuments } from 'yaml';
+import { LineCounter, parseAllDocuments } from 'yaml';
 import { loadConfig } from '../pipeline/compile.js';
 import { formatIssue } from '../config/issues.js';
 import { parseDuration } from '../config/schema.js';
@@ -67,11 +67,12 @@ export function readCheckRequest(file: string, skipped: string[] = []): RawCheck
       throw new RequestFileError(file, `not valid JSON: ${e instanceof Error ? e.message : String(e)}`);
     }
   } else {
-    const docs = parseAllDocuments(text, { prettyErrors: false });
+    const lines = new LineCounter();
+    const docs = parseAllDocuments(text, { prettyErrors: false, lineCounter: lines });
     const list = Array.isArray(docs) ? docs : [];
     if (list.length !== 1) throw new RequestFileError(file, list.length === 0 ? 'the file is empty' : 'expected one YAML document (one CheckRequest)');
     const err = list[0]!.errors[0];
-    if (err) throw new RequestFileError(file, `YAML syntax error at line ${err.linePos?.[0].line ?? '?'}: ${err.message.split('\n')[0]}`);
+    if (err) throw new RequestFileError(file, `YAML syntax error at line ${lines.linePos(err.pos[0]).line}: ${err.message.split('\n')[0]}`);
     value = list[0]!.toJS();
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new RequestFileError(file, 'expected a CheckRequest (a map with "attributes")');

@@ -55,7 +55,7 @@ export function explainConnectError(server: string, detail: string, tls: boolean
   if (tls && has('wrong version number', 'packet length too long', 'EPROTO', 'http_request')) {
     return `TLS: ${server} does not speak TLS: leave out --tls-ca to connect without TLS (${detail})`;
   }
-  if (!tls && has('Connection dropped', 'protocol error', 'socket hang up', 'ECONNRESET', 'premature close', 'Received RST_STREAM', 'parse error')) {
+  if (!tls && has('Connection dropped', 'protocol error', 'socket hang up', 'ECONNRESET', 'premature close', 'Received RST_STREAM', 'parse error', 'Failed to connect')) {
     return `the connection to ${server} was dropped: if the server uses TLS (serve --tls-cert), pass its CA with --tls-ca FILE (${detail})`;
   }
   if (has('DEADLINE_EXCEEDED', 'timed out', 'timeout')) return `no answer from ${server} before the timeout: is the address right, and is the server up? (${detail})`;

@@ -34,7 +34,11 @@ async function health(p: Parsed, io: Io): Promise<number> {
     io.err(`not ready (HTTP ${status} from http://${server}/readyz)`);
     return 1;
   } catch (e) {
-    io.err(`obo-authz health: ${explainConnectError(server, e instanceof Error ? e.message : String(e), false)}`);
+    const detail = e instanceof Error ? e.message : String(e);
+    const plainOnly = /socket hang up|ECONNRESET/i.test(detail)
+      ? `${server} does not answer plain HTTP (a TLS listener?): health probes plain HTTP only; give serve a plain health listener with --health-address HOST:PORT (${detail})`
+      : explainConnectError(server, detail, false);
+    io.err(`obo-authz health: ${plainOnly}`);
     return 2;
   }
 }
