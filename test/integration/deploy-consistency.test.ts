@@ -21,6 +21,7 @@ import { loadConfig } from '../../src/pipeline/compile.js';
 import { formatIssue } from '../../src/config/issues.js';
 import { listConfigFiles } from '../../src/config/loader.js';
 import { createTestRuntime } from '../helpers/runtime.js';
+import { execForm, imageEnv, parseDockerfile, type Stage } from '../helpers/dockerfile.js';
 
 // Parsed YAML is untyped by nature; the checkers below test every field they rely on.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -112,17 +113,6 @@ function serveArgs(args: readonly string[], problems: string[], where: string): 
 }
 
 const isLoopback = (host: string) => host === '127.0.0.1' || host === 'localhost' || host === '::1';
-
-/** ENV of the image's final stage (NAME=value pairs). */
-function imageEnv(dockerfile: string): Record<string, string> {
-  const stages = parseDockerfile(dockerfile);
-  const env: Record<string, string> = {};
-  for (const i of stages[stages.length - 1]?.instrs ?? []) {
-    if (i.cmd !== 'ENV') continue;
-    for (const m of i.args.matchAll(/(\w+)=(\S+)/g)) env[m[1]!] = m[2]!;
-  }
-  return env;
-}
 
 /**
  * A health check that runs `obo-authz health` (exec form: node <entry> health ...) must probe
@@ -481,51 +471,6 @@ function checkCompose(compose: Y, envoy: EnvoyFacts, dir: string, envoyFile: str
 // ------------------------------------------------------------------------------------------
 // Dockerfile
 // ------------------------------------------------------------------------------------------
-
-interface Instr {
-  cmd: string;
-  args: string;
-}
-interface Stage {
-  name: string;
-  instrs: Instr[];
-}
-
-function parseDockerfile(text: string): Stage[] {
-  const instrs: Instr[] = [];
-  let buf = '';
-  for (const raw of text.split('\n')) {
-    const line = raw.replace(/\r$/, '');
-    if (/^\s*#/.test(line)) continue; // comments, also inside continuations (as BuildKit does)
-    if (buf === '' && line.trim() === '') continue;
-    if (/\\\s*$/.test(line)) {
-      buf += line.replace(/\\\s*$/, ' ');
-      continue;
-    }
-    buf += line;
-    const m = /^\s*(\w+)\s*(.*)$/s.exec(buf);
-    if (m) instrs.push({ cmd: m[1]!.toUpperCase(), args: m[2]!.trim() });
-    buf = '';
-  }
-  const stages: Stage[] = [];
-  for (const i of instrs) {
-    if (i.cmd === 'FROM') {
-      const m = /\s+AS\s+(\S+)\s*$/i.exec(i.args);
-      stages.push({ name: m ? m[1]! : String(stages.length), instrs: [] });
-    } else stages[stages.length - 1]?.instrs.push(i);
-  }
-  return stages;
-}
-
-function execForm(args: string): string[] | undefined {
-  if (!args.startsWith('[')) return undefined;
-  try {
-    const v = JSON.parse(args);
-    return Array.isArray(v) ? v.map(String) : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 interface Copy {
   from?: string;

@@ -7,7 +7,7 @@
 import { createServer, type Server } from 'node:http';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { exportJWK, generateKeyPair, SignJWT, type KeyLike } from 'jose';
+import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashApiKey } from '../../src/authn/api-keys.js';
 import type { StatusDocument, StatusEntry } from '../../src/http/status.js';
@@ -18,7 +18,7 @@ import { httpRequest, startTestServer, type TestServer } from '../helpers/server
 let idp: Server;
 let up = true;
 let jwksUrl = '';
-let key: KeyLike;
+let key: CryptoKey;
 let t: TestServer;
 const ISSUER = 'https://idp.status.test';
 
