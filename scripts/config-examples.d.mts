@@ -2,7 +2,7 @@
 export interface DocYamlBlock {
   readonly file: string;
   readonly line: number;
-  /** `config` (a complete obo-authz config), `fragment` or `apikey-file`, from the fence. */
+  /** `config` (a complete obo-authz config), `fragment`, `apikey-file` or `test-table`, from the fence. */
   readonly kind: string;
   readonly text: string;
 }

@@ -7,6 +7,7 @@
 // A ```yaml block in a doc is a complete obo-authz config unless its fence says otherwise:
 //   ```yaml fragment     part of another tool's file (a Kubernetes or Envoy excerpt): must parse
 //   ```yaml apikey-file  an API key file (CredentialValidator type APIKey): checked by the key-file reader
+//   ```yaml test-table   an `obo-authz test` table: checked by the table reader
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { parseAllDocuments } from 'yaml';

@@ -5,7 +5,8 @@
  * key file; the example folders and deploy/'s ConfigMaps validate; every relative link
  * points at a file that exists; docs/cli.md names every flag of every command.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
@@ -16,6 +17,7 @@ import { parseYamlText } from '../../src/config/loader.js';
 import { compileDocuments, loadConfig, type CompileResult } from '../../src/pipeline/compile.js';
 import { flagLabel } from '../../src/cli/args.js';
 import { COMMAND_SPECS } from '../../src/cli/specs.js';
+import { formatTableIssue, loadTable } from '../../src/cli/policy-test/table.js';
 import { createTestRuntime } from '../helpers/runtime.js';
 
 const ROOT = process.cwd();
@@ -85,8 +87,18 @@ describe('config examples (docs, examples/, envoy/, deploy/)', () => {
 describe('other YAML blocks in the docs', () => {
   const blocks = docYamlBlocks(ROOT);
 
-  it('are marked config, fragment or apikey-file', () => {
-    for (const b of blocks) expect(['config', 'fragment', 'apikey-file'], `${b.file}:${b.line}`).toContain(b.kind);
+  it('are marked config, fragment, apikey-file or test-table', () => {
+    for (const b of blocks) expect(['config', 'fragment', 'apikey-file', 'test-table'], `${b.file}:${b.line}`).toContain(b.kind);
+  });
+
+  it.each(blocks.filter((b) => b.kind === 'test-table').map((b) => [`${b.file}:${b.line}`, b] as const))('%s (an obo-authz test table) is valid', (_w, b) => {
+    const dir = mkdtempSync(join(tmpdir(), 'obo-docs-table-'));
+    try {
+      writeFileSync(join(dir, 'table.yaml'), b.text);
+      expect(loadTable(join(dir, 'table.yaml')).issues.map(formatTableIssue)).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it.each(blocks.filter((b) => b.kind === 'fragment').map((b) => [`${b.file}:${b.line}`, b] as const))('%s (a fragment) parses', (_w, b) => {
@@ -106,7 +118,7 @@ describe('links and the command reference', () => {
       const text = readFileSync(f, 'utf8');
       for (const m of text.matchAll(/\]\(([^)\s#]+)(#[^)]*)?\)/g)) {
         const target = m[1]!;
-        if (/^[a-z]+:/.test(target)) continue;
+        if (/^[a-z]+:/.test(target) || !/^[\w./-]+$/.test(target)) continue; // URLs; `[x](a|b)` in prose is no link
         if (!existsSync(resolve(dirname(f), target))) broken.push(`${f}: ${target}`);
       }
     }
