@@ -231,7 +231,7 @@ export async function handleTokenRequest(
 }
 
 async function answerTokenRequest(
-  b: CompiledBuiltinSts,
+  b: TokenEndpointSts,
   form: URLSearchParams,
   authorization: string | undefined,
   runtime: Runtime,

@@ -4,18 +4,18 @@
  * that does not exist is logged loudly by serve, and the built CLI runs from any folder.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type RunningServer } from '../../src/cli/serve.js';
 import { cli, cliProcess, MAIN } from '../helpers/cli.js';
 import { makeTestPki, type TestPki } from '../helpers/certs.js';
 import { createTestRuntime } from '../helpers/runtime.js';
+import { tempDir } from '../helpers/tmp.js';
 
 const REQ = join(process.cwd(), 'examples/quickstart/requests/no-token.json');
-const dir = mkdtempSync(join(tmpdir(), 'obo-cli-errors-'));
+const dir = tempDir('obo-cli-errors-');
 writeFileSync(join(dir, 's.yaml'), 'apiVersion: obo-authz.dev/v1alpha1\nkind: Settings\nmetadata: {name: s}\n');
 
 let pki: TestPki;
@@ -39,7 +39,8 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await Promise.all([tls?.close(), mtls?.close(), plain?.close(), new Promise((r) => busy?.close(r))]);
-  for (const d of [dir, pki?.dir, other?.dir]) if (d) rmSync(d, { recursive: true, force: true });
+  pki?.remove();
+  other?.remove();
 });
 
 describe('TLS failures name the fix', () => {
@@ -131,8 +132,8 @@ describe('serve start-up errors', () => {
 
 describe('the built CLI', () => {
   it('runs from any folder: --version, validate and test with absolute paths', () => {
-    const elsewhere = mkdtempSync(join(tmpdir(), 'obo-cwd-'));
-    try {
+    const elsewhere = tempDir('obo-cwd-');
+    {
       const v = cliProcess(['--version'], { cwd: elsewhere });
       expect(v.code).toBe(0);
       expect(v.out.trim()).toMatch(/^\d+\.\d+\.\d+/);
@@ -141,8 +142,6 @@ describe('the built CLI', () => {
       expect(t.code, t.out + t.err).toBe(0);
       const c = cliProcess(['check', '--config', join(process.cwd(), 'examples/quickstart'), '--request', REQ], { cwd: elsewhere });
       expect(c.code).toBe(1);
-    } finally {
-      rmSync(elsewhere, { recursive: true, force: true });
     }
   });
 });

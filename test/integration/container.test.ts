@@ -7,20 +7,19 @@
  * `serve` must become ready and the image's HEALTHCHECK command must pass — with TLS on too.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { MAIN } from '../helpers/cli.js';
 import { imageRun } from '../helpers/dockerfile.js';
 import { makeTestPki } from '../helpers/certs.js';
+import { tempDir } from '../helpers/tmp.js';
 
 const ROOT = process.cwd();
 const IMAGE = imageRun(readFileSync('Dockerfile', 'utf8'));
 const IMAGE_MAIN = IMAGE.entrypoint[1]!; // node <this>
-const scratch = mkdtempSync(join(tmpdir(), 'obo-container-'));
-afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+const scratch = tempDir('obo-container-');
 
 interface ContainerRun {
   readonly where: string;
@@ -147,7 +146,7 @@ describe('the documented docker run commands', () => {
 
   it('the image health check passes with TLS (and client certificates) on both listeners', async () => {
     const pki = makeTestPki();
-    try {
+    {
       const base = runs.find((r) => imageArgs(r.args)[0] === 'serve')!;
       const run: ContainerRun = {
         ...base,
@@ -156,8 +155,7 @@ describe('the documented docker run commands', () => {
       };
       const r = await serveAndProbe(run, IMAGE.healthcheck);
       expect(r.health, r.out).toBe(0);
-    } finally {
-      rmSync(pki.dir, { recursive: true, force: true });
+      pki.remove();
     }
   });
 

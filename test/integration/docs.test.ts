@@ -5,8 +5,7 @@
  * key file; the example folders and deploy/'s ConfigMaps validate; every relative link
  * points at a file that exists; docs/cli.md names every flag of every command.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
@@ -19,6 +18,7 @@ import { flagLabel } from '../../src/cli/args.js';
 import { COMMAND_SPECS } from '../../src/cli/specs.js';
 import { formatTableIssue, loadTable } from '../../src/cli/policy-test/table.js';
 import { createTestRuntime } from '../helpers/runtime.js';
+import { tempDir } from '../helpers/tmp.js';
 
 const ROOT = process.cwd();
 
@@ -92,13 +92,9 @@ describe('other YAML blocks in the docs', () => {
   });
 
   it.each(blocks.filter((b) => b.kind === 'test-table').map((b) => [`${b.file}:${b.line}`, b] as const))('%s (an obo-authz test table) is valid', (_w, b) => {
-    const dir = mkdtempSync(join(tmpdir(), 'obo-docs-table-'));
-    try {
-      writeFileSync(join(dir, 'table.yaml'), b.text);
-      expect(loadTable(join(dir, 'table.yaml')).issues.map(formatTableIssue)).toEqual([]);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    const dir = tempDir('obo-docs-table-');
+    writeFileSync(join(dir, 'table.yaml'), b.text);
+    expect(loadTable(join(dir, 'table.yaml')).issues.map(formatTableIssue)).toEqual([]);
   });
 
   it.each(blocks.filter((b) => b.kind === 'fragment').map((b) => [`${b.file}:${b.line}`, b] as const))('%s (a fragment) parses', (_w, b) => {

@@ -6,8 +6,7 @@
  * `by (...)` uses, and every reason code an expression matches is looked up in it.
  */
 import { createServer, type Server } from 'node:http';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,6 +19,7 @@ import { rememberSecret } from '../helpers/secrets.js';
 import { createTestRuntime } from '../helpers/runtime.js';
 import { httpRequest } from '../helpers/server.js';
 import { sendCheck } from '../../src/cli/check.js';
+import { tempDir } from '../helpers/tmp.js';
 
 interface Family {
   readonly type: string;
@@ -30,7 +30,7 @@ const TARGET_LABELS = new Set(['instance', 'job']);
 let families: Map<string, Family>;
 let idp: Server;
 let server: RunningServer;
-const dir = mkdtempSync(join(tmpdir(), 'obo-assets-'));
+const dir = tempDir('obo-assets-');
 
 beforeAll(async () => {
   const kp = await generateKeyPair('ES256');
@@ -100,7 +100,6 @@ spec:
 afterAll(async () => {
   await server?.close();
   await new Promise((r) => idp?.close(r));
-  rmSync(dir, { recursive: true, force: true });
 });
 
 /** The family a sample name belongs to (histogram series end in _bucket, _sum, _count). */

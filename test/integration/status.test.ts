@@ -14,6 +14,7 @@ import type { StatusDocument, StatusEntry } from '../../src/http/status.js';
 import { cli } from '../helpers/cli.js';
 import { rememberSecret } from '../helpers/secrets.js';
 import { httpRequest, startTestServer, type TestServer } from '../helpers/server.js';
+import { waitUntil } from '../helpers/wait.js';
 
 let idp: Server;
 let up = true;
@@ -35,15 +36,11 @@ async function status(): Promise<StatusDocument> {
   return (await r.json()) as StatusDocument;
 }
 
-/** Poll /status until `pred` holds (background fetches and reloads finish on their own time). */
+/** /status once `pred` holds (background fetches and reloads finish on their own time). */
 async function statusUntil(pred: (s: StatusDocument) => boolean, what: string): Promise<StatusDocument> {
-  const until = Date.now() + 10_000;
-  for (;;) {
-    const s = await status();
-    if (pred(s)) return s;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(s)}`);
-    await new Promise((r) => setImmediate(r));
-  }
+  let last: StatusDocument | undefined;
+  await waitUntil(async () => pred((last = await status())), { what, timeoutMs: 10_000 });
+  return last!;
 }
 
 const issuer = (s: StatusDocument, name = ISSUER): StatusEntry => s.issuers.find((i) => i.name === name)!;

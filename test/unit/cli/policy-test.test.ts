@@ -1,12 +1,11 @@
 /** `obo-authz test`: tables of requests and expected decisions, run offline with tokens minted from table keys. */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { cli } from '../../helpers/cli.js';
+import { tempDir } from '../../helpers/tmp.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'obo-policy-test-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const dir = tempDir('obo-policy-test-');
 const IDP_KEY = resolve('examples/demo-keys/demo-idp.private.jwk.json');
 
 function write(rel: string, text: string): string {

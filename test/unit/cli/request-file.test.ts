@@ -1,13 +1,12 @@
 /** `check --request FILE` is read strictly: a typo, a list for a map, a wrong type is exit 2 naming the field. */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { readCheckRequest } from '../../../src/cli/check.js';
 import { cli } from '../../helpers/cli.js';
+import { tempDir } from '../../helpers/tmp.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'obo-reqfile-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const dir = tempDir('obo-reqfile-');
 
 let n = 0;
 function file(content: unknown, ext = '.json'): string {

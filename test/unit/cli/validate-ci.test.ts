@@ -1,17 +1,16 @@
 /** validate as a CI gate: pod-only files and in-cluster API servers as warnings (--ci), exit codes, formats, the content hash. */
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli } from '../../helpers/cli.js';
 import { startTestServer } from '../../helpers/server.js';
+import { tempDir } from '../../helpers/tmp.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'obo-validate-ci-'));
+const dir = tempDir('obo-validate-ci-');
 const savedHost = process.env['KUBERNETES_SERVICE_HOST'];
 beforeAll(() => delete process.env['KUBERNETES_SERVICE_HOST']); // outside a pod, as in CI
 afterAll(() => {
   if (savedHost !== undefined) process.env['KUBERNETES_SERVICE_HOST'] = savedHost;
-  rmSync(dir, { recursive: true, force: true });
 });
 
 const POD_ONLY = `apiVersion: obo-authz.dev/v1alpha1
