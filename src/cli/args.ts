@@ -125,6 +125,11 @@ function wrap(text: string, width: number, indent: string): string[] {
   return out;
 }
 
+/** One usage line as printed: `  obo-authz <line>`, a continuation (indented in the spec) aligned under it. */
+export function usageLine(u: string): string {
+  return u.startsWith(' ') ? `            ${u.trimStart()}` : `  obo-authz ${u}`;
+}
+
 /** `--name VALUE` as shown in help and docs. */
 export function flagLabel(f: FlagSpec): string {
   return `--${f.name}${f.type === 'string' ? ` ${f.value ?? 'VALUE'}` : ''}`;
@@ -132,7 +137,7 @@ export function flagLabel(f: FlagSpec): string {
 
 /** The full `--help` text of a command: usage, description, every flag described, exit codes. */
 export function helpText(spec: CommandSpec): string {
-  const lines: string[] = [`obo-authz ${spec.name}: ${spec.summary}`, '', 'usage:', ...spec.usage.map((u) => `  obo-authz ${u}`)];
+  const lines: string[] = [`obo-authz ${spec.name}: ${spec.summary}`, '', 'usage:', ...spec.usage.map(usageLine)];
   if (spec.description) lines.push('', ...wrap(spec.description, 96, ''));
   if (spec.positionals) lines.push('', 'arguments:', `  ${spec.positionals.name}`, ...wrap(spec.positionals.description, 88, '      '));
   lines.push('', 'options:');

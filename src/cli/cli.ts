@@ -3,7 +3,7 @@
  * its spec (specs.ts), answers `--help`, and returns its exit status; usage errors are
  * printed with a pointer to the command's help and exit 2. main.ts only runs this.
  */
-import { closest, runWithSpec } from './args.js';
+import { closest, runWithSpec, usageLine } from './args.js';
 import { runApiKey } from './apikey.js';
 import { checkCommand } from './check.js';
 import { healthCommand } from './health.js';
@@ -24,6 +24,9 @@ export function topLevelHelp(): string {
     '',
     'commands:',
     ...COMMAND_SPECS.map((s) => `  ${s.name.padEnd(width)}  ${s.summary}`),
+    '',
+    'synopsis:',
+    ...COMMAND_SPECS.flatMap((s) => s.usage.filter((u) => !u.startsWith('--')).map(usageLine)),
     '',
     'Run `obo-authz COMMAND --help` for the options of a command. Exit status: 0 success (allowed, valid, passed),',
     '1 a negative answer (denied, a failed test case, not ready), 2 a usage, input or config error.',

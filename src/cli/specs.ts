@@ -24,7 +24,7 @@ export const SERVE: CommandSpec = {
   summary: 'run the ext_authz gRPC server and the HTTP endpoints',
   usage: [
     'serve --config PATH [--config PATH ...] [--grpc-address HOST:PORT] [--http-address HOST:PORT] [--health-address HOST:PORT]',
-    '      [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--log-level LEVEL] [--decision-log FILE]',
+    '    [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--log-level LEVEL] [--decision-log FILE]',
   ],
   description:
     'Serves envoy.service.auth.v3.Authorization/Check and grpc.health.v1.Health on the gRPC address, and /healthz, /readyz, /metrics, /status and the built-in STS on the HTTP address. ' +

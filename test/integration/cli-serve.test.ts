@@ -123,7 +123,7 @@ describe('obo-authz serve (real process)', () => {
     writeFileSync(join(dir, 'r.json'), JSON.stringify(req));
     const r = spawnSync(process.execPath, [MAIN, 'check', '--config', 'examples/quickstart', '--request', join(dir, 'r.json'), '--explain'], { encoding: 'utf8' });
     expect(r.status).toBe(0);
-    expect(r.stderr).toContain('skipped: envoy.service.auth.v3.CheckRequest.attributes.metadata_context.typedFilterMetadata');
+    expect(r.stderr).toContain('skipped: attributes.metadataContext.typedFilterMetadata');
   });
 
   it('check exits 2 on a usage error and on an unreadable request file', () => {
