@@ -16,6 +16,7 @@ import { REASONS } from '../../src/core/reasons.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import { startServer, type RunningServer } from '../../src/cli/serve.js';
 import { rememberSecret } from '../helpers/secrets.js';
+import { exchangeOnApiYaml } from '../helpers/config.js';
 import { createTestRuntime } from '../helpers/runtime.js';
 import { httpRequest } from '../helpers/server.js';
 import { sendCheck } from '../../src/cli/check.js';
@@ -56,22 +57,7 @@ spec:
   order: 10
   apiKey: {file: keys.txt, fromHeaders: [{name: x-api-key}]}
 ---
-apiVersion: obo-authz.dev/v1alpha1
-kind: SecurityTokenService
-metadata: {name: sts, namespace: default}
-spec:
-  builtin:
-    issuer: http://sts.assets.test
-    keys: [{kid: demo-sts-es256-1, file: ${join(process.cwd(), 'examples/quickstart/keys/demo-sts.private.jwk.json')}, algorithm: ES256}]
----
-apiVersion: obo-authz.dev/v1alpha1
-kind: TokenExchangePolicy
-metadata: {name: api, namespace: default}
-spec:
-  match: {paths: [/api]}
-  target: {audience: backend}
-  sts: sts
-`,
+${exchangeOnApiYaml('http://sts.assets.test')}`,
   );
   const runtime = { ...createTestRuntime(), metrics: new Metrics({ collectDefault: true }) };
   // decision lines to a file, as with --decision-log (the server's writer registers the drop counter)

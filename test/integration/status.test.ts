@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashApiKey } from '../../src/authn/api-keys.js';
 import type { StatusDocument, StatusEntry } from '../../src/http/status.js';
 import { cli } from '../helpers/cli.js';
+import { exchangeOnApiYaml } from '../helpers/config.js';
 import { rememberSecret } from '../helpers/secrets.js';
 import { httpRequest, startTestServer, type TestServer } from '../helpers/server.js';
 import { waitUntil } from '../helpers/wait.js';
@@ -87,22 +88,7 @@ spec:
   apiKey: {file: agent-keys.txt, reloadInterval: 100ms, fromHeaders: [{name: x-api-key}]}
 `,
     'agent-keys.txt': `keys:\n- {name: agent-1, hash: ${hashApiKey(apiKey)}}\n`,
-    '30-exchange.yaml': `apiVersion: obo-authz.dev/v1alpha1
-kind: SecurityTokenService
-metadata: {name: sts, namespace: default}
-spec:
-  builtin:
-    issuer: http://obo-authz.status.test
-    keys: [{kid: demo-sts-es256-1, file: ${join(process.cwd(), 'examples/quickstart/keys/demo-sts.private.jwk.json')}, algorithm: ES256}]
----
-apiVersion: obo-authz.dev/v1alpha1
-kind: TokenExchangePolicy
-metadata: {name: api, namespace: default}
-spec:
-  match: {paths: [/api]}
-  target: {audience: backend}
-  sts: sts
-`,
+    '30-exchange.yaml': exchangeOnApiYaml('http://obo-authz.status.test'),
   });
 });
 
