@@ -8,6 +8,7 @@
 import { readFileSync } from 'node:fs';
 import type { CompileContext, KindDocument } from '../config/kinds.js';
 import type { Path } from '../config/issues.js';
+import { missingOutsideCluster } from '../config/outside-cluster.js';
 import { parseScope, scopeSpecificity, type CompiledScope } from '../config/scope.js';
 import { isValidHeaderName } from '../core/headers.js';
 import { compileString, type StringMatch, type StringOptions } from '../match/strings.js';
@@ -16,7 +17,7 @@ const PATH_MATCH: StringOptions = { star: 'nonEmpty' };
 import { compileRedisConnection, sharedRedis } from '../redis/connection.js';
 import { loginSchema, type RawLogin } from './schema.js';
 import type { CookieOptions, SameSite } from '../session/cookie.js';
-import { SessionKeys } from '../session/keys.js';
+import { compileKeyFiles, type SessionKeys } from '../session/keys.js';
 import { CookieSessionStore, type SessionStore } from '../session/store.js';
 import { RedisSessionStore } from '../session/redis-store.js';
 import { loadSigningKey, sharedProvider, type ClientAuth, type OidcProvider } from './provider.js';
@@ -98,6 +99,8 @@ function parseUrl(k: KindDocument, path: Path, value: string, what: string): URL
 }
 
 function readSecret(k: KindDocument, cc: CompileContext, path: Path, file: string): string | undefined {
+  // validate --ci: a Secret mounted only in the pod is a warning; compile on with a stand-in.
+  if (missingOutsideCluster(cc, k.v, path, file, cc.resolvePath(k.doc, file))) return 'stand-in';
   try {
     const t = readFileSync(cc.resolvePath(k.doc, file), 'utf8').replace(/\r?\n$/, '');
     if (t === '') k.v.error(path, 'the file is empty');
@@ -192,9 +195,7 @@ export function compileLogin(k: KindDocument, cc: CompileContext): CompiledLogin
   let keys: SessionKeys | undefined;
   if (!s.session?.keyFiles) v.error(['spec', 'session', 'keyFiles'], 'required field is missing (files with 32-byte keys; the first seals)');
   else {
-    const r = SessionKeys.fromFiles(s.session.keyFiles.map((f) => cc.resolvePath(k.doc, f)));
-    if ('error' in r) v.error(['spec', 'session', 'keyFiles', r.index], r.error);
-    else keys = r;
+    keys = compileKeyFiles(cc, v, ['spec', 'session', 'keyFiles'], s.session.keyFiles, (f) => cc.resolvePath(k.doc, f));
   }
   const storeKind = s.session?.store ?? (s.session?.redis ? 'redis' : 'cookie');
   if (storeKind === 'redis' && !s.session?.redis) v.error(['spec', 'session', 'redis'], 'required for store: redis');
@@ -206,7 +207,7 @@ export function compileLogin(k: KindDocument, cc: CompileContext): CompiledLogin
   }
 
   let ca: string | undefined;
-  if (s.caFile) {
+  if (s.caFile && !missingOutsideCluster(cc, v, ['spec', 'caFile'], s.caFile, cc.resolvePath(k.doc, s.caFile))) {
     try {
       ca = readFileSync(cc.resolvePath(k.doc, s.caFile), 'utf8');
     } catch (e) {

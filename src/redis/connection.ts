@@ -17,6 +17,7 @@ import type { Runtime } from '../core/runtime.js';
 import type { Path } from '../config/issues.js';
 import type { KindDocument } from '../config/kinds.js';
 import type { CompileContext } from '../config/kinds.js';
+import { missingOutsideCluster } from '../config/outside-cluster.js';
 import { bool, duration, num, obj, str, type Schema } from '../config/schema.js';
 
 export interface RawRedisConnection {
@@ -60,6 +61,8 @@ export interface RedisConnectionSettings {
 }
 
 function readText(k: KindDocument, cc: CompileContext, path: Path, file: string, what: string): string | undefined {
+  // validate --ci: a Secret mounted only in the pod is a warning; compile on with a stand-in.
+  if (missingOutsideCluster(cc, k.v, path, file, cc.resolvePath(k.doc, file))) return 'stand-in';
   try {
     return readFileSync(cc.resolvePath(k.doc, file), 'utf8');
   } catch (e) {

@@ -15,7 +15,7 @@ import type { CompileContext, KindDocument } from '../config/kinds.js';
 import type { Path } from '../config/issues.js';
 import { duration, list, obj, str, type Schema } from '../config/schema.js';
 import type { Runtime } from '../core/runtime.js';
-import { SessionKeys } from '../session/keys.js';
+import { compileKeyFiles, type SessionKeys } from '../session/keys.js';
 import { compileRedisConnection, redisConnectionFields, sharedRedis, type RawRedisConnection, type RedisHandle } from './connection.js';
 
 export interface RawSharedCache extends RawRedisConnection {
@@ -30,11 +30,8 @@ export const sharedCacheSchema: Schema<RawSharedCache> = obj<RawSharedCache>(
 
 export function compileSharedCache(k: KindDocument, cc: CompileContext, path: Path, raw: RawSharedCache): SharedTokenCache | undefined {
   const { keyFiles, lockTimeout, ...conn } = raw;
-  const keys = SessionKeys.fromFiles(keyFiles!.map((f) => cc.resolvePath(k.doc, f)));
-  if ('error' in keys) {
-    k.v.error([...path, 'keyFiles', keys.index], keys.error);
-    return undefined;
-  }
+  const keys = compileKeyFiles(cc, k.v, [...path, 'keyFiles'], keyFiles!, (f) => cc.resolvePath(k.doc, f));
+  if (!keys) return undefined;
   const settings = compileRedisConnection(k, cc, path, conn, 'obo:exchange:');
   if (!settings) return undefined;
   const lockMs = lockTimeout ?? 5_000;

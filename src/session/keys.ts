@@ -10,6 +10,9 @@
  */
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import type { Path } from '../config/issues.js';
+import { missingOutsideCluster, type OutsideCluster } from '../config/outside-cluster.js';
+import type { ValidationContext } from '../config/schema.js';
 
 export interface SessionKey {
   /** Key id in the JWE header: a hash of the key (never the key). */
@@ -129,4 +132,21 @@ export class SessionKeys {
 /** 32 random bytes as base64url: a session id, a state, a nonce or a PKCE verifier (RFC 7636 §4.1: 43 chars). */
 export function randomToken(bytes = 32): string {
   return randomBytes(bytes).toString('base64url');
+}
+
+/**
+ * The `keyFiles` a document names, read when the config is compiled; an unreadable or invalid
+ * file is an error at `path[index]`. Outside the cluster (validate --ci) a file that is not
+ * there is a warning and throw-away keys stand in, so the rest of the document is checked.
+ */
+export function compileKeyFiles(scope: OutsideCluster, v: ValidationContext, path: Path, written: readonly string[], resolve: (p: string) => string): SessionKeys | undefined {
+  const files = written.map(resolve);
+  const missing = files.map((f, i) => missingOutsideCluster(scope, v, [...path, i], written[i]!, f));
+  if (missing.some(Boolean)) return new SessionKeys(files.map(() => randomBytes(32)));
+  const r = SessionKeys.fromFiles(files);
+  if ('error' in r) {
+    v.error([...path, r.index], r.error);
+    return undefined;
+  }
+  return r;
 }

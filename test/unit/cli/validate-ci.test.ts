@@ -79,7 +79,7 @@ describe('validate --ci', () => {
     const r = await cli('validate', pod);
     expect(r.code).toBe(2);
     expect(r.err).toContain('(CredentialValidator/agent-keys): spec.apiKey.file: cannot read');
-    expect(r.err).toContain('(CredentialValidator/in-cluster): spec.kubernetes.tokenReview.apiServer: required outside a pod');
+    expect(r.err).toContain('(CredentialValidator/in-cluster): spec.kubernetes.tokenReview.apiServer: required outside a Kubernetes pod');
     expect(r.err).toContain('(SecurityTokenService/obo-sts): spec.builtin.keys[0].file: cannot read file');
   });
 
