@@ -59,8 +59,12 @@ function configMapFiles(text) {
  * repository): the example folders, deploy/'s ConfigMaps and Istio policy, the docs' blocks.
  */
 export function configExamples(root) {
+  // every folder of examples/ that holds config files at its top level
+  const exampleDirs = readdirSync(join(root, 'examples'), { withFileTypes: true })
+    .filter((d) => d.isDirectory() && readdirSync(join(root, 'examples', d.name)).some((f) => /\.ya?ml$/.test(f)))
+    .map((d) => ({ name: `examples/${d.name}`, dir: join(root, 'examples', d.name) }));
   const out = [
-    { name: 'examples/quickstart', dir: join(root, 'examples/quickstart') },
+    ...exampleDirs.sort((a, b) => a.name.localeCompare(b.name)),
     { name: 'envoy/config', dir: join(root, 'envoy/config') },
     { name: 'deploy/istio/authorization-policy.yaml', files: { 'policy.yaml': readFileSync(join(root, 'deploy/istio/authorization-policy.yaml'), 'utf8') } },
   ];

@@ -81,7 +81,7 @@ describe('trustEndUserHeader', () => {
     // Forwarded as sent (not removed upstream).
     expect(r.ok_response!.headers_to_remove).not.toContain('x-end-user-id');
     const line = JSON.parse(srv.runtime.logs.filter((l) => l.includes('"component":"decision"')).at(-1)!);
-    expect(line).toMatchObject({ endUser: 'alice', subject: 'apikey.obo-authz.dev/istio-system/platform/agent-platform' });
+    expect(line).toMatchObject({ end_user: 'alice', principal: 'apikey.obo-authz.dev/istio-system/platform/agent-platform' });
   });
 
   it('the claim decides: another end user is refused by the policy', async () => {

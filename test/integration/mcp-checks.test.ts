@@ -156,7 +156,15 @@ describe('allow / deny per method, tool, resource and prompt', () => {
     expect(f['mcp_session_id']).toMatchObject({ stringValue: 'sess-42' });
     expect(f['mcp_server']).toMatchObject({ stringValue: 'istio-system/tools' });
     const line = srv.runtime.logs.filter((l) => l.includes('"component":"decision"')).at(-1)!;
-    expect(JSON.parse(line).mcp).toEqual({ server: 'istio-system/tools', sessionId: 'sess-42', method: 'tools/call', tool: 'search', id: String(b['id']) });
+    const logged = JSON.parse(line) as Record<string, unknown>;
+    // the decision log carries the MCP facts under dynamic_metadata's names
+    expect(Object.fromEntries(Object.entries(logged).filter(([k]) => k.startsWith('mcp_')))).toEqual({
+      mcp_server: 'istio-system/tools',
+      mcp_session_id: 'sess-42',
+      mcp_method: 'tools/call',
+      mcp_tool: 'search',
+      mcp_id: String(b['id']),
+    });
     expect(srv.runtime.logs.join('')).not.toContain('SECRET-ARGUMENT');
   });
 });
