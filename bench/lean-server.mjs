@@ -29,8 +29,8 @@ const Resp = root.lookupType('envoy.service.auth.v3.CheckResponse');
 const TO_OBJECT = { longs: String, enums: Number, defaults: false, oneofs: true };
 const decisionLog = new DecisionLog(runtime.decisionSink);
 const m = runtime.metrics;
-const allowChild = m.checkDuration.labels('allow');
-const denyChild = m.checkDuration.labels('deny');
+const allowChild = m.checkDuration.labels('allow', 'grpc');
+const denyChild = m.checkDuration.labels('deny', 'grpc');
 
 /** grpc-timeout header -> absolute deadline (ms since epoch). */
 function deadlineOf(h) {
@@ -65,7 +65,7 @@ server.on('stream', (stream, headers) => {
       const ms = performance.now() - start;
       const decision = resp.status.code === 0 ? 'allow' : 'deny';
       (decision === 'allow' ? allowChild : denyChild).observe(ms / 1000);
-      m.checks.inc({ decision, reason: d.reason });
+      m.checks.inc({ decision, reason: d.reason, transport: 'grpc' });
       decisionLog.record(cfg.settings, d, ms);
       const bytes = Resp.encode(Resp.fromObject(resp)).finish();
       const out = Buffer.allocUnsafe(5 + bytes.length);

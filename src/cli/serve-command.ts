@@ -5,7 +5,7 @@ import type { Io } from './io.js';
 import { createRuntime, ListenError, startServer } from './serve.js';
 import { SERVE } from './specs.js';
 
-const LISTENER_FLAG: Record<ListenError['listener'], string> = { grpc: '--grpc-address', http: '--http-address', health: '--health-address' };
+const LISTENER_FLAG: Record<ListenError['listener'], string> = { grpc: '--grpc-address', http: '--http-address', health: '--health-address', 'http-authz': '--http-authz-address' };
 
 function checkAddress(flag: string, v: string | undefined): void {
   if (v === undefined) return;
@@ -26,7 +26,7 @@ async function serve(p: Parsed, io: Io): Promise<number> {
   const clientCa = stringFlag(v, 'tls-client-ca');
   if (!!cert !== !!key) throw new UsageError('--tls-cert and --tls-key go together');
   if (clientCa && !cert) throw new UsageError('--tls-client-ca needs --tls-cert and --tls-key');
-  for (const f of ['grpc-address', 'http-address', 'health-address']) checkAddress(`--${f}`, stringFlag(v, f));
+  for (const f of ['grpc-address', 'http-address', 'health-address', 'http-authz-address']) checkAddress(`--${f}`, stringFlag(v, f));
   const level = stringFlag(v, 'log-level')!;
   if (!['debug', 'info', 'warn', 'error', 'silent', 'trace', 'fatal'].includes(level)) throw new UsageError(`--log-level ${JSON.stringify(level)}: expected debug, info, warn, error or silent`);
 
@@ -38,6 +38,7 @@ async function serve(p: Parsed, io: Io): Promise<number> {
       grpcAddress: stringFlag(v, 'grpc-address'),
       httpAddress: stringFlag(v, 'http-address'),
       healthAddress: stringFlag(v, 'health-address'),
+      httpAuthzAddress: stringFlag(v, 'http-authz-address'),
       runtime,
       decisionLogPath: stringFlag(v, 'decision-log'),
       tls: cert ? { cert, key: key!, ...(clientCa ? { clientCa } : {}) } : undefined,

@@ -13,6 +13,7 @@ import { createGrpcServer, ServingState } from '../grpc/server.js';
 import { handleMcpHttp } from '../http/mcp.js';
 import { createAdminServer, createHealthServer, type RouteHandler } from '../http/admin.js';
 import { handleStatusHttp, type ConfigStatus } from '../http/status.js';
+import { createHttpAuthzServer } from '../http/authz-server.js';
 import { handleStsHttp } from '../http/sts.js';
 import { LineWriter } from '../observability/decision-log.js';
 import { createLogger } from '../observability/logger.js';
@@ -32,6 +33,8 @@ export interface ServerOptions {
   readonly httpAddress?: string;
   /** Plain-HTTP /healthz and /readyz only (container health checks with TLS on); off when unset. */
   readonly healthAddress?: string;
+  /** HTTP authorization listener (Envoy http_service, nginx, Traefik); default Settings.httpAuthz.address, else off. */
+  readonly httpAuthzAddress?: string;
   readonly runtime?: Runtime;
   readonly tls?: TlsFiles;
   /** Watch config files for changes (default true). */
@@ -46,6 +49,8 @@ export interface RunningServer {
   readonly grpcAddress: string;
   readonly httpAddress: string;
   readonly healthAddress?: string;
+  /** '' when the HTTP authorization listener is off. */
+  readonly httpAuthzAddress: string;
   readonly state: ServingState;
   readonly runtime: Runtime;
   /** Load the config paths again now; resolves true when the new config is in force. */
@@ -91,7 +96,7 @@ function decisionWriter(target: number | string, metrics: Metrics): LineWriter {
 /** A listener that could not be bound: which one, where, and the system's reason. */
 export class ListenError extends Error {
   constructor(
-    readonly listener: 'grpc' | 'http' | 'health',
+    readonly listener: 'grpc' | 'http' | 'health' | 'http-authz',
     readonly address: string,
     readonly code: string,
     readonly reason: string,
@@ -210,6 +215,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   ];
   const http = createAdminServer({ state, runtime, routes, tls });
   const health = opts.healthAddress ? createHealthServer(state, runtime) : undefined;
+  // HTTP authorization listener: off unless an address is given (flag or Settings.httpAuthz).
+  const authzAt = opts.httpAuthzAddress || state.config?.settings.httpAuthz?.address || '';
+  const authz = authzAt ? createHttpAuthzServer(state, runtime, { tls, decisionSink, maxHeaderBytes: state.config?.settings.httpAuthz?.maxHeaderBytes }) : undefined;
+  let httpAuthzAddress = '';
   let grpcAddress: string;
   let httpAddress: string;
   let healthAddress: string | undefined;
@@ -220,11 +229,19 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     grpcAddress = fmtAddress(g.host, grpcPort);
     httpAddress = await listenHttp(http, 'http', opts.httpAddress ?? '0.0.0.0:9002');
     if (health) healthAddress = await listenHttp(health, 'health', opts.healthAddress!);
+    if (authz) {
+      const a = splitHostPort(authzAt);
+      const port = await authz.listen(a.port, a.host).catch((e: unknown) => {
+        throw listenError('http-authz', authzAt, e);
+      });
+      httpAuthzAddress = fmtAddress(a.host, port);
+    }
   } catch (e) {
     // Nothing may stay behind a failed start: listeners, JWKS refresh timers, file watchers.
     grpcServer.forceShutdown();
     if (http.listening) http.close();
     if (health?.listening) health.close();
+    await authz?.close();
     runtime.shared.disposeAll();
     await decisionSink?.close();
     throw e;
@@ -234,7 +251,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   if (opts.watch !== false) {
     watcher = watchConfig(opts.configPaths, () => applyConfig(false), { debounceMs: opts.watchDebounceMs, pollMs: opts.watchPollMs });
   }
-  log.info({ grpcAddress, httpAddress, ...(healthAddress ? { healthAddress } : {}), tls: !!tls, serving: state.serving }, 'obo-authz listening');
+  log.info({ grpcAddress, httpAddress, ...(healthAddress ? { healthAddress } : {}), ...(httpAuthzAddress ? { httpAuthzAddress } : {}), tls: !!tls, serving: state.serving }, 'obo-authz listening');
 
   let closed = false;
   const close = async () => {
@@ -248,6 +265,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       await new Promise<void>((resolve) => health.close(() => resolve()));
       health.closeAllConnections?.();
     }
+    await authz?.close();
     runtime.shared.disposeAll();
     // Buffered decision lines must reach their file/stdout before the process exits.
     await Promise.all([decisionSink?.close(), runtime.decisionSink?.flush?.()]);
@@ -257,6 +275,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     grpcAddress,
     httpAddress,
     ...(healthAddress ? { healthAddress } : {}),
+    httpAuthzAddress,
     state,
     runtime,
     reload: () => applyConfig(false),

@@ -24,6 +24,7 @@ export const SERVE: CommandSpec = {
   summary: 'run the ext_authz gRPC server and the HTTP endpoints',
   usage: [
     'serve --config PATH [--config PATH ...] [--grpc-address HOST:PORT] [--http-address HOST:PORT] [--health-address HOST:PORT]',
+    '    [--http-authz-address HOST:PORT]',
     '    [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--log-level LEVEL] [--decision-log FILE]',
   ],
   description:
@@ -42,6 +43,12 @@ export const SERVE: CommandSpec = {
       value: 'HOST:PORT',
       env: 'OBO_AUTHZ_HEALTH_ADDRESS',
       description: 'Extra plain-HTTP listener serving only /healthz and /readyz (no TLS, no client certificate), for health checks when the other listeners use TLS. Off unless set; the container image sets 127.0.0.1:9003.',
+    },
+    {
+      name: 'http-authz-address',
+      type: 'string',
+      value: 'HOST:PORT',
+      description: 'HTTP authorization listener for Envoy http_service, Istio envoyExtAuthzHttp, nginx auth_request and Traefik ForwardAuth (docs/http-transport.md); HTTP/1.1 and h2c, TLS like the gRPC listener. Off unless set here or in Settings.httpAuthz.address.',
     },
     { name: 'tls-cert', type: 'string', value: 'FILE', description: 'PEM server certificate: TLS on the gRPC and HTTP listeners. Needs --tls-key.' },
     { name: 'tls-key', type: 'string', value: 'FILE', description: 'PEM private key of --tls-cert.' },

@@ -1,4 +1,5 @@
 /** The server-wide `Settings` kind (obo-authz.dev/v1alpha1). At most one per config. */
+import { finishHttpAuthz, httpAuthzSchema, type HttpAuthzSettings } from './http-authz-settings.js';
 import { bool, duration, num, obj, record, str, type ValidationContext } from './schema.js';
 
 export interface Settings {
@@ -29,6 +30,8 @@ export interface Settings {
   };
   /** JWKS refresh/outage tuning overrides in ms (defaults in src/jwt/jwks-source.ts). */
   readonly jwks: Readonly<Partial<JwksTuningMs>>;
+  /** The HTTP authorization transport (config/http-authz-settings.ts); null when the block is absent. */
+  readonly httpAuthz: HttpAuthzSettings | null;
 }
 
 export interface JwksTuningMs {
@@ -53,6 +56,7 @@ export const DEFAULT_SETTINGS: Settings = Object.freeze({
   reasonHeader: false,
   decisionLog: Object.freeze({ enabled: true, allowSampleRate: 1, clientAddress: 'remote' }),
   jwks: Object.freeze({}),
+  httpAuthz: null,
 }) as Settings;
 
 interface SettingsSpec {
@@ -67,6 +71,7 @@ interface SettingsSpec {
   reasonHeader?: boolean;
   decisionLog?: { enabled?: boolean; allowSampleRate?: number; clientAddress?: 'remote' | 'peer' | 'none' };
   jwks?: Record<string, number>;
+  httpAuthz?: Parameters<typeof finishHttpAuthz>[0];
 }
 
 const NS = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -91,6 +96,7 @@ const settingsSpec = obj<SettingsSpec>({
     retryInitial: duration({ minMs: 10 }),
     retryMax: duration({ minMs: 10 }),
   }),
+  httpAuthz: httpAuthzSchema,
 });
 
 export function parseSettings(spec: unknown, ctx: ValidationContext): Settings | undefined {
@@ -105,6 +111,8 @@ export function parseSettings(spec: unknown, ctx: ValidationContext): Settings |
     ctx.error(['spec', 'jwksUnavailableStatus'], `must be 401 or 503, got ${s.jwksUnavailableStatus}`);
     return undefined;
   }
+  const httpAuthz = s.httpAuthz ? finishHttpAuthz(s.httpAuthz, ['spec', 'httpAuthz'], ctx) : null;
+  if (httpAuthz === undefined) return undefined;
   const d = DEFAULT_SETTINGS;
   return Object.freeze({
     rootNamespace: s.rootNamespace ?? d.rootNamespace,
@@ -124,5 +132,6 @@ export function parseSettings(spec: unknown, ctx: ValidationContext): Settings |
     jwks: Object.freeze(
       Object.fromEntries(Object.entries(s.jwks ?? {}).map(([k, v]) => [`${k}Ms`, v])) as Partial<JwksTuningMs>,
     ),
+    httpAuthz,
   });
 }

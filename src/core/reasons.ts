@@ -72,6 +72,18 @@ export const REASONS = {
   ERR_MCP_HEADER_MISMATCH: { http: 400, grpc: INVALID_ARGUMENT, body: 'MCP request headers do not match the body', description: 'Mcp-Method / Mcp-Name headers differ from the JSON-RPC body' },
   MCP_METADATA: { http: 200, grpc: PERMISSION_DENIED, body: '', description: 'protected-resource metadata (RFC 9728) or its CORS preflight answered directly' },
   ERR_BAD_REQUEST: { http: 400, grpc: INVALID_ARGUMENT, body: 'ext_authz: bad request', description: 'the request cannot be evaluated, or its answer cannot be sent (e.g. CR/LF in a header value)' },
+  ERR_UNTRUSTED_PROXY: {
+    http: 403,
+    grpc: PERMISSION_DENIED,
+    body: 'ext_authz: untrusted proxy',
+    description: 'an HTTP authorization request carried forwarded headers (client address, original host, URI or method) from a peer not in httpAuthz.trustedProxies',
+  },
+  ERR_TRANSPORT_UNSUPPORTED: {
+    http: 403,
+    grpc: PERMISSION_DENIED,
+    body: 'ext_authz: request cannot be authorized over this transport',
+    description: 'the answer needs a change the HTTP authorization transport cannot make (removing a token from the query string)',
+  },
   ERR_DEADLINE: { http: 503, grpc: UNAVAILABLE, body: 'ext_authz: deadline exceeded', description: 'the Check deadline would pass before a decision' },
   ERR_UNAVAILABLE: { http: 503, grpc: UNAVAILABLE, body: 'ext_authz: service unavailable', description: 'the server has no configuration loaded or is shutting down' },
   ERR_INTERNAL: { http: 500, grpc: INTERNAL, body: 'ext_authz: internal error', description: 'unexpected internal error (always a deny)' },

@@ -5,10 +5,11 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { CompiledConfig } from '../pipeline/compile.js';
-import { DecisionLog, LineWriter, type DecisionSink } from '../observability/decision-log.js';
+import type { DecisionSink } from '../observability/decision-log.js';
 import type { RawCheckRequest } from '../core/context.js';
 import type { Decision } from '../core/decision.js';
 import { evaluateCheck } from '../pipeline/pipeline.js';
+import { CheckRecorder } from '../pipeline/recorder.js';
 import { REASONS } from '../core/reasons.js';
 import type { ServerRuntime as Runtime } from '../observability/metrics.js';
 import { toCheckResponse, type CheckResponseObject } from '../respond/respond.js';
@@ -85,23 +86,8 @@ export interface GrpcServerOptions {
 
 export function createGrpcServer(state: ServingState, runtime: Runtime, opts: GrpcServerOptions = {}): grpc.Server {
   const protos = loadProtos();
-  const decisionLog = new DecisionLog(opts.decisionSink ?? runtime.decisionSink ?? new LineWriter(1, { flushOnExit: true }));
-  const m = runtime.metrics;
-  m.trackInflight(() => state.inflight);
-  // Label children resolved once per (decision, reason): both come from closed sets, and
-  // resolving labels on every Check (hashing the label object) is measurable per-Check cost.
-  const checkChildren = { allow: new Map<string, { inc(): void }>(), deny: new Map<string, { inc(): void }>() };
-  const checkCounter = (decision: 'allow' | 'deny', reason: string) => {
-    const byReason = checkChildren[decision];
-    let c = byReason.get(reason);
-    if (!c) {
-      c = m.checks.labels(decision, reason);
-      byReason.set(reason, c);
-    }
-    return c;
-  };
-  const durationAllow = m.checkDuration.labels('allow');
-  const durationDeny = m.checkDuration.labels('deny');
+  const recorder = new CheckRecorder(runtime, 'grpc', opts.decisionSink);
+  runtime.metrics.trackInflight(() => state.inflight);
   const server = new grpc.Server({
     'grpc.max_concurrent_streams': opts.maxConcurrentStreams ?? 1000,
     'grpc.keepalive_permit_without_calls': 1,
@@ -114,10 +100,7 @@ export function createGrpcServer(state: ServingState, runtime: Runtime, opts: Gr
     let resp: CheckResponseObject;
     try {
       resp = toCheckResponse(d, { reasonHeader: reasonHeader(cfg) });
-      const ms = performance.now() - start;
-      checkCounter(d.allow ? 'allow' : 'deny', d.reason).inc();
-      (d.allow ? durationAllow : durationDeny).observe(ms / 1000);
-      if (cfg) decisionLog.record(cfg.settings, d, ms);
+      recorder.record(cfg, d, performance.now() - start);
     } catch (e) {
       // Nothing above should throw; if it does, the Check is still answered, with a deny.
       resp = internalError(e);
@@ -128,7 +111,7 @@ export function createGrpcServer(state: ServingState, runtime: Runtime, opts: Gr
 
   const internalError = (e: unknown): CheckResponseObject => {
     runtime.logger.error({ err: e instanceof Error ? e.name : 'unknown' }, 'check failed unexpectedly');
-    checkCounter('deny', 'ERR_INTERNAL').inc();
+    recorder.count(false, 'ERR_INTERNAL');
     return {
       status: { code: 13, message: 'ERR_INTERNAL' },
       denied_response: { status: { code: REASONS.ERR_INTERNAL.http }, headers: [], body: REASONS.ERR_INTERNAL.body },

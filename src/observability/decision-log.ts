@@ -78,11 +78,13 @@ export type ClientAddressMode = 'remote' | 'peer' | 'none';
  * principal, actor, audience, exchange_policy, audit, shadow, end_user, mcp_*), so a log
  * query and an Envoy access log (%DYNAMIC_METADATA(envoy.filters.http.ext_authz:reason)%) use
  * the same names. Then what was asked (method, host, path without the query, client_address)
- * and, when present, status and detail (denies), exchange_cache, latency_ms. Every string
+ * and, when present, status and detail (denies), exchange_cache, latency_ms; `transport`
+ * (grpc or http) when the log belongs to a transport. Every string
  * goes through JSON.stringify (request ids, hosts, paths and principals are request data).
  */
-export function decisionLine(d: Decision, latencyMs: number, time: string = isoNow(), clientAddress: ClientAddressMode = 'remote'): string {
+export function decisionLine(d: Decision, latencyMs: number, time: string = isoNow(), clientAddress: ClientAddressMode = 'remote', transport?: string): string {
   let s = `${PREFIX}${time}${BASE},"request_id":${q(d.requestId)},${verdictFragment(d.allow, d.reason)}`;
+  if (transport) s += `,"transport":${q(transport)}`;
   const r = d.request;
   if (r) {
     s += `,"method":${q(r.method)},"host":${q(r.host)},"path":${q(r.path)}`;
@@ -121,6 +123,8 @@ export class DecisionLog {
   constructor(
     private readonly out: LineSink,
     private readonly random: () => number = Math.random,
+    /** `grpc` or `http`: which transport the Check came in on (a field of every line). */
+    private readonly transport?: string,
   ) {}
 
   record(settings: Settings, d: Decision, latencyMs: number): void {
@@ -130,7 +134,7 @@ export class DecisionLog {
     const a = d.attribution;
     const mustLog = !d.allow || (a.audit !== undefined && a.audit.length > 0) || (a.shadow !== undefined && a.shadow.length > 0);
     if (!mustLog && cfg.allowSampleRate < 1 && this.random() >= cfg.allowSampleRate) return;
-    this.out.write(decisionLine(d, latencyMs, isoNow(), cfg.clientAddress));
+    this.out.write(decisionLine(d, latencyMs, isoNow(), cfg.clientAddress, this.transport));
   }
 }
 

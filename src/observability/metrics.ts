@@ -12,8 +12,8 @@ const PREFIX = 'obo_authz_';
 
 export class Metrics implements MetricsRegistry {
   readonly registry: client.Registry;
-  readonly checks: HotCounter<'decision' | 'reason'>;
-  readonly checkDuration: HotHistogram<'decision'>;
+  readonly checks: HotCounter<'decision' | 'reason' | 'transport'>;
+  readonly checkDuration: HotHistogram<'decision' | 'transport'>;
   readonly configReloads: client.Counter<'result'>;
   readonly configInfo: client.Gauge<'hash'>;
   readonly inflight: client.Gauge;
@@ -24,8 +24,8 @@ export class Metrics implements MetricsRegistry {
     this.registry = new client.Registry();
     if (opts.collectDefault) client.collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
     // Updated on every Check: counter() and histogram() make the cheap kind (hot-metrics.ts).
-    this.checks = this.counter('checks_total', 'Check decisions by decision (allow|deny) and reason code.', ['decision', 'reason'] as const);
-    this.checkDuration = this.histogram('check_duration_seconds', 'Time to answer one Check, by decision.', ['decision'] as const, [
+    this.checks = this.counter('checks_total', 'Check decisions by decision (allow|deny), reason code and transport (grpc|http).', ['decision', 'reason', 'transport'] as const);
+    this.checkDuration = this.histogram('check_duration_seconds', 'Time to answer one Check, by decision and transport.', ['decision', 'transport'] as const, [
       0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
     ]);
     this.configReloads = new client.Counter({

@@ -23,6 +23,12 @@ export interface EvaluateOptions {
   /** Absolute deadline (ms since epoch) from grpc-timeout; undefined = Settings.defaultTimeout. */
   readonly deadline?: number;
   readonly explain?: boolean;
+  /**
+   * What the caller's transport cannot carry of an allow (the HTTP authorization transport
+   * cannot rewrite the query string): a message turns the allow into ERR_TRANSPORT_UNSUPPORTED
+   * before the Decision is final, so the answer, the metric and the decision log agree.
+   */
+  readonly unsupported?: (up: UpstreamMutations) => string | null;
 }
 
 function isPromise<T>(v: T | Promise<T>): v is Promise<T> {
@@ -85,8 +91,15 @@ function unsendable(state: CheckState): Deny | null {
   return null;
 }
 
-function toDecision(state: PipelineState, d: Deny | null, requestId: string): Decision {
-  if (!d) d = unsendable(state);
+function transportLimit(state: CheckState, unsupported: EvaluateOptions['unsupported']): Deny | null {
+  const why = unsupported?.(state.upstream);
+  if (!why) return null;
+  state.trace?.add('respond', `${why}: denied`);
+  return { reason: 'ERR_TRANSPORT_UNSUPPORTED', message: why };
+}
+
+function toDecision(state: PipelineState, d: Deny | null, requestId: string, unsupported?: EvaluateOptions['unsupported']): Decision {
+  if (!d) d = unsendable(state) ?? transportLimit(state, unsupported);
   mcpRecord(state);
   if (!d) {
     return {
@@ -125,7 +138,8 @@ function toDecision(state: PipelineState, d: Deny | null, requestId: string): De
   };
 }
 
-function internalDecision(reason: ReasonCode, message: string, requestId: string, trace: Trace | null, request?: RequestContext): Decision {
+/** A deny decided before (or instead of) the stages: no config, deadline, a transport's refusal. */
+export function internalDecision(reason: ReasonCode, message: string, requestId: string, trace: Trace | null, request?: RequestContext): Decision {
   return {
     allow: false,
     reason,
@@ -200,8 +214,8 @@ export function evaluateCheck(
   } catch (e) {
     return failClosed(e, runtime, requestId, trace, ctx);
   }
-  if (!isPromise(r)) return toDecision(state, r, requestId);
-  return raceDeadline(r, state, answerBy, requestId);
+  if (!isPromise(r)) return toDecision(state, r, requestId, opts.unsupported);
+  return raceDeadline(r, state, answerBy, requestId, opts.unsupported);
 }
 
 const NO_IDENTITIES: readonly Identity[] = Object.freeze([]);
@@ -235,12 +249,18 @@ class PipelineState implements McpPhaseState {
  * A stage went asynchronous (a JWKS fetch, a TokenReview, an STS call): race it against
  * the deadline so Envoy always gets our explicit answer first.
  */
-async function raceDeadline(r: Promise<Deny | null>, state: PipelineState, answerBy: number, requestId: string): Promise<Decision> {
+async function raceDeadline(
+  r: Promise<Deny | null>,
+  state: PipelineState,
+  answerBy: number,
+  requestId: string,
+  unsupported: EvaluateOptions['unsupported'],
+): Promise<Decision> {
   const { runtime, trace } = state;
   let timer: NodeJS.Timeout | undefined;
   try {
     const work = r.then(
-      (d) => toDecision(state, d, requestId),
+      (d) => toDecision(state, d, requestId, unsupported),
       (e: unknown) => failClosed(e, runtime, requestId, trace, state.ctx),
     );
     const timeout = new Promise<Decision>((resolve) => {

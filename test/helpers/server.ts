@@ -22,14 +22,18 @@ export interface TestServer {
 }
 
 /** Write `files` (name -> YAML) into a fresh temp folder and serve it. */
-export async function startTestServer(files: Record<string, string>, opts: { watch?: boolean } = {}): Promise<TestServer> {
+export async function startTestServer(
+  files: Record<string, string>,
+  opts: { watch?: boolean; httpAuthz?: boolean; runtime?: TestRuntime } = {},
+): Promise<TestServer> {
   const dir = tempDir('obo-authz-test-');
   for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
-  const runtime = createTestRuntime({ level: 'debug' });
+  const runtime = opts.runtime ?? createTestRuntime({ level: 'debug' });
   const server = await startServer({
     configPaths: [dir],
     grpcAddress: '127.0.0.1:0',
     httpAddress: '127.0.0.1:0',
+    ...(opts.httpAuthz ? { httpAuthzAddress: '127.0.0.1:0' } : {}),
     runtime,
     watch: opts.watch ?? false,
     watchDebounceMs: 50,

@@ -133,8 +133,8 @@ describe('core server on the quick-start config', () => {
 
   it('exposes Prometheus metrics with checks by decision and reason, and a duration histogram', async () => {
     const text = await (await fetch(`http://${t.server.httpAddress}/metrics`)).text();
-    expect(text).toMatch(/obo_authz_checks_total\{decision="allow",reason="OK"\} [1-9]/);
-    expect(text).toMatch(/obo_authz_checks_total\{decision="deny",reason="ERR_RBAC_DENIED"\} [1-9]/);
+    expect(text).toMatch(/obo_authz_checks_total\{decision="allow",reason="OK",transport="grpc"\} [1-9]/);
+    expect(text).toMatch(/obo_authz_checks_total\{decision="deny",reason="ERR_RBAC_DENIED",transport="grpc"\} [1-9]/);
     expect(text).toContain('obo_authz_check_duration_seconds_bucket');
     // stage metrics after the calls above: verification (then the verified-token cache),
     // one exchange by the built-in STS, then exchange-cache hits

@@ -1,0 +1,236 @@
+/**
+ * The HTTP authorization listener: every request is an authorization request from Envoy
+ * (`http_service`, Istio `envoyExtAuthzHttp`), nginx (`auth_request`) or Traefik
+ * (`ForwardAuth`), turned into the same RawCheckRequest a gRPC Check carries and evaluated by
+ * the same pipeline (authz-request.ts, then pipeline.ts, then authz-response.ts).
+ *
+ * One port serves HTTP/1.1 (keep-alive) and HTTP/2: in clear text the client preface picks
+ * h2c (prior knowledge, as Envoy's HTTP/2 clusters speak it) or HTTP/1.1; with TLS, ALPN
+ * does. Every answer is explicit (a proxy's own error path may fail open): an internal error
+ * is a 500 deny, a malformed or oversized request a 400/431 deny, each with a reason code in
+ * the metrics and the decision log.
+ */
+import { createServer as createHttp1Server, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createH2Server, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from 'node:http2';
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { DEFAULT_HTTP_AUTHZ, type HttpAuthzSettings, type HttpConvention } from '../config/http-authz-settings.js';
+import type { Decision } from '../core/decision.js';
+import type { DecisionSink } from '../observability/decision-log.js';
+import type { ServerRuntime as Runtime } from '../observability/metrics.js';
+import type { CompiledConfig } from '../pipeline/compile.js';
+import { evaluateCheck, internalDecision } from '../pipeline/pipeline.js';
+import { CheckRecorder } from '../pipeline/recorder.js';
+import type { ServingState } from '../grpc/server.js';
+import { buildCheckRequest, type InboundRequest } from './authz-request.js';
+import { answerFor, httpLimits, type HttpAnswer } from './authz-response.js';
+
+type Req = IncomingMessage | Http2ServerRequest;
+type Res = ServerResponse | Http2ServerResponse;
+
+export interface HttpAuthzServerOptions {
+  /** Largest request head (Node maxHeaderSize / HTTP/2 max header list size). */
+  readonly maxHeaderBytes?: number;
+  readonly tls?: { key: Buffer; cert: Buffer; ca?: Buffer };
+  readonly decisionSink?: DecisionSink;
+  /** Idle keep-alive connections are closed after this long (default 75 s: above most proxies' pools). */
+  readonly keepAliveTimeoutMs?: number;
+}
+
+export interface HttpAuthzServer {
+  listen(port: number, host: string): Promise<number>;
+  /** Stop accepting, close idle connections now and the rest once their request is answered. */
+  close(): Promise<void>;
+}
+
+const H2_PREFACE = 'PRI';
+
+export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opts: HttpAuthzServerOptions = {}): HttpAuthzServer {
+  const recorder = new CheckRecorder(runtime, 'http', opts.decisionSink);
+  const maxHeaderBytes = opts.maxHeaderBytes ?? DEFAULT_HTTP_AUTHZ.maxHeaderBytes;
+
+  /** Count, log and send one answer. */
+  const send = (res: Res, conv: HttpConvention | null, d: Decision, inbound: Req['headers'], cfg: CompiledConfig | null, start: number): void => {
+    let a: HttpAnswer;
+    try {
+      a = answerFor(conv, d, inbound, settingsOf(cfg), cfg?.settings.reasonHeader ?? false);
+      // The decision line says what the proxy was told.
+      recorder.record(cfg, a.status === d.httpStatus || d.allow ? d : { ...d, httpStatus: a.status }, performance.now() - start);
+    } catch (e) {
+      runtime.logger.error({ err: e instanceof Error ? e.name : 'unknown' }, 'http check failed unexpectedly');
+      recorder.count(false, 'ERR_INTERNAL');
+      a = { status: 500, headers: ['content-type', 'text/plain; charset=utf-8'], body: 'ext_authz: internal error' };
+    }
+    write(res, a);
+  };
+
+  const handle = (req: Req, res: Res): void => {
+    const start = performance.now();
+    const cfg = state.config;
+    const s = settingsOf(cfg);
+    const url = req.url ?? '/';
+    if (s.mode === 'auto' && (url === '/healthz' || url === '/readyz')) {
+      const ok = url === '/healthz' || state.serving;
+      return write(res, { status: ok ? 200 : 503, headers: ['content-type', 'text/plain; charset=utf-8'], body: ok ? 'ok\n' : 'not ready\n' });
+    }
+    const inb: InboundRequest = {
+      method: req.method ?? 'GET',
+      url,
+      headers: req.headers,
+      peer: req.socket?.remoteAddress ?? '',
+      protocol: req.httpVersion === '2.0' ? 'HTTP/2' : `HTTP/${req.httpVersion}`,
+    };
+    state.enter();
+    const finish = (conv: HttpConvention | null, d: Decision) => {
+      state.leave();
+      send(res, conv, d, req.headers, cfg, start);
+    };
+    const refuse = (conv: HttpConvention | null, reason: Parameters<typeof internalDecision>[0], message: string, status?: number) => {
+      const d = internalDecision(reason, message, idOf(req), null);
+      finish(conv, status ? { ...d, httpStatus: status } : d);
+    };
+    const evaluate = (body: string | undefined) => {
+      const b = buildCheckRequest(inb, s, runtime.now(), body);
+      if (!b.ok) return refuse(b.convention, b.reason, b.message, b.status);
+      let r: Decision | Promise<Decision>;
+      try {
+        r = evaluateCheck(b.raw, cfg, runtime, { deadline: b.deadline, unsupported: httpLimits });
+      } catch (e) {
+        return refuse(b.convention, 'ERR_INTERNAL', `evaluate threw: ${e instanceof Error ? e.name : 'unknown'}`);
+      }
+      if (!(r instanceof Promise)) return finish(b.convention, r);
+      r.then(
+        (d) => finish(b.convention, d),
+        () => refuse(b.convention, 'ERR_INTERNAL', 'evaluate rejected'),
+      );
+    };
+    const length = Number(req.headers['content-length'] ?? 0);
+    if (!(length > 0) && req.headers['transfer-encoding'] === undefined) return evaluate(undefined);
+    // A forwarded body (Envoy with_request_body, Traefik forwardBody), read up to maxBodyBytes.
+    if (length > s.maxBodyBytes) return refuse(null, 'ERR_BAD_REQUEST', `request body over httpAuthz.maxBodyBytes (${s.maxBodyBytes})`, 413);
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > s.maxBodyBytes && !done) {
+        done = true;
+        refuse(null, 'ERR_BAD_REQUEST', `request body over httpAuthz.maxBodyBytes (${s.maxBodyBytes})`, 413);
+      } else if (!done) chunks.push(c);
+    });
+    req.on('end', () => {
+      if (!done) (done = true), evaluate(Buffer.concat(chunks).toString('utf8'));
+    });
+    req.on('error', () => {
+      if (!done) (done = true), refuse(null, 'ERR_BAD_REQUEST', 'request body could not be read');
+    });
+  };
+
+  // HTTP/1.1. A request Node cannot parse (a head over maxHeaderSize, bad framing) is still
+  // answered and counted with a reason code.
+  const h1 = createHttp1Server({ maxHeaderSize: maxHeaderBytes, keepAliveTimeout: opts.keepAliveTimeoutMs ?? 75_000 }, handle);
+  h1.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    if (!String(err.code ?? '').startsWith('HPE_') || !socket.writable) return void socket.destroy();
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+    const message = status === 431 ? `request head over httpAuthz.maxHeaderBytes (${maxHeaderBytes})` : `unparsable HTTP request (${err.code})`;
+    const cfg = state.config;
+    recorder.record(cfg, { ...internalDecision('ERR_BAD_REQUEST', message, '', null), httpStatus: status }, 0);
+    const body = status === 431 ? 'ext_authz: request header fields too large' : 'ext_authz: bad request';
+    socket.end(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\nconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+  });
+
+  // HTTP/2 (h2c prior knowledge or ALPN h2).
+  const h2 = createH2Server({ maxSessionMemory: 64, settings: { maxHeaderListSize: maxHeaderBytes, maxConcurrentStreams: 1000 } }, handle);
+  const sessions = new Set<Http2Session>();
+  h2.on('session', (s: Http2Session) => {
+    sessions.add(s);
+    s.on('close', () => sessions.delete(s));
+  });
+
+  const dispatch = (socket: Socket, h2Wanted: boolean) => (h2Wanted ? h2 : h1).emit('connection', socket);
+  let outer: NetServer;
+  if (opts.tls) {
+    const t = opts.tls;
+    outer = createTlsServer(
+      { key: t.key, cert: t.cert, ca: t.ca, requestCert: !!t.ca, rejectUnauthorized: !!t.ca, ALPNProtocols: ['h2', 'http/1.1'] },
+      (socket: TLSSocket) => dispatch(socket, socket.alpnProtocol === 'h2'),
+    );
+  } else {
+    outer = createNetServer((socket) => {
+      // Peek at the first bytes: an HTTP/2 client preface starts with "PRI", no HTTP/1 method does.
+      let seen: Buffer = Buffer.alloc(0);
+      const onData = (chunk: Buffer) => {
+        seen = seen.length ? Buffer.concat([seen, chunk]) : chunk;
+        if (seen.length < H2_PREFACE.length && H2_PREFACE.startsWith(seen.toString('latin1'))) return;
+        socket.off('data', onData);
+        socket.pause();
+        socket.unshift(seen);
+        const h2Wanted = seen.subarray(0, 3).toString('latin1') === H2_PREFACE;
+        dispatch(socket, h2Wanted);
+        // HTTP/2 reads what is buffered itself; the HTTP/1 parser takes it as 'data'.
+        if (!h2Wanted) socket.resume();
+      };
+      socket.on('data', onData);
+      socket.on('error', () => socket.destroy());
+    });
+  }
+
+  return {
+    listen(port, host) {
+      return new Promise((resolve, reject) => {
+        outer.once('error', reject);
+        outer.listen(port, host, () => {
+          outer.off('error', reject);
+          const a = outer.address();
+          resolve(typeof a === 'object' && a ? a.port : port);
+        });
+      });
+    },
+    close() {
+      return new Promise((resolve) => {
+        outer.close(() => resolve());
+        h1.closeIdleConnections();
+        for (const s of sessions) s.close();
+        // Connections still busy are closed once their answer is out (Connection: close).
+        setTimeout(() => {
+          h1.closeAllConnections();
+          for (const s of sessions) s.destroy();
+        }, 1000).unref();
+      });
+    },
+  };
+}
+
+function settingsOf(cfg: CompiledConfig | null): HttpAuthzSettings {
+  return cfg?.settings.httpAuthz ?? DEFAULT_HTTP_AUTHZ;
+}
+
+function idOf(req: Req): string {
+  const v = req.headers['x-request-id'];
+  return typeof v === 'string' ? v : '';
+}
+
+function write(res: Res, a: HttpAnswer): void {
+  if (res.headersSent || res.destroyed) return;
+  const body = a.body;
+  const headers = a.headers;
+  headers.push('content-length', String(Buffer.byteLength(body)));
+  try {
+    if ('stream' in res) {
+      // HTTP/2 compatibility API: an object (repeated names joined as a list).
+      const o: Record<string, string | string[]> = {};
+      for (let i = 0; i < headers.length; i += 2) {
+        const k = headers[i]!;
+        const prev = o[k];
+        o[k] = prev === undefined ? headers[i + 1]! : [...(Array.isArray(prev) ? prev : [prev]), headers[i + 1]!];
+      }
+      res.writeHead(a.status, o);
+    } else {
+      res.writeHead(a.status, headers);
+    }
+    res.end(body);
+  } catch {
+    // an invalid header (never produced: values are checked) or a closed socket
+    res.destroy();
+  }
+}
