@@ -10,6 +10,7 @@ import { compileExchange, type ExchangeConfig } from '../exchange/compile.js';
 import { compileLogins, type LoginConfig } from '../login/index.js';
 import { compileMcp, type McpConfig } from '../mcp/index.js';
 import type { Runtime } from '../core/runtime.js';
+import { checkHttpTransport } from './http-limits.js';
 import { ConfigError, type ConfigIssue } from '../config/issues.js';
 import { KIND_VERSIONS, type CompileContext, type KindDocument, type KindName } from '../config/kinds.js';
 import { loadConfigFiles, type LoadedDocument } from '../config/loader.js';
@@ -176,6 +177,7 @@ export function compileDocuments(
   );
   const mcp = compileMcp(byKind('MCPServer'), cc);
   crossCheckAuthnExchange(authn, exchange, byKind('TokenExchangePolicy'));
+  checkHttpTransport(settings, kinds, exchange);
   for (const c of contexts) issues.push(...c.issues);
   if (issues.some((i) => i.severity === 'error')) {
     runtime.shared.abortGeneration();
