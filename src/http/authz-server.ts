@@ -48,6 +48,10 @@ const H2_PREFACE = 'PRI';
 export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opts: HttpAuthzServerOptions = {}): HttpAuthzServer {
   const recorder = new CheckRecorder(runtime, 'http', opts.decisionSink);
   const maxHeaderBytes = opts.maxHeaderBytes ?? DEFAULT_HTTP_AUTHZ.maxHeaderBytes;
+  // HTTP/1 connections and their requests in flight (an http.Server that does not listen
+  // itself does not track the connections handed to it), for a graceful close.
+  const h1Sockets = new Map<Socket, number>();
+  let closing = false;
 
   /** Count, log and send one answer. */
   const send = (res: Res, conv: HttpConvention | null, d: Decision, inbound: Req['headers'], cfg: CompiledConfig | null, start: number): void => {
@@ -61,17 +65,27 @@ export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opt
       recorder.count(false, 'ERR_INTERNAL');
       a = { status: 500, headers: ['content-type', 'text/plain; charset=utf-8'], body: 'ext_authz: internal error' };
     }
-    write(res, a);
+    write(res, a, closing);
   };
 
   const handle = (req: Req, res: Res): void => {
     const start = performance.now();
+    const sock = req.socket as Socket | undefined;
+    const busy = sock ? h1Sockets.get(sock) : undefined;
+    if (sock && busy !== undefined) {
+      h1Sockets.set(sock, busy + 1);
+      res.once('close', () => {
+        const n = (h1Sockets.get(sock) ?? 1) - 1;
+        if (h1Sockets.has(sock)) h1Sockets.set(sock, n);
+        if (closing && n === 0) sock.end();
+      });
+    }
     const cfg = state.config;
     const s = settingsOf(cfg);
     const url = req.url ?? '/';
     if (s.mode === 'auto' && (url === '/healthz' || url === '/readyz')) {
       const ok = url === '/healthz' || state.serving;
-      return write(res, { status: ok ? 200 : 503, headers: ['content-type', 'text/plain; charset=utf-8'], body: ok ? 'ok\n' : 'not ready\n' });
+      return write(res, { status: ok ? 200 : 503, headers: ['content-type', 'text/plain; charset=utf-8'], body: ok ? 'ok\n' : 'not ready\n' }, closing);
     }
     const inb: InboundRequest = {
       method: req.method ?? 'GET',
@@ -147,7 +161,14 @@ export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opt
     s.on('close', () => sessions.delete(s));
   });
 
-  const dispatch = (socket: Socket, h2Wanted: boolean) => (h2Wanted ? h2 : h1).emit('connection', socket);
+  const dispatch = (socket: Socket, h2Wanted: boolean) => {
+    if (closing) return void socket.destroy();
+    if (!h2Wanted) {
+      h1Sockets.set(socket, 0);
+      socket.once('close', () => h1Sockets.delete(socket));
+    }
+    (h2Wanted ? h2 : h1).emit('connection', socket);
+  };
   let outer: NetServer;
   if (opts.tls) {
     const t = opts.tls;
@@ -187,13 +208,14 @@ export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opt
       });
     },
     close() {
+      closing = true;
       return new Promise((resolve) => {
         outer.close(() => resolve());
-        h1.closeIdleConnections();
+        // Idle connections now; busy ones once their answer is out (sent with Connection: close).
+        for (const [sock, n] of h1Sockets) if (n === 0) sock.destroy();
         for (const s of sessions) s.close();
-        // Connections still busy are closed once their answer is out (Connection: close).
         setTimeout(() => {
-          h1.closeAllConnections();
+          for (const sock of h1Sockets.keys()) sock.destroy();
           for (const s of sessions) s.destroy();
         }, 1000).unref();
       });
@@ -210,11 +232,12 @@ function idOf(req: Req): string {
   return typeof v === 'string' ? v : '';
 }
 
-function write(res: Res, a: HttpAnswer): void {
+function write(res: Res, a: HttpAnswer, closing: boolean): void {
   if (res.headersSent || res.destroyed) return;
   const body = a.body;
   const headers = a.headers;
   headers.push('content-length', String(Buffer.byteLength(body)));
+  if (closing && !('stream' in res)) headers.push('connection', 'close');
   try {
     if ('stream' in res) {
       // HTTP/2 compatibility API: an object (repeated names joined as a list).
