@@ -6,7 +6,11 @@
 //                 (serialized by the stack on every call, as the real server's are).
 //   --mode h2   : plain node:http2 answering every POST with one constant, pre-encoded gRPC
 //                 response (no decode, no encode): the floor of HTTP/2 on Node.
+//   --mode http : plain node:http (HTTP/1.1 keep-alive) answering every request 200 with an
+//                 empty body: the floor of the HTTP authorization transport (Envoy http_service,
+//                 nginx auth_request, Traefik ForwardAuth all take a bare 200 as an allow).
 // Prints one JSON line {"grpcAddress": "127.0.0.1:PORT"} when listening.
+import http from 'node:http';
 import http2 from 'node:http2';
 import { parseArgs } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
@@ -71,6 +75,17 @@ if (values.mode === 'grpc') {
   });
   server.listen(Number(values.port), '127.0.0.1', () => {
     process.stdout.write(`${JSON.stringify({ msg: 'baseline listening', mode: 'h2', grpcAddress: `127.0.0.1:${server.address().port}` })}\n`);
+  });
+} else if (values.mode === 'http') {
+  const server = http.createServer((req, res) => {
+    // Read (and discard) any body, then answer: what an allow costs at the least on Node.
+    req.resume();
+    res.writeHead(200, { 'content-length': '0' });
+    res.end();
+  });
+  server.listen(Number(values.port), '127.0.0.1', () => {
+    const a = `127.0.0.1:${server.address().port}`;
+    process.stdout.write(`${JSON.stringify({ msg: 'baseline listening', mode: 'http', grpcAddress: a, httpAuthzAddress: a })}\n`);
   });
 } else {
   process.stderr.write(`unknown --mode ${values.mode}\n`);

@@ -53,7 +53,7 @@ if (!hasCommand('h2load')) {
 const { checkRequestFrame, httpCheckRequest } = await import('./lib/grpc-frames.mjs');
 const { corruptSignature, jwksJson, newEs256Key, newHs256Key, signJwt } = await import('./lib/tokens.mjs');
 const C = await import('./lib/configs.mjs');
-const { counterByLabel, gauges, probe, runH2load, runLoadgen, summarize } = await import('./lib/drivers.mjs');
+const { counterByLabel, gauges, probe, probeHttp, runH2load, runLoadgen, summarize } = await import('./lib/drivers.mjs');
 const { Histogram } = await import('./lib/hist.mjs');
 
 const quick = argv.quick;
@@ -194,7 +194,15 @@ function validate(dir) {
 
 // ------------------------------------------------------------------ scenarios
 const HL = 'h2load';
+const H1 = 'h2load-h1';
 const NODE = 'node';
+// The HTTP authorization transport: scenario 1's request as Envoy's http_service sends it
+// (path_prefix /envoy with the context, the original method and headers, no body).
+const httpCheck = {
+  path: '/envoy;namespace=bench/mcp',
+  // POST with no body, as Envoy sends the original POST (h2load cannot send an empty -d file)
+  headers: [':method: POST', 'content-type: application/json', `authorization: Bearer ${token1}`, 'x-request-id: bench-1'],
+};
 const scenarios = [
   { id: 'base-h2', title: 'floor: plain node:http2, constant pre-encoded reply', server: 'h2', tool: HL, frame: 's1', expect: { kind: 'allow' } },
   { id: 'base-grpc', title: 'baseline: no-op Check on grpc-js', server: 'grpc', tool: HL, frame: 's1', expect: { kind: 'allow' } },
@@ -209,6 +217,9 @@ const scenarios = [
   { id: 's8', title: '8 MCP tools/call with a 4 KiB JSON-RPC body (request.mcp.tool rule)', server: 'MCP', tool: HL, frame: 's8', expect: { kind: 'allow', headers: ['x-user-sub'] } },
   { id: 's6a', title: '6a deny: no token (403)', server: 'A', tool: HL, frame: 's6a', expect: { kind: 'deny', http: 403 } },
   { id: 's6b', title: '6b deny: bad signature (401)', server: 'A', tool: HL, frame: 's6b', expect: { kind: 'deny', http: 401 } },
+  { id: 'base-http', title: 'floor: no-op node:http answering 200 (HTTP/1.1 keep-alive)', server: 'http', tool: H1, expect: { kind: 'allow' } },
+  { id: 'http-s1', title: '1 over the HTTP transport (Envoy http_service convention, HTTP/1.1 keep-alive)', server: 'A', tool: H1, expect: { kind: 'allow', headers: ['x-user-sub'] } },
+  { id: 'http-s1-log1pct', title: '1 over the HTTP transport, decision log sampled at 1% of allows', server: 'ALog', tool: H1, expect: { kind: 'allow', headers: ['x-user-sub'] } },
   { id: 'base-grpc-node', title: 'baseline: no-op Check on grpc-js (node loadgen)', server: 'grpc', tool: NODE, frame: 's1', expect: { kind: 'allow' } },
   { id: 's2', title: `2 allow: ${opt.distinct.toLocaleString('en')} distinct ES256 JWTs`, server: 'A', tool: NODE, frame: 's2', expect: { kind: 'allow', headers: ['x-user-sub'] } },
   { id: 's5', title: '5 allow: token exchange, cache miss (loopback STS)', server: 'E', tool: NODE, frame: 's5', expect: { kind: 'allow', headers: ['authorization'] }, exchange: true },
@@ -219,7 +230,7 @@ const skipped = {};
 const servers = {};
 async function serve(name, cfgDir) {
   const logPath = join(tmp, `${name.replace(/[^a-z0-9]+/gi, '-')}.log`);
-  const s = await startServerToFile(name, process.execPath, [MAIN, 'serve', '--config', cfgDir, '--grpc-address', '127.0.0.1:0', '--http-address', '127.0.0.1:0'], logPath);
+  const s = await startServerToFile(name, process.execPath, [MAIN, 'serve', '--config', cfgDir, '--grpc-address', '127.0.0.1:0', '--http-address', '127.0.0.1:0', '--http-authz-address', '127.0.0.1:0'], logPath);
   started.push(s);
   return s;
 }
@@ -229,7 +240,8 @@ try {
   const need = new Set(scenarios.map((s) => s.server).filter(Boolean));
   if (need.has('grpc')) servers.grpc = await startServer('baseline-grpc', process.execPath, [join(here, 'baseline-server.mjs'), '--mode', 'grpc']);
   if (need.has('h2')) servers.h2 = await startServer('baseline-h2', process.execPath, [join(here, 'baseline-server.mjs'), '--mode', 'h2']);
-  started.push(...[servers.grpc, servers.h2].filter(Boolean));
+  if (need.has('http')) servers.http = await startServer('baseline-http', process.execPath, [join(here, 'baseline-server.mjs'), '--mode', 'http']);
+  started.push(...[servers.grpc, servers.h2, servers.http].filter(Boolean));
   if (need.has('A')) servers.A = await serve('obo-authz (10 policies)', cfgA);
   if (need.has('ALog')) servers.ALog = await serve('obo-authz (10 policies, log 1%)', cfgALog);
   if (need.has('Lean')) {
@@ -268,7 +280,7 @@ try {
     const srv = servers[s.server];
     let sum;
     try {
-      sum = summarize(await probe(srv.grpcAddress, frames[s.frame].first));
+      sum = s.tool === H1 ? await probeHttp(srv.info.httpAuthzAddress, httpCheck) : summarize(await probe(srv.grpcAddress, frames[s.frame].first));
     } catch (e) {
       sum = { kind: 'probe-failed', reason: String(e) };
     }
@@ -312,7 +324,10 @@ try {
       const cpuTimer = setTimeout(() => (cpuBefore = cpuSecondsOf(pid)), (opt.warmupSec + 0.05) * 1000);
       const verBefore = srv.httpAddress ? await counterByLabel(srv.httpAddress, 'obo_authz_jwt_verifications_total', 'result') : {};
       const stsBefore = s.server === 'E' ? servers.sts.lastJson('stsExchanges')?.stsExchanges ?? 0 : 0;
-      if (s.tool === HL) {
+      if (s.tool === H1) {
+        // one Check in flight per connection, as a proxy's pool sends them: as many connections as h2load has streams
+        m = await runH2load({ target: srv.info.httpAuthzAddress, ...common, connections: opt.connections * opt.streams, tmpDir: tmp, tag: s.id, http: httpCheck });
+      } else if (s.tool === HL) {
         m = await runH2load({ target: srv.grpcAddress, frameFile: frames[s.frame].file, ...common, tmpDir: tmp, tag: s.id });
       } else {
         const spec = { target: srv.grpcAddress, framesFile: frames[s.frame].file, ...common, expect: s.expect.kind, expectHttp: s.expect.http, timeoutHeader: '1000m', startIndex: nextIndex[s.id] ?? 0 };
@@ -598,7 +613,7 @@ function summarizeAll(scenarios, results, memory, stealPct, sessionMemory) {
     return median(Array.from({ length: n }, (_, i) => per(rb[i]) / per(ra[i])));
   };
   for (const row of rows) {
-    const base = row.tool === 'node' ? 'base-grpc-node' : 'base-grpc';
+    const base = row.tool === 'node' ? 'base-grpc-node' : row.tool === H1 ? 'base-http' : 'base-grpc';
     row.vsBaseline = row.id === base || row.id === 'base-h2' ? (row.id === 'base-h2' ? NaN : 1) : ratio(row.id, base);
     row.cpuVsBaseline = row.id === base || row.id === 'base-h2' ? (row.id === 'base-h2' ? NaN : 1) : cpuRatio(row.id, base);
   }
@@ -620,6 +635,8 @@ function summarizeAll(scenarios, results, memory, stealPct, sessionMemory) {
     : NaN;
   const targets = [
     { name: 'scenario 1 >= 0.85 x baseline', value: ratio('s1', 'base-grpc'), cpu: cpuRatio('s1', 'base-grpc'), min: 0.85 },
+    { name: 'scenario 1 over HTTP/1.1 >= 0.8 x no-op node:http', value: ratio('http-s1', 'base-http'), cpu: cpuRatio('http-s1', 'base-http'), min: 0.8 },
+    { name: 'same, decision log sampled at 1% of allows', value: ratio('http-s1-log1pct', 'base-http'), cpu: cpuRatio('http-s1-log1pct', 'base-http'), min: 0.8 },
     { name: 'scenario 3 >= 0.9 x scenario 1', value: ratio('s3', 's1'), cpu: cpuRatio('s3', 's1'), min: 0.9 },
     { name: 'scenario 4 >= 0.8 x scenario 1', value: ratio('s4', 's1'), cpu: cpuRatio('s4', 's1'), min: 0.8 },
     { name: 'scenario 8: MCP tools/call with a 4 KiB body >= 0.8 x the same Check without a body', value: ratio('s8', 's8n'), cpu: cpuRatio('s8', 's8n'), min: 0.8 },
@@ -659,6 +676,7 @@ function summarizeAll(scenarios, results, memory, stealPct, sessionMemory) {
       s4VsS1: cpuRatio('s4', 's1'),
       s5VsS2: cpuRatio('s5', 's2'),
       s2VsBaselineNode: cpuRatio('s2', 'base-grpc-node'),
+      httpS1VsNoopHttp: cpuRatio('http-s1', 'base-http'),
     },
     ratios: {
       grpcStackVsPlainHttp2: ratio('base-grpc', 'base-h2'),
@@ -675,6 +693,8 @@ function summarizeAll(scenarios, results, memory, stealPct, sessionMemory) {
       s6aVsBaseline: ratio('s6a', 'base-grpc'),
       s6bVsBaseline: ratio('s6b', 'base-grpc'),
       loadgenVsH2loadBaseline: ratio('base-grpc-node', 'base-grpc'),
+      httpS1VsNoopHttp: ratio('http-s1', 'base-http'),
+      httpS1VsGrpcS1: ratio('http-s1', 's1'),
     },
     exchange: {
       // STS calls per Check over the same window (the server's JWT counter counts every Check)
@@ -707,7 +727,7 @@ function printReport(rep) {
   const v = rep.verification;
   lines.push(`verification (scenario 2, ${v.alg}): server ${f(v.serverVerificationsPerSec)}/s (${f(v.verifiedFraction * 100, 1)}% of requests verified a signature); raw crypto.verify ${f(v.cryptoVerifyPerSec)}/s, jose ${f(v.joseVerifyPerSec)}/s, the server's JwtVerifier ${f(v.verifierPerSec)}/s (${f(v.verifierVsCryptoVerify, 2)} of raw, ${v.verifierFailures ?? '-'} failures) on the server core; whole Checks ratio ${f(v.ratioToCryptoVerify, 2)}; net of the gRPC stack ${f(v.netOfStackPerSec)}/s (${f(v.netOfStackRatio, 2)})`);
   const ra = rep.ratios;
-  lines.push(`ratios: grpc-js baseline / plain http2 ${f(ra.grpcStackVsPlainHttp2, 2)}; s1 / baseline ${f(ra.s1VsBaseline, 2)}; s1 log 1% / s1 ${f(ra.s1Log1pctVsS1, 2)}; s1 lean transport / s1 ${f(ra.s1LeanVsS1, 2)} (/ baseline ${f(ra.s1LeanVsBaseline, 2)}); s3 / s1 ${f(ra.s3VsS1, 2)}; s4 / s1 ${f(ra.s4VsS1, 2)}; s5 / s2 ${f(ra.s5VsS2, 2)}; node loadgen / h2load on the baseline ${f(ra.loadgenVsH2loadBaseline, 2)}`);
+  lines.push(`ratios: grpc-js baseline / plain http2 ${f(ra.grpcStackVsPlainHttp2, 2)}; s1 / baseline ${f(ra.s1VsBaseline, 2)}; s1 log 1% / s1 ${f(ra.s1Log1pctVsS1, 2)}; s1 lean transport / s1 ${f(ra.s1LeanVsS1, 2)} (/ baseline ${f(ra.s1LeanVsBaseline, 2)}); s3 / s1 ${f(ra.s3VsS1, 2)}; s4 / s1 ${f(ra.s4VsS1, 2)}; s5 / s2 ${f(ra.s5VsS2, 2)}; node loadgen / h2load on the baseline ${f(ra.loadgenVsH2loadBaseline, 2)}; HTTP transport s1 / no-op node:http ${f(ra.httpS1VsNoopHttp, 2)} (/ gRPC s1 ${f(ra.httpS1VsGrpcS1, 2)})`);
   if (rep.memory && !rep.memory.skipped) {
     const m = rep.memory;
     lines.push(`memory: ${m.tokens.toLocaleString('en')} distinct tokens at ${f(m.rps)}/s: RSS ${f(m.rssStartMiB)} MiB at start, ${f(m.rssAt10pctMiB)} at 10%, ${f(m.rssAt50pctMiB)} at 50%, ${f(m.rssEndMiB)} at the end, ${f(m.rssAfter3sMiB)} 3 s later, peak ${f(m.peakRssMiB)} MiB (bound ${m.boundMiB} MiB); verifications ${JSON.stringify(m.jwtVerifications)}; at the end V8 heap used ${f(m.heapAtEnd?.heapUsedMiB)} of ${f(m.heapAtEnd?.heapTotalMiB)} MiB, external ${f(m.heapAtEnd?.externalMiB)} MiB`);

@@ -12,28 +12,17 @@ const here = new URL('..', import.meta.url).pathname;
 /** Envoy always sends a deadline; ours (envoy/envoy.yaml) is 1 s. */
 export const GRPC_TIMEOUT = '1000m';
 
-export async function runH2load({ target, frameFile, durationSec, warmupSec, connections, streams, tmpDir, tag }) {
+/**
+ * h2load over HTTP/2 with one prebuilt gRPC frame, or (`http`) over HTTP/1.1 keep-alive with
+ * plain requests: `http: { path, headers }` (`:method: POST` sets the method), one request in flight per connection
+ * (no pipelining, as proxies do), `connections` connections.
+ */
+export async function runH2load({ target, frameFile, durationSec, warmupSec, connections, streams, tmpDir, tag, http }) {
   const log = join(tmpDir, `h2load-${tag}.log`);
-  const args = [
-    '-t1',
-    `-c${connections}`,
-    `-m${streams}`,
-    '-D',
-    String(durationSec),
-    '--warm-up-time',
-    String(warmupSec),
-    '-d',
-    frameFile,
-    '-H',
-    'content-type: application/grpc',
-    '-H',
-    'te: trailers',
-    '-H',
-    `grpc-timeout: ${GRPC_TIMEOUT}`,
-    '--log-file',
-    log,
-    `http://${target}${CHECK_PATH}`,
-  ];
+  const request = http
+    ? ['--h1', ...http.headers.flatMap((h) => ['-H', h]), `http://${target}${http.path}`]
+    : ['-d', frameFile, '-H', 'content-type: application/grpc', '-H', 'te: trailers', '-H', `grpc-timeout: ${GRPC_TIMEOUT}`, `http://${target}${CHECK_PATH}`];
+  const args = ['-t1', `-c${connections}`, `-m${http ? 1 : streams}`, '-D', String(durationSec), '--warm-up-time', String(warmupSec), '--log-file', log, ...request];
   const r = await run('h2load', args);
   if (r.code !== 0) throw new Error(`h2load failed (${r.code}): ${r.stderr || r.stdout}`);
   const fin = /finished in ([\d.]+)s, ([\d.]+) req\/s/.exec(r.stdout);
@@ -112,6 +101,15 @@ export function probe(target, frameBytes, timeoutMs = 10_000) {
     });
     req.end(frameBytes);
   });
+}
+
+/** One HTTP authorization request (the h1 scenarios' request): { kind, http, reason, headers }. */
+export async function probeHttp(target, { path, headers }) {
+  const h = Object.fromEntries(headers.filter((x) => !x.startsWith(':')).map((x) => [x.slice(0, x.indexOf(':')), x.slice(x.indexOf(':') + 1).trim()]));
+  const res = await fetch(`http://${target}${path}`, { method: 'POST', headers: h, body: '' });
+  await res.text();
+  const names = [...res.headers.keys()];
+  return { kind: res.status === 200 ? 'allow' : 'deny', http: res.status, reason: res.headers.get('x-obo-authz-reason') ?? '', headers: names };
 }
 
 /** Decision summary of a decoded CheckResponse: { kind: allow|deny|error, http, reason, body }. */

@@ -11,7 +11,6 @@
  * Forwarded headers (client address, original host, scheme, URI, method) are believed only from
  * a peer in `httpAuthz.trustedProxies`; a request from any other peer carrying one is refused.
  */
-import type { IncomingHttpHeaders } from 'node:http';
 import type { RawCheckRequest } from '../core/context.js';
 import type { ReasonCode } from '../core/reasons.js';
 import type { HttpAuthzSettings, HttpConvention } from '../config/http-authz-settings.js';
@@ -22,9 +21,13 @@ export interface InboundRequest {
   readonly method: string;
   /** The request target as received (path and query). */
   readonly url: string;
-  readonly headers: IncomingHttpHeaders;
+  /** headersOf(): the end-to-end headers; the raw request's `headers` are made from them in place. */
+  readonly headers: Record<string, string>;
+  /** headersOf(): the authorization hop's own Host (or `:authority`). */
+  readonly host: string;
   /** Socket peer address. */
-  readonly peer: string;
+  /** Socket peer address; read only when a forwarded header makes it matter. */
+  peer(): string;
   /** 'HTTP/1.1' or 'HTTP/2' (of the authorization hop). */
   readonly protocol: string;
 }
@@ -54,14 +57,44 @@ const FORWARDED = [
 /** Hop-by-hop headers of the authorization hop (RFC 9110 §7.6.1) and its own framing. */
 const NOT_FORWARDED = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'content-length', 'host']);
 
+/** What headersOf() keeps apart from the end-to-end headers. */
+export interface HopHeaders {
+  host: string;
+  contentLength: string | undefined;
+  transferEncoding: string | undefined;
+}
+
 const METHOD = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 function refuse(convention: HttpConvention | null, reason: ReasonCode, message: string, status?: number): Built {
   return { ok: false, convention, reason, message, status };
 }
 
-function one(v: string | string[] | undefined): string | undefined {
-  return Array.isArray(v) ? v.join(',') : v;
+type Headers = Record<string, string>;
+
+/**
+ * The end-to-end request headers from Node's raw list (Node's req.headers object is never
+ * made): lower-case names, repeated fields joined with ',' as Envoy joins them (`; ` for
+ * Cookie). The authorization hop's own headers (hop-by-hop, framing, Host, HTTP/2
+ * pseudo-headers) go to `hop` instead. A plain object built the same way on every request (a
+ * fast-mode object for the stages' lookups); `__proto__` is not a header name it can hold.
+ */
+export function headersOf(raw: readonly string[], hop: HopHeaders): Headers {
+  const h: Headers = {};
+  for (let i = 0; i < raw.length; i += 2) {
+    const k = raw[i]!.toLowerCase();
+    const v = raw[i + 1]!;
+    if (k.charCodeAt(0) === 58 /* : */ || NOT_FORWARDED.has(k)) {
+      if (k === 'host' || k === ':authority') hop.host = v;
+      else if (k === 'content-length') hop.contentLength = v;
+      else if (k === 'transfer-encoding') hop.transferEncoding = v;
+      continue;
+    }
+    if (k === '__proto__') continue;
+    const prev = h[k];
+    h[k] = typeof prev !== 'string' || !Object.prototype.hasOwnProperty.call(h, k) ? v : `${prev}${k === 'cookie' ? '; ' : ','}${v}`;
+  }
+  return h;
 }
 
 const peerWords = new Uint32Array(4);
@@ -76,8 +109,8 @@ export function isTrustedPeer(peer: string, s: HttpAuthzSettings): boolean {
   return false;
 }
 
-/** The first forwarded header present (checked only when the peer is not trusted). */
-function forwardedHeader(h: IncomingHttpHeaders, s: HttpAuthzSettings): string | undefined {
+/** The first forwarded header present: what only a trusted peer may send. */
+function forwardedHeader(h: Headers, s: HttpAuthzSettings): string | undefined {
   for (const n of FORWARDED) if (h[n] !== undefined) return n;
   if (h[s.nginx.uriHeader] !== undefined) return s.nginx.uriHeader;
   if (h[s.nginx.methodHeader] !== undefined) return s.nginx.methodHeader;
@@ -143,9 +176,10 @@ function parseParams(seg: string): Record<string, string> | string {
 }
 
 const NO_EXTENSIONS: Readonly<Record<string, string>> = Object.freeze({});
+const SEGMENTS = new Map<string, { convention: HttpConvention; ext: Readonly<Record<string, string>> }>();
 
 /** The convention of a request target, its context extensions and what follows the prefix. */
-export function route(url: string, s: HttpAuthzSettings): { convention: HttpConvention; ext: Record<string, string>; rest: string } | string | null {
+export function route(url: string, s: HttpAuthzSettings): { convention: HttpConvention; ext: Readonly<Record<string, string>>; rest: string } | string | null {
   if (s.mode !== 'auto') return { convention: s.mode, ext: NO_EXTENSIONS, rest: url };
   if (!url.startsWith('/')) return null;
   let end = url.length;
@@ -157,38 +191,43 @@ export function route(url: string, s: HttpAuthzSettings): { convention: HttpConv
     }
   }
   const seg = url.slice(1, end);
-  const semi = seg.indexOf(';');
-  const name = semi < 0 ? seg : seg.slice(0, semi);
-  if (!CONVENTIONS.includes(name)) return null;
-  const ext = semi < 0 ? NO_EXTENSIONS : parseParams(seg);
-  if (typeof ext === 'string') return ext;
-  return { convention: name as HttpConvention, ext, rest: url.slice(end) };
+  let known = SEGMENTS.get(seg);
+  if (known === undefined) {
+    const semi = seg.indexOf(';');
+    const name = semi < 0 ? seg : seg.slice(0, semi);
+    if (!CONVENTIONS.includes(name)) return null;
+    const ext = semi < 0 ? NO_EXTENSIONS : parseParams(seg);
+    if (typeof ext === 'string') return ext;
+    // A proxy sends a handful of distinct prefixes: remember them (bounded), parse each once.
+    if (SEGMENTS.size >= 256) SEGMENTS.clear();
+    SEGMENTS.set(seg, (known = { convention: name as HttpConvention, ext: Object.freeze(ext) }));
+  }
+  return { convention: known.convention, ext: known.ext, rest: url.slice(end) };
 }
 
 /** The client address: the last X-Forwarded-For entry (what the proxy appended), else X-Real-IP. */
-function clientAddress(h: IncomingHttpHeaders): string {
-  const xff = one(h['x-forwarded-for']);
+function clientAddress(h: Headers): string {
+  const xff = (h['x-forwarded-for']);
   let ip = '';
   if (xff) {
     const c = xff.lastIndexOf(',');
     ip = (c < 0 ? xff : xff.slice(c + 1)).trim();
-  } else ip = one(h['x-real-ip'])?.trim() ?? '';
+  } else ip = (h['x-real-ip'])?.trim() ?? '';
   // `1.2.3.4:5678` and `[v6]:port` forms carry a port
   if (ip.startsWith('[')) return ip.slice(1, ip.indexOf(']') > 0 ? ip.indexOf(']') : undefined);
   const colon = ip.indexOf(':');
   return colon > 0 && ip.indexOf(':', colon + 1) < 0 ? ip.slice(0, colon) : ip;
 }
 
-function firstOf(v: string | string[] | undefined): string | undefined {
-  const s = one(v);
+function firstOf(s: string | undefined): string | undefined {
   if (s === undefined) return undefined;
   const c = s.indexOf(',');
   return (c < 0 ? s : s.slice(0, c)).trim();
 }
 
 /** The caller's own timeout (Envoy's router sends x-envoy-expected-rq-timeout-ms upstream). */
-function deadlineOf(h: IncomingHttpHeaders, now: number): number | undefined {
-  const v = one(h['x-envoy-expected-rq-timeout-ms']);
+function deadlineOf(h: Headers, now: number): number | undefined {
+  const v = (h['x-envoy-expected-rq-timeout-ms']);
   if (!v) return undefined;
   const ms = Number(v);
   return Number.isFinite(ms) && ms > 0 ? now + ms : undefined;
@@ -204,11 +243,11 @@ export function buildCheckRequest(inb: InboundRequest, s: HttpAuthzSettings, now
   if (typeof r === 'string') return refuse(null, 'ERR_BAD_REQUEST', r);
   const { convention } = r;
   const h = inb.headers;
-  const trusted = isTrustedPeer(inb.peer, s);
-  if (!trusted) {
-    const f = forwardedHeader(h, s);
-    if (f) return refuse(convention, 'ERR_UNTRUSTED_PROXY', `${f} sent by ${inb.peer || 'an unknown peer'}, which is not in httpAuthz.trustedProxies`);
-  }
+  // Only forwarded headers need a trusted peer: without any, there is nothing to believe.
+  const f = forwardedHeader(h, s);
+  const peer = f ? inb.peer() : '';
+  const trusted = f !== undefined && isTrustedPeer(peer, s);
+  if (f && !trusted) return refuse(convention, 'ERR_UNTRUSTED_PROXY', `${f} sent by ${peer || 'an unknown peer'}, which is not in httpAuthz.trustedProxies`);
 
   let method: string;
   let target: string | undefined;
@@ -216,28 +255,24 @@ export function buildCheckRequest(inb: InboundRequest, s: HttpAuthzSettings, now
   if (convention === 'envoy') {
     method = inb.method;
     target = r.rest === '' ? '/' : r.rest.startsWith('?') ? `/${r.rest}` : r.rest;
-    host = one(h[':authority']) ?? one(h.host) ?? '';
+    host = inb.host;
   } else {
     const uriHeader = convention === 'nginx' ? s.nginx.uriHeader : 'x-forwarded-uri';
     const methodHeader = convention === 'nginx' ? s.nginx.methodHeader : 'x-forwarded-method';
-    const uri = one(h[uriHeader]);
-    const m = one(h[methodHeader]);
+    const uri = (h[uriHeader]);
+    const m = (h[methodHeader]);
     if (uri === undefined) return refuse(convention, 'ERR_BAD_REQUEST', `${convention}: the original URI header ${uriHeader} is missing`);
     if (m === undefined) return refuse(convention, 'ERR_BAD_REQUEST', `${convention}: the original method header ${methodHeader} is missing`);
     method = m.trim();
     target = originForm(uri.trim());
-    host = firstOf(h['x-forwarded-host']) ?? one(h.host) ?? '';
+    host = firstOf(h['x-forwarded-host']) ?? inb.host;
   }
   if (!METHOD.test(method)) return refuse(convention, 'ERR_BAD_REQUEST', `${convention}: invalid original method`);
   if (target === undefined || !target.startsWith('/')) return refuse(convention, 'ERR_BAD_REQUEST', `${convention}: the original URI is not a path`);
   const path = normalizePath(target);
 
-  const headers: Record<string, string> = {};
-  for (const k in h) {
-    if (k.charCodeAt(0) === 58 /* : */ || NOT_FORWARDED.has(k)) continue;
-    const v = h[k];
-    if (v !== undefined) headers[k] = typeof v === 'string' ? v : v.join(',');
-  }
+  // The raw request's headers: the end-to-end ones, plus the original request's pseudo-headers.
+  const headers = h;
   headers[':method'] = method;
   headers[':path'] = path;
   headers[':authority'] = host;

@@ -22,7 +22,7 @@ import type { CompiledConfig } from '../pipeline/compile.js';
 import { evaluateCheck, internalDecision } from '../pipeline/pipeline.js';
 import { CheckRecorder } from '../pipeline/recorder.js';
 import type { ServingState } from '../grpc/server.js';
-import { buildCheckRequest, type InboundRequest } from './authz-request.js';
+import { buildCheckRequest, headersOf, type HopHeaders, type InboundRequest } from './authz-request.js';
 import { answerFor, httpLimits, type HttpAnswer } from './authz-response.js';
 
 type Req = IncomingMessage | Http2ServerRequest;
@@ -45,41 +45,77 @@ export interface HttpAuthzServer {
 
 const H2_PREFACE = 'PRI';
 
+/** One authorization request being answered. */
+interface Pending {
+  readonly req: Req;
+  readonly res: Res;
+  readonly start: number;
+  readonly cfg: CompiledConfig | null;
+  readonly s: HttpAuthzSettings;
+  readonly headers: Record<string, string>;
+  readonly hop: HopHeaders;
+  convention: HttpConvention | null;
+}
+
 export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opts: HttpAuthzServerOptions = {}): HttpAuthzServer {
   const recorder = new CheckRecorder(runtime, 'http', opts.decisionSink);
   const maxHeaderBytes = opts.maxHeaderBytes ?? DEFAULT_HTTP_AUTHZ.maxHeaderBytes;
-  // HTTP/1 connections and their requests in flight (an http.Server that does not listen
-  // itself does not track the connections handed to it), for a graceful close.
-  const h1Sockets = new Map<Socket, number>();
+  // HTTP/1 connections (an http.Server that does not listen itself does not track the
+  // connections handed to it) and those with a request in flight, for a graceful close.
+  const h1Sockets = new Set<Socket>();
+  const busy = new Set<unknown>();
   let closing = false;
 
   /** Count, log and send one answer. */
-  const send = (res: Res, conv: HttpConvention | null, d: Decision, inbound: Req['headers'], cfg: CompiledConfig | null, start: number): void => {
+  const finish = (t: Pending, d: Decision): void => {
+    state.leave();
+    busy.delete(t.req.socket);
     let a: HttpAnswer;
     try {
-      a = answerFor(conv, d, inbound, settingsOf(cfg), cfg?.settings.reasonHeader ?? false);
+      a = answerFor(t.convention, d, t.headers, t.s, t.cfg?.settings.reasonHeader ?? false);
       // The decision line says what the proxy was told.
-      recorder.record(cfg, a.status === d.httpStatus || d.allow ? d : { ...d, httpStatus: a.status }, performance.now() - start);
+      recorder.record(t.cfg, a.status === d.httpStatus || d.allow ? d : { ...d, httpStatus: a.status }, performance.now() - t.start);
     } catch (e) {
       runtime.logger.error({ err: e instanceof Error ? e.name : 'unknown' }, 'http check failed unexpectedly');
       recorder.count(false, 'ERR_INTERNAL');
       a = { status: 500, headers: ['content-type', 'text/plain; charset=utf-8'], body: 'ext_authz: internal error' };
     }
-    write(res, a, closing);
+    write(t.res, a, closing);
+  };
+
+  const refuse = (t: Pending, reason: Parameters<typeof internalDecision>[0], message: string, status?: number): void => {
+    const d = internalDecision(reason, message, t.headers['x-request-id'] ?? '', null);
+    finish(t, status ? { ...d, httpStatus: status } : d);
+  };
+
+  /** The request (and its body, if any) is in: build the raw Check and run the pipeline. */
+  const run = (t: Pending, body: string | undefined): void => {
+    const inb: InboundRequest = {
+      method: t.req.method ?? 'GET',
+      url: t.req.url ?? '/',
+      headers: t.headers,
+      host: t.hop.host,
+      peer: () => t.req.socket?.remoteAddress ?? '',
+      protocol: t.req.httpVersion === '2.0' ? 'HTTP/2' : 'HTTP/1.1',
+    };
+    const b = buildCheckRequest(inb, t.s, runtime.now(), body);
+    t.convention = b.convention;
+    if (!b.ok) return refuse(t, b.reason, b.message, b.status);
+    let r: Decision | Promise<Decision>;
+    try {
+      r = evaluateCheck(b.raw, t.cfg, runtime, { deadline: b.deadline, unsupported: httpLimits });
+    } catch (e) {
+      return refuse(t, 'ERR_INTERNAL', `evaluate threw: ${e instanceof Error ? e.name : 'unknown'}`);
+    }
+    if (!(r instanceof Promise)) return finish(t, r);
+    r.then(
+      (d) => finish(t, d),
+      () => refuse(t, 'ERR_INTERNAL', 'evaluate rejected'),
+    );
   };
 
   const handle = (req: Req, res: Res): void => {
     const start = performance.now();
-    const sock = req.socket as Socket | undefined;
-    const busy = sock ? h1Sockets.get(sock) : undefined;
-    if (sock && busy !== undefined) {
-      h1Sockets.set(sock, busy + 1);
-      res.once('close', () => {
-        const n = (h1Sockets.get(sock) ?? 1) - 1;
-        if (h1Sockets.has(sock)) h1Sockets.set(sock, n);
-        if (closing && n === 0) sock.end();
-      });
-    }
     const cfg = state.config;
     const s = settingsOf(cfg);
     const url = req.url ?? '/';
@@ -87,56 +123,32 @@ export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opt
       const ok = url === '/healthz' || state.serving;
       return write(res, { status: ok ? 200 : 503, headers: ['content-type', 'text/plain; charset=utf-8'], body: ok ? 'ok\n' : 'not ready\n' }, closing);
     }
-    const inb: InboundRequest = {
-      method: req.method ?? 'GET',
-      url,
-      headers: req.headers,
-      peer: req.socket?.remoteAddress ?? '',
-      protocol: req.httpVersion === '2.0' ? 'HTTP/2' : `HTTP/${req.httpVersion}`,
-    };
+    // Headers from the raw list (Node's req.headers object is never made).
+    const hop: HopHeaders = { host: '', contentLength: undefined, transferEncoding: undefined };
+    const t: Pending = { req, res, start, cfg, s, headers: headersOf(req.rawHeaders, hop), hop, convention: null };
     state.enter();
-    const finish = (conv: HttpConvention | null, d: Decision) => {
-      state.leave();
-      send(res, conv, d, req.headers, cfg, start);
-    };
-    const refuse = (conv: HttpConvention | null, reason: Parameters<typeof internalDecision>[0], message: string, status?: number) => {
-      const d = internalDecision(reason, message, idOf(req), null);
-      finish(conv, status ? { ...d, httpStatus: status } : d);
-    };
-    const evaluate = (body: string | undefined) => {
-      const b = buildCheckRequest(inb, s, runtime.now(), body);
-      if (!b.ok) return refuse(b.convention, b.reason, b.message, b.status);
-      let r: Decision | Promise<Decision>;
-      try {
-        r = evaluateCheck(b.raw, cfg, runtime, { deadline: b.deadline, unsupported: httpLimits });
-      } catch (e) {
-        return refuse(b.convention, 'ERR_INTERNAL', `evaluate threw: ${e instanceof Error ? e.name : 'unknown'}`);
-      }
-      if (!(r instanceof Promise)) return finish(b.convention, r);
-      r.then(
-        (d) => finish(b.convention, d),
-        () => refuse(b.convention, 'ERR_INTERNAL', 'evaluate rejected'),
-      );
-    };
-    const length = Number(req.headers['content-length'] ?? 0);
-    if (!(length > 0) && req.headers['transfer-encoding'] === undefined) return evaluate(undefined);
+    busy.add(req.socket);
+    const length = Number(hop.contentLength ?? 0);
+    if (!(length > 0) && hop.transferEncoding === undefined) return run(t, undefined);
     // A forwarded body (Envoy with_request_body, Traefik forwardBody), read up to maxBodyBytes.
-    if (length > s.maxBodyBytes) return refuse(null, 'ERR_BAD_REQUEST', `request body over httpAuthz.maxBodyBytes (${s.maxBodyBytes})`, 413);
+    const tooBig = `request body over httpAuthz.maxBodyBytes (${s.maxBodyBytes})`;
+    if (length > s.maxBodyBytes) return refuse(t, 'ERR_BAD_REQUEST', tooBig, 413);
     const chunks: Buffer[] = [];
     let size = 0;
     let done = false;
     req.on('data', (c: Buffer) => {
       size += c.length;
-      if (size > s.maxBodyBytes && !done) {
+      if (done) return;
+      if (size > s.maxBodyBytes) {
         done = true;
-        refuse(null, 'ERR_BAD_REQUEST', `request body over httpAuthz.maxBodyBytes (${s.maxBodyBytes})`, 413);
-      } else if (!done) chunks.push(c);
+        refuse(t, 'ERR_BAD_REQUEST', tooBig, 413);
+      } else chunks.push(c);
     });
     req.on('end', () => {
-      if (!done) (done = true), evaluate(Buffer.concat(chunks).toString('utf8'));
+      if (!done) (done = true), run(t, Buffer.concat(chunks).toString('utf8'));
     });
     req.on('error', () => {
-      if (!done) (done = true), refuse(null, 'ERR_BAD_REQUEST', 'request body could not be read');
+      if (!done) (done = true), refuse(t, 'ERR_BAD_REQUEST', 'request body could not be read');
     });
   };
 
@@ -164,7 +176,7 @@ export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opt
   const dispatch = (socket: Socket, h2Wanted: boolean) => {
     if (closing) return void socket.destroy();
     if (!h2Wanted) {
-      h1Sockets.set(socket, 0);
+      h1Sockets.add(socket);
       socket.once('close', () => h1Sockets.delete(socket));
     }
     (h2Wanted ? h2 : h1).emit('connection', socket);
@@ -212,10 +224,10 @@ export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opt
       return new Promise((resolve) => {
         outer.close(() => resolve());
         // Idle connections now; busy ones once their answer is out (sent with Connection: close).
-        for (const [sock, n] of h1Sockets) if (n === 0) sock.destroy();
+        for (const sock of h1Sockets) if (!busy.has(sock)) sock.destroy();
         for (const s of sessions) s.close();
         setTimeout(() => {
-          for (const sock of h1Sockets.keys()) sock.destroy();
+          for (const sock of h1Sockets) sock.destroy();
           for (const s of sessions) s.destroy();
         }, 1000).unref();
       });
@@ -225,11 +237,6 @@ export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opt
 
 function settingsOf(cfg: CompiledConfig | null): HttpAuthzSettings {
   return cfg?.settings.httpAuthz ?? DEFAULT_HTTP_AUTHZ;
-}
-
-function idOf(req: Req): string {
-  const v = req.headers['x-request-id'];
-  return typeof v === 'string' ? v : '';
 }
 
 function write(res: Res, a: HttpAnswer, closing: boolean): void {

@@ -21,7 +21,7 @@ const prefixes: string[] = envoyHttp.static_resources.listeners[0].filter_chains
   .filter(Boolean);
 const nginxContexts = [...readFileSync('deploy/nginx/obo-authz.conf', 'utf8').matchAll(/set \$obo_authz_context "([^"]+)"/g)].map((m) => m[1]!);
 const traefik = parse(readFileSync('deploy/traefik/dynamic.yaml', 'utf8')) as Y;
-const traefikPaths = Object.values(traefik.http.middlewares).map((m: Y) => new URL(m.forwardAuth.address).pathname);
+const traefikPaths = (Object.values(traefik.http.middlewares) as Y[]).map((m) => new URL(m.forwardAuth.address).pathname);
 
 describe('envoy demo config over the HTTP transport', () => {
   let server: RunningServer;

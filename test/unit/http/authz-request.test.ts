@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_HTTP_AUTHZ, type HttpAuthzSettings } from '../../../src/config/http-authz-settings.js';
 import { formatIssue } from '../../../src/config/issues.js';
-import { buildCheckRequest, isTrustedPeer, normalizePath, route, type InboundRequest } from '../../../src/http/authz-request.js';
+import { buildCheckRequest, headersOf, isTrustedPeer, normalizePath, route, type HopHeaders, type InboundRequest } from '../../../src/http/authz-request.js';
 import { answerFor, denyStatus, httpLimits } from '../../../src/http/authz-response.js';
 import { UpstreamMutations } from '../../../src/core/state.js';
 import { decision } from '../../helpers/decision.js';
@@ -20,7 +20,12 @@ function settings(httpAuthz: string): HttpAuthzSettings {
 }
 const TRUSTED = settings('{trustedProxies: [10.0.0.0/8, "::1"]}');
 
-const inbound = (o: Partial<InboundRequest> & { url: string }): InboundRequest => ({ method: 'GET', headers: {}, peer: '10.1.2.3', protocol: 'HTTP/1.1', ...o });
+/** As the listener builds it: the end-to-end headers from the raw list, the hop's Host apart. */
+function inbound(o: { url: string; method?: string; peer?: string; headers?: Record<string, string> }): InboundRequest {
+  const hop: HopHeaders = { host: '', contentLength: undefined, transferEncoding: undefined };
+  const headers = headersOf(Object.entries(o.headers ?? {}).flat(), hop);
+  return { method: o.method ?? 'GET', url: o.url, peer: () => o.peer ?? '10.1.2.3', protocol: 'HTTP/1.1', headers, host: hop.host };
+}
 const httpOf = (b: ReturnType<typeof buildCheckRequest>) => (b.ok ? b.raw.attributes!.request!.http! : null);
 
 describe('route', () => {
@@ -127,6 +132,14 @@ describe('buildCheckRequest', () => {
     );
     expect(httpOf(b)).toMatchObject({ method: 'PUT', path: '/x', host: 'a.example', scheme: 'https' });
     expect(b.ok && b.raw.attributes!.source!.address!.socket_address!.address).toBe('198.51.100.1');
+  });
+
+  it('keeps the hop-by-hop headers apart; repeated fields are joined as Envoy joins them', () => {
+    const hop: HopHeaders = { host: '', contentLength: undefined, transferEncoding: undefined };
+    const h = headersOf(['Host', 'a', 'Connection', 'close', 'Content-Length', '3', 'X-A', '1', 'x-a', '2', 'Cookie', 'a=1', 'cookie', 'b=2', '__proto__', 'x', 'constructor', 'c'], hop);
+    expect(hop).toEqual({ host: 'a', contentLength: '3', transferEncoding: undefined });
+    expect({ ...h }).toEqual({ 'x-a': '1,2', cookie: 'a=1; b=2', constructor: 'c' });
+    expect(Object.getPrototypeOf(h)).toBe(Object.prototype);
   });
 
   it('passes a forwarded body and rejects paths outside the conventions', () => {
