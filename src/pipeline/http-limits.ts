@@ -11,7 +11,7 @@
  */
 import type { KindDocument } from '../config/kinds.js';
 import type { Settings } from '../config/settings.js';
-import type { ExchangeConfig } from '../exchange/index.js';
+import type { ExchangeConfig } from '../exchange/compile.js';
 
 type Y = Record<string, unknown>;
 

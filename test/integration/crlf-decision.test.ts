@@ -30,7 +30,7 @@ spec:
 afterAll(async () => t?.close());
 
 function metricValue(reason: string, decision: string): Promise<number> {
-  return registryValue(t.runtime.metrics.registry, `obo_authz_checks_total{decision="${decision}",reason="${reason}"}`);
+  return registryValue(t.runtime.metrics.registry, `obo_authz_checks_total{decision="${decision}",reason="${reason}",transport="grpc"}`);
 }
 
 function decisionLines(): Record<string, unknown>[] {

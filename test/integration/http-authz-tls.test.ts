@@ -1,13 +1,13 @@
 /** The HTTP authorization listener with TLS and mutual TLS, HTTP/1.1 and HTTP/2 chosen by ALPN. */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { connect } from 'node:http2';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type RunningServer } from '../../src/cli/serve.js';
 import { makeTestPki, type TestPki } from '../helpers/certs.js';
 import { createTestRuntime } from '../helpers/runtime.js';
+import { tempDir } from '../helpers/tmp.js';
 
 const CONFIG = `apiVersion: obo-authz.dev/v1alpha1
 kind: Settings
@@ -25,10 +25,9 @@ spec:
 describe('HTTP authorization listener over TLS', () => {
   let pki: TestPki;
   let server: RunningServer;
-  let dir: string;
   beforeAll(async () => {
     pki = makeTestPki();
-    dir = mkdtempSync(join(tmpdir(), 'obo-http-tls-'));
+    const dir = tempDir('obo-http-tls-');
     writeFileSync(join(dir, 'c.yaml'), CONFIG);
     // the listener address comes from Settings.httpAuthz.address (no flag)
     server = await startServer({
@@ -42,8 +41,6 @@ describe('HTTP authorization listener over TLS', () => {
   });
   afterAll(async () => {
     await server?.close();
-    rmSync(dir, { recursive: true, force: true });
-    rmSync(pki.dir, { recursive: true, force: true });
   });
 
   const h1 = (method: string, withClientCert: boolean) =>
