@@ -3,8 +3,9 @@
  * The private keys live in a temp folder: remove() deletes it (else it goes after the test file).
  */
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { httpCall } from './http-authz.js';
 import { removeTempDir, tempDir } from './tmp.js';
 
 export interface TestPki {
@@ -41,4 +42,10 @@ export function makeTestPki(): TestPki {
     clientKey: join(dir, 'client.key'),
     remove: () => removeTempDir(dir),
   };
+}
+
+/** The status of one HTTPS request to `address` trusting the PKI's CA, with or without its client certificate. */
+export async function httpsStatus(address: string, req: { method?: string; path: string; headers?: Record<string, string> }, pki: TestPki, withClientCert: boolean): Promise<number> {
+  const tls = { ca: readFileSync(pki.caCert), ...(withClientCert ? { cert: readFileSync(pki.clientCert), key: readFileSync(pki.clientKey) } : {}) };
+  return (await httpCall(address, { ...req, tls })).status;
 }

@@ -1,5 +1,6 @@
-/** Real HTTP/1.1 clients for the HTTP authorization listener (node:http, keep-alive agents). */
+/** Real HTTP/1.1 clients for the HTTP authorization listener (node:http, keep-alive agents; node:https with `tls`). */
 import { Agent, request } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 
 export interface HttpReply {
   readonly status: number;
@@ -18,13 +19,16 @@ export interface HttpCall {
   agent?: Agent;
   /** Source address on loopback (127.0.0.2 is another peer than 127.0.0.1). */
   localAddress?: string;
+  /** HTTPS, trusting `ca`, presenting `cert`/`key` when given (server name `localhost`). */
+  tls?: { ca: Buffer; cert?: Buffer; key?: Buffer };
 }
 
 export function httpCall(address: string, c: HttpCall): Promise<HttpReply> {
   const i = address.lastIndexOf(':');
   return new Promise((resolve, reject) => {
-    const req = request(
+    const req = (c.tls ? httpsRequest : request)(
       {
+        ...(c.tls ? { servername: 'localhost', ...c.tls } : {}),
         host: address.slice(0, i),
         port: Number(address.slice(i + 1)),
         method: c.method ?? 'GET',
@@ -51,8 +55,3 @@ export function httpCall(address: string, c: HttpCall): Promise<HttpReply> {
 
 /** Headers of an answer that belong to the HTTP exchange itself, not to the decision. */
 export const FRAMING = new Set(['content-length', 'content-type', 'date', 'connection', 'keep-alive']);
-
-/** The decision's headers in an answer (framing removed). */
-export function decisionHeaders(r: HttpReply): Record<string, string> {
-  return Object.fromEntries(Object.entries(r.headers).filter(([k]) => !FRAMING.has(k)));
-}

@@ -7,6 +7,7 @@ import { loadProtos } from '../../src/grpc/proto.js';
 import type { RawCheckRequest } from '../../src/core/context.js';
 import type { CheckResponseObject } from '../../src/respond/respond.js';
 import { createTestRuntime, type TestRuntime } from './runtime.js';
+import type { TestPki } from './certs.js';
 import { removeTempDir, tempDir } from './tmp.js';
 
 export interface TestServer {
@@ -123,4 +124,16 @@ export function setHeaders(resp: CheckResponseObject): Record<string, string> {
     out[h.header.key] = h.header.value;
   }
   return out;
+}
+
+/** The real server on a config folder, every listener with TLS and client certificates of `pki` required. */
+export function startTlsServer(dir: string, pki: TestPki): Promise<RunningServer> {
+  return startServer({
+    configPaths: [dir],
+    grpcAddress: '127.0.0.1:0',
+    httpAddress: '127.0.0.1:0',
+    runtime: createTestRuntime(),
+    watch: false,
+    tls: { cert: pki.serverCert, key: pki.serverKey, clientCa: pki.caCert },
+  });
 }

@@ -1,12 +1,11 @@
 /** The HTTP authorization listener with TLS and mutual TLS, HTTP/1.1 and HTTP/2 chosen by ALPN. */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { request } from 'node:https';
 import { connect } from 'node:http2';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startServer, type RunningServer } from '../../src/cli/serve.js';
-import { makeTestPki, type TestPki } from '../helpers/certs.js';
-import { createTestRuntime } from '../helpers/runtime.js';
+import type { RunningServer } from '../../src/cli/serve.js';
+import { httpsStatus, makeTestPki, type TestPki } from '../helpers/certs.js';
+import { startTlsServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const CONFIG = `apiVersion: obo-authz.dev/v1alpha1
@@ -30,41 +29,14 @@ describe('HTTP authorization listener over TLS', () => {
     const dir = tempDir('obo-http-tls-');
     writeFileSync(join(dir, 'c.yaml'), CONFIG);
     // the listener address comes from Settings.httpAuthz.address (no flag)
-    server = await startServer({
-      configPaths: [dir],
-      grpcAddress: '127.0.0.1:0',
-      httpAddress: '127.0.0.1:0',
-      runtime: createTestRuntime(),
-      watch: false,
-      tls: { cert: pki.serverCert, key: pki.serverKey, clientCa: pki.caCert },
-    });
+    server = await startTlsServer(dir, pki);
   });
   afterAll(async () => {
     await server?.close();
   });
 
   const h1 = (method: string, withClientCert: boolean) =>
-    new Promise<number>((resolve, reject) => {
-      const [host, port] = server.httpAuthzAddress.split(':');
-      const req = request(
-        {
-          host,
-          port: Number(port),
-          method,
-          path: '/envoy/x',
-          headers: { host: 'api.example.com' },
-          servername: 'localhost',
-          ca: readFileSync(pki.caCert),
-          ...(withClientCert ? { cert: readFileSync(pki.clientCert), key: readFileSync(pki.clientKey) } : {}),
-        },
-        (res) => {
-          res.resume();
-          resolve(res.statusCode ?? 0);
-        },
-      );
-      req.on('error', reject);
-      req.end();
-    });
+    httpsStatus(server.httpAuthzAddress, { method, path: '/envoy/x', headers: { host: 'api.example.com' } }, pki, withClientCert);
 
   it('answers HTTP/1.1 Checks to a client with a certificate', async () => {
     expect(server.httpAuthzAddress).toMatch(/^127\.0\.0\.1:\d+$/);

@@ -8,7 +8,7 @@ import { Agent } from 'node:http';
 import { connect } from 'node:http2';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decisionHeaders, httpCall, type HttpCall } from '../helpers/http-authz.js';
+import { httpCall, type HttpCall } from '../helpers/http-authz.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 const QS = 'examples/quickstart';
@@ -228,4 +228,3 @@ describe('HTTP authorization listener', () => {
   });
 });
 
-export { decisionHeaders };

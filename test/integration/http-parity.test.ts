@@ -16,7 +16,7 @@ import type { CheckResponseObject } from '../../src/respond/respond.js';
 import { FRAMING, httpCall, type HttpReply } from '../helpers/http-authz.js';
 import { createTestRuntime } from '../helpers/runtime.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { checkRequest, jwks, makeKey, NOW_S, sign, type ReqOpts, type TestKey } from '../unit/authn/helpers.js';
+import { checkRequest, NOW_S, signFixture, type FixtureToken, type ReqOpts } from '../unit/authn/helpers.js';
 
 interface Outcome {
   allow: boolean;
@@ -92,7 +92,7 @@ function expectSame(r: { grpc: Outcome; http: Outcome; grpcQuery: string[] }): v
 describe('the RequestAuthentication table through gRPC and HTTP', () => {
   interface Fixture {
     config: string;
-    tokens: Record<string, { key?: string; kid?: string; claims?: Record<string, unknown>; raw?: string }>;
+    tokens: Record<string, FixtureToken>;
     cases: { name: string; request: ReqOpts }[];
   }
   const fixture = parse(readFileSync(new URL('../fixtures/authn/request-authentication.yaml', import.meta.url), 'utf8')) as Fixture;
@@ -102,16 +102,9 @@ describe('the RequestAuthentication table through gRPC and HTTP', () => {
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
 
   beforeAll(async () => {
-    const keys: Record<string, TestKey> = {
-      a: await makeKey('RS256', 'a1'),
-      b: await makeKey('ES256', 'b1'),
-      c: await makeKey('EdDSA', 'c1'),
-      evil: await makeKey('RS256', 'a1'),
-    };
-    let text = fixture.config;
-    for (const [n, k] of Object.entries(keys)) text = text.replaceAll(`__JWKS_${n}__`, JSON.stringify(jwks(k)));
-    for (const [n, tk] of Object.entries(fixture.tokens)) tokens[n] = tk.raw ?? (await sign(keys[tk.key!]!, tk.claims ?? {}, tk.kid ? { header: { kid: tk.kid } } : {}));
-    t = await startTestServer({ '00-settings.yaml': HTTP_SETTINGS, '10-ra.yaml': text }, { httpAuthz: true, runtime: createTestRuntime({ now: NOW_S * 1000 }) });
+    const signed = await signFixture(fixture);
+    Object.assign(tokens, signed.tokens);
+    t = await startTestServer({ '00-settings.yaml': HTTP_SETTINGS, '10-ra.yaml': signed.config }, { httpAuthz: true, runtime: createTestRuntime({ now: NOW_S * 1000 }) });
   });
   afterAll(async () => {
     agent.destroy();

@@ -1,14 +1,12 @@
 /** TLS and mutual TLS on both listeners (a shared deployment carries bearer tokens over the network). */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { request } from 'node:https';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startServer, type RunningServer } from '../../src/cli/serve.js';
+import type { RunningServer } from '../../src/cli/serve.js';
 import { loadProtos } from '../../src/grpc/proto.js';
-import { makeTestPki, type TestPki } from '../helpers/certs.js';
-import { createTestRuntime } from '../helpers/runtime.js';
-import { httpRequest } from '../helpers/server.js';
+import { httpsStatus, makeTestPki, type TestPki } from '../helpers/certs.js';
+import { httpRequest, startTlsServer } from '../helpers/server.js';
 import { removeTempDir, tempDir } from '../helpers/tmp.js';
 
 function healthCheck(address: string, creds: grpc.ChannelCredentials): Promise<number> {
@@ -24,25 +22,7 @@ function healthCheck(address: string, creds: grpc.ChannelCredentials): Promise<n
 }
 
 function httpsGet(address: string, path: string, pki: TestPki, withClientCert: boolean): Promise<number> {
-  const [host, port] = [address.split(':')[0], Number(address.split(':')[1])];
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host,
-        port,
-        path,
-        servername: 'localhost',
-        ca: readFileSync(pki.caCert),
-        ...(withClientCert ? { cert: readFileSync(pki.clientCert), key: readFileSync(pki.clientKey) } : {}),
-      },
-      (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-      },
-    );
-    req.on('error', reject);
-    req.end();
-  });
+  return httpsStatus(address, { path }, pki, withClientCert);
 }
 
 describe('TLS listeners', () => {
@@ -53,14 +33,7 @@ describe('TLS listeners', () => {
     pki = makeTestPki();
     dir = tempDir('obo-tls-');
     writeFileSync(join(dir, 's.yaml'), 'apiVersion: obo-authz.dev/v1alpha1\nkind: Settings\nmetadata: {name: s}\n');
-    server = await startServer({
-      configPaths: [dir],
-      grpcAddress: '127.0.0.1:0',
-      httpAddress: '127.0.0.1:0',
-      runtime: createTestRuntime(),
-      watch: false,
-      tls: { cert: pki.serverCert, key: pki.serverKey, clientCa: pki.caCert },
-    });
+    server = await startTlsServer(dir, pki);
   });
   afterAll(async () => {
     await server?.close();

@@ -164,3 +164,30 @@ export function checkRequest(o: ReqOpts = {}): RawCheckRequest {
     },
   };
 }
+
+/** A token of a fixture table: signed by one of its keys (`key`, optional `kid`), or `raw`. */
+export interface FixtureToken {
+  key?: string;
+  kid?: string;
+  claims?: Record<string, unknown>;
+  raw?: string;
+}
+
+/**
+ * The RequestAuthentication fixture table's keys made (`a` RS256, `b` ES256, `c` EdDSA, and
+ * `evil`: kid a1 but never published): its config with `__JWKS_<key>__` replaced by each key's
+ * public JWKS, and its tokens signed.
+ */
+export async function signFixture(f: { config: string; tokens: Record<string, FixtureToken> }): Promise<{ config: string; tokens: Record<string, string> }> {
+  const keys: Record<string, TestKey> = {
+    a: await makeKey('RS256', 'a1'),
+    b: await makeKey('ES256', 'b1'),
+    c: await makeKey('EdDSA', 'c1'),
+    evil: await makeKey('RS256', 'a1'),
+  };
+  let config = f.config;
+  for (const [n, k] of Object.entries(keys)) config = config.replaceAll(`__JWKS_${n}__`, JSON.stringify(jwks(k)));
+  const tokens: Record<string, string> = {};
+  for (const [n, t] of Object.entries(f.tokens)) tokens[n] = t.raw ?? (await sign(keys[t.key!]!, t.claims ?? {}, t.kid ? { header: { kid: t.kid } } : {}));
+  return { config, tokens };
+}

@@ -5,7 +5,7 @@ import type { CompiledConfig } from '../../../src/pipeline/compile.js';
 import { evaluate } from '../../../src/pipeline/pipeline.js';
 import { mustCompile } from '../../helpers/config.js';
 import { createTestRuntime, type TestRuntime } from '../../helpers/runtime.js';
-import { checkRequest, jwks, makeKey, NOW_S, sign, type ReqOpts, type TestKey } from './helpers.js';
+import { checkRequest, NOW_S, signFixture, type FixtureToken, type ReqOpts } from './helpers.js';
 
 interface Case {
   name: string;
@@ -30,7 +30,7 @@ interface Case {
 }
 interface Fixture {
   config: string;
-  tokens: Record<string, { key?: string; kid?: string; claims?: Record<string, unknown>; raw?: string }>;
+  tokens: Record<string, FixtureToken>;
   cases: Case[];
 }
 
@@ -49,19 +49,9 @@ function subst(s: string): string {
 
 beforeAll(async () => {
   rt = createTestRuntime({ now: NOW_S * 1000 });
-  const keys: Record<string, TestKey> = {
-    a: await makeKey('RS256', 'a1'),
-    b: await makeKey('ES256', 'b1'),
-    c: await makeKey('EdDSA', 'c1'),
-    evil: await makeKey('RS256', 'a1'),
-  };
-  let text = fixture.config;
-  for (const [n, k] of Object.entries(keys)) text = text.replaceAll(`__JWKS_${n}__`, JSON.stringify(jwks(k)));
-  cfg = mustCompile(text, rt);
-  for (const [n, t] of Object.entries(fixture.tokens)) {
-    if (t.raw) tokens[n] = t.raw;
-    else tokens[n] = await sign(keys[t.key!]!, t.claims ?? {}, t.kid ? { header: { kid: t.kid } } : {});
-  }
+  const signed = await signFixture(fixture);
+  cfg = mustCompile(signed.config, rt);
+  Object.assign(tokens, signed.tokens);
 });
 afterAll(() => rt.shared.disposeAll());
 
