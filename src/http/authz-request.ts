@@ -235,9 +235,10 @@ function deadlineOf(h: Headers, now: number): number | undefined {
 
 /**
  * Build the RawCheckRequest of one authorization request, or the reason to refuse it.
- * `body` is the forwarded request body, when the proxy sent one.
+ * `body` is the forwarded request body, when the proxy sent one: passed as `raw_body` bytes
+ * (the stages decode and validate it, e.g. an MCP JSON-RPC message).
  */
-export function buildCheckRequest(inb: InboundRequest, s: HttpAuthzSettings, now: number, body?: string): Built {
+export function buildCheckRequest(inb: InboundRequest, s: HttpAuthzSettings, now: number, body?: Uint8Array): Built {
   const r = route(inb.url, s);
   if (r === null) return refuse(null, 'ERR_BAD_REQUEST', `no proxy convention at ${JSON.stringify(inb.url.slice(0, 64))} (expected /envoy, /nginx or /traefik)`, 404);
   if (typeof r === 'string') return refuse(null, 'ERR_BAD_REQUEST', r);
@@ -286,7 +287,7 @@ export function buildCheckRequest(inb: InboundRequest, s: HttpAuthzSettings, now
     protocol: inb.protocol,
     headers,
   };
-  if (body !== undefined && body.length > 0) http.body = body;
+  if (body !== undefined && body.length > 0) http.raw_body = body;
   return {
     ok: true,
     convention,

@@ -65,8 +65,14 @@ export function answerFor(
   reasonHeader: boolean,
 ): HttpAnswer {
   if (!d.allow) {
-    const headers: string[] = ['content-type', TEXT];
-    for (const [k, v] of d.denyHeaders) if (isValidHeaderValue(v)) headers.push(k, v);
+    const headers: string[] = [];
+    let typed = false;
+    for (const [k, v] of d.denyHeaders) {
+      if (!isValidHeaderValue(v)) continue;
+      headers.push(k, v);
+      if (k === 'content-type') typed = true;
+    }
+    if (!typed) headers.push('content-type', TEXT);
     if (reasonHeader) headers.push(REASON_HEADER, d.reason);
     return { status: denyStatus(convention, d.httpStatus), headers, body: d.body };
   }

@@ -89,7 +89,7 @@ export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opt
   };
 
   /** The request (and its body, if any) is in: build the raw Check and run the pipeline. */
-  const run = (t: Pending, body: string | undefined): void => {
+  const run = (t: Pending, body: Uint8Array | undefined): void => {
     const inb: InboundRequest = {
       method: t.req.method ?? 'GET',
       url: t.req.url ?? '/',
@@ -145,7 +145,7 @@ export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opt
       } else chunks.push(c);
     });
     req.on('end', () => {
-      if (!done) (done = true), run(t, Buffer.concat(chunks).toString('utf8'));
+      if (!done) (done = true), run(t, Buffer.concat(chunks));
     });
     req.on('error', () => {
       if (!done) (done = true), refuse(t, 'ERR_BAD_REQUEST', 'request body could not be read');

@@ -6,7 +6,9 @@
  *   - nginx and Traefik change a request header only when the proxy copies it from the answer,
  *     so every header the config sets or removes must be in httpAuthz.managedHeaders (and in the
  *     proxy's list);
- *   - an HTTP authorization request carries no client certificate, destination address or SNI.
+ *   - an HTTP authorization request carries no client certificate, destination address or SNI;
+ *   - a deny cannot be a 2xx answer (every proxy takes a 2xx as an allow): an MCPServer's
+ *     JSON-RPC refusals (HTTP 200) go out as 403.
  * Warnings, not errors: the same config also serves gRPC, where all of it works.
  */
 import type { KindDocument } from '../config/kinds.js';
@@ -59,6 +61,8 @@ export function checkHttpTransport(settings: Settings, docs: readonly KindDocume
         ];
         unmanaged(k, ['spec', 'jwtRules', i], touched);
       });
+    } else if (k.kind === 'MCPServer' && obj(k.spec)['policyDenial'] !== 'Forbidden') {
+      k.v.warn(['spec', 'policyDenial'], 'over the HTTP authorization transport (Settings.httpAuthz) a refusal cannot be a JSON-RPC error with HTTP 200 (every proxy takes a 2xx as an allow): it is sent as 403; set policyDenial: Forbidden for MCP servers behind an HTTP ext_authz proxy');
     } else if (k.kind === 'AuthorizationPolicy') {
       const used = new Set<string>();
       for (const rule of arr(obj(k.spec)['rules'])) {

@@ -143,7 +143,7 @@ describe('buildCheckRequest', () => {
   });
 
   it('passes a forwarded body and rejects paths outside the conventions', () => {
-    expect(httpOf(buildCheckRequest(inbound({ url: '/envoy/x' }), TRUSTED, 0, '{"a":1}'))?.body).toBe('{"a":1}');
+    expect(Buffer.from(httpOf(buildCheckRequest(inbound({ url: '/envoy/x' }), TRUSTED, 0, Buffer.from('{"a":1}')))?.raw_body ?? []).toString()).toBe('{"a":1}');
     expect(buildCheckRequest(inbound({ url: '/metrics' }), TRUSTED, 0)).toMatchObject({ ok: false, status: 404 });
   });
 });
@@ -174,8 +174,11 @@ describe('answers', () => {
     expect(answerFor('traefik', d, {}, DEFAULT_HTTP_AUTHZ, true)).toEqual({
       status: 401,
       body: 'Jwt is expired',
-      headers: ['content-type', 'text/plain; charset=utf-8', 'www-authenticate', 'Bearer realm="x"', 'x-obo-authz-reason', 'ERR_JWT_EXPIRED'],
+      headers: ['www-authenticate', 'Bearer realm="x"', 'content-type', 'text/plain; charset=utf-8', 'x-obo-authz-reason', 'ERR_JWT_EXPIRED'],
     });
+    // a deny that types its own body keeps that type (one content-type)
+    const json = decision({ allow: false, reason: 'ERR_RBAC_DENIED', httpStatus: 200, body: '{}', denyHeaders: [['content-type', 'application/json']] });
+    expect(answerFor('envoy', json, {}, DEFAULT_HTTP_AUTHZ, false)).toEqual({ status: 403, body: '{}', headers: ['content-type', 'application/json'] });
   });
 
   it('httpLimits: query rewrites and pseudo-headers cannot be expressed', () => {
