@@ -63,19 +63,26 @@ const contextFor = (path: string) => [...CONTEXTS].find(([k]) => {
   return m.path === path || m.path_separated_prefix === path || (m.prefix === '/' && path === '/');
 })?.[1];
 
-/** The obo-authz compose service's --http-authz-address port, and its config. */
-function oboAuthz(c: Y): { port: number | undefined; service: string } {
+/** The obo-authz compose service: its --http-authz-address and --http-address ports. */
+function oboAuthz(c: Y): { port: number | undefined; adminPort: number | undefined; service: string } {
   const name = Object.keys(c.services).find((n) => c.services[n].build !== undefined)!;
   const args: string[] = c.services[name].command.map(String);
-  const i = args.indexOf('--http-authz-address');
-  return { service: name, port: i < 0 ? undefined : Number(args[i + 1]!.split(':').pop()) };
+  const portOf = (flag: string) => {
+    const i = args.indexOf(flag);
+    return i < 0 ? undefined : Number(args[i + 1]!.split(':').pop());
+  };
+  return { service: name, port: portOf('--http-authz-address'), adminPort: portOf('--http-address') };
 }
+/** MCP protected-resource metadata: an authorization answer cannot carry it; the admin port serves it. */
+const METADATA = '/.well-known/oauth-protected-resource';
+const toAdmin = (host: string, port: number, c: Y) => host === oboAuthz(c).service && port === oboAuthz(c).adminPort;
 const demoConfig = loadConfig([join(ROOT, 'envoy', 'config')], createTestRuntime());
 const managed = demoConfig.ok ? demoConfig.config.settings.httpAuthz?.managedHeaders ?? [] : [];
 
 describe('envoy/config serves the HTTP transport', () => {
-  it('compiles without a warning, with trusted proxies and managed headers', () => {
-    expect(demoConfig.issues.map(formatIssue)).toEqual([]);
+  it('compiles with trusted proxies and managed headers; its only warning is the MCP refusal limit', () => {
+    // The demo MCPServer keeps JSON-RPC refusals (HTTP 200) for its gRPC Envoy; over HTTP they go out as 403.
+    expect(demoConfig.issues.map(formatIssue)).toEqual([expect.stringContaining('MCPServer/mcp-tools): spec.policyDenial: warning: over the HTTP authorization transport')]);
     const h = demoConfig.ok ? demoConfig.config.settings.httpAuthz : null;
     expect(h?.trustedProxies.length).toBeGreaterThan(0);
     expect(managed).toEqual(expect.arrayContaining(['authorization', 'x-actor-token']));
@@ -126,6 +133,12 @@ function checkEnvoyHttp(cfg: Y, c: Y): string[] {
       if (tp[k]?.['@type'] !== PER_ROUTE) problems.push(`route ${matchKey(r.match)}: ${k} @type`);
     }
     const on = authz.filter((f) => tp[f.name]?.disabled !== true);
+    if (r.match.prefix === METADATA) {
+      const ep = clusters.get(r.route?.cluster)?.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address;
+      if (on.length !== 0) problems.push(`route ${METADATA}: the metadata must not be authorized`);
+      if (!ep || !toAdmin(ep.address, ep.port_value, c)) problems.push(`route ${METADATA}: must go to obo-authz's admin port (--http-address)`);
+      continue;
+    }
     const want = CONTEXTS.get(matchKey(r.match));
     if (!CONTEXTS.has(matchKey(r.match))) problems.push(`route ${matchKey(r.match)} is not in envoy.yaml`);
     if (want === undefined) {
@@ -163,12 +176,14 @@ describe('envoy/envoy-http.yaml', () => {
       ['flag port', (x) => (x.c.services['obo-authz'].command[x.c.services['obo-authz'].command.indexOf('--http-authz-address') + 1] = '0.0.0.0:9005'), '!= --http-authz-address port 9005'],
       ['wrong context', (x) => (f(x.cfg, 'authz-mcp-tools').http_service.path_prefix = '/envoy;namespace=demo;backend=weather-api;label.app=mcp-tools'), "!= envoy.yaml's context_extensions"],
       ['no convention', (x) => (f(x.cfg, 'authz-default').http_service.path_prefix = '/authz'), 'is no obo-authz convention path'],
-      ['two filters on a route', (x) => delete hcmOf(x.cfg).route_config.virtual_hosts[0].routes[1].typed_per_filter_config['authz-weather-api'], '2 ext_authz filters enabled'],
+      ['two filters on a route', (x) => delete hcmOf(x.cfg).route_config.virtual_hosts[0].routes[2].typed_per_filter_config['authz-weather-api'], '2 ext_authz filters enabled'],
       ['health authorized', (x) => delete hcmOf(x.cfg).route_config.virtual_hosts[0].routes[0].typed_per_filter_config['authz-default'], 'envoy.yaml does not authorize it'],
       ['actor token not sent', (x) => (f(x.cfg, 'authz-mcp-tools').allowed_headers.patterns = [{ exact: 'x-forwarded-for' }, { exact: 'x-forwarded-proto' }]), 'allowed_headers must send x-actor-token'],
       ['exchanged token dropped', (x) => (f(x.cfg, 'authz-mcp-tools').http_service.authorization_response.allowed_upstream_headers.patterns = []), 'allowed_upstream_headers must take authorization'],
       ['no normalize', (x) => (hcmOf(x.cfg).normalize_path = false), 'normalize_path must be true'],
       ['not in compose', (x) => (x.c.services['envoy-http'].command = ['envoy']), 'no compose service runs envoy-http.yaml'],
+      ['metadata authorized', (x) => delete hcmOf(x.cfg).route_config.virtual_hosts[0].routes[1].typed_per_filter_config['authz-default'], 'the metadata must not be authorized'],
+      ['metadata elsewhere', (x) => (hcmOf(x.cfg).route_config.virtual_hosts[0].routes[1].route.cluster = 'mcp_upstream'), "must go to obo-authz's admin port"],
     ]);
   });
 });
@@ -238,6 +253,13 @@ function checkNginx(conf: NgDirective[], c: Y): string[] {
   for (const l of locs) {
     if (l === authz) continue;
     const path = l.args[l.args.length - 1]!;
+    if (path === METADATA) {
+      const up = all(conf, 'upstream').find((u) => `http://${u.args[0]}` === one(l.block, 'proxy_pass')?.args[0]);
+      const [host, port] = String(one(up?.block, 'server')?.args[0] ?? ':').split(':');
+      if (one(l.block, 'auth_request')) problems.push(`location ${METADATA}: the metadata must not be authorized`);
+      if (!toAdmin(host!, Number(port), c)) problems.push(`location ${METADATA}: must go to obo-authz's admin port (--http-address)`);
+      continue;
+    }
     const ar = one(l.block, 'auth_request')?.args[0];
     const want = contextFor(path);
     if (want === undefined) {
@@ -281,6 +303,7 @@ describe('deploy/nginx/obo-authz.conf', () => {
       ['token not replaced', (x) => (loc(x, '/mcp').block = loc(x, '/mcp').block!.filter((d) => d.args[0] !== 'Authorization')), 'managed header authorization must be set from the answer'],
       ['actor token kept', (x) => (loc(x, '/mcp').block = loc(x, '/mcp').block!.filter((d) => d.args[0] !== '$obo_actor_token')), 'managed header x-actor-token'],
       ['not mounted', (x) => (x.c.services.nginx.volumes = []), 'does not mount'],
+      ['metadata port', (x) => (one(all(x.conf, 'upstream').find((u) => u.args[0] === 'obo_authz_admin')!.block, 'server')!.args[0] = 'obo-authz:9003'), "must go to obo-authz's admin port"],
     ]);
   });
 });
@@ -292,6 +315,12 @@ function checkTraefik(d: Y, c: Y): string[] {
   const mws: Record<string, Y> = d.http?.middlewares ?? {};
   for (const [name, r] of Object.entries(d.http?.routers ?? {}) as [string, Y][]) {
     const fa = (r.middlewares ?? []).map((m: string) => mws[m]?.forwardAuth).filter(Boolean);
+    if (String(r.rule).includes(METADATA)) {
+      const url = new URL(d.http?.services?.[r.service]?.loadBalancer?.servers?.[0]?.url ?? 'http://none');
+      if (fa.length !== 0) problems.push(`router ${name}: the metadata must not be authorized`);
+      if (!toAdmin(url.hostname, Number(url.port), c)) problems.push(`router ${name}: must go to obo-authz's admin port (--http-address)`);
+      continue;
+    }
     if (fa.length !== 1) {
       problems.push(`router ${name}: ${fa.length} forwardAuth middlewares, expected one`);
       continue;
@@ -332,6 +361,7 @@ describe('deploy/traefik/dynamic.yaml', () => {
       ['headers', (x) => (mw(x, 'obo-authz-mcp-tools').authResponseHeaders = ['Authorization']), 'managed header x-actor-token'],
       ['no auth', (x) => (x.d.http.routers.weather.middlewares = []), 'router weather: 0 forwardAuth'],
       ['not mounted', (x) => (x.c.services.traefik.volumes = []), 'does not mount'],
+      ['metadata authorized', (x) => (x.d.http.routers['mcp-metadata'].middlewares = ['obo-authz-mcp-tools']), 'the metadata must not be authorized'],
     ]);
   });
 });

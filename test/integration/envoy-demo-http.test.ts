@@ -57,11 +57,18 @@ describe('envoy demo config over the HTTP transport', () => {
     });
   }
 
-  it('denies without a token; the catch-all route is authorized too (selector policies apply without labels)', async () => {
-    const r = await httpCall(server.httpAuthzAddress, { method: 'POST', path: `${ctxFor(prefixes, 'mcp-tools')}/mcp`, headers: { host: 'x' } });
-    expect(r.status).toBe(403);
+  it('denies without a token (401 with the MCP challenge on /mcp); the catch-all route is authorized too', async () => {
+    const r = await httpCall(server.httpAuthzAddress, { method: 'POST', path: `${ctxFor(prefixes, 'mcp-tools')}/mcp`, headers: { host: 'localhost:8081' } });
+    expect(r.status).toBe(401);
+    expect(r.headers['www-authenticate']).toContain('resource_metadata="http://localhost:8080/.well-known/oauth-protected-resource/mcp"');
     const n = await httpCall(server.httpAuthzAddress, { path: `/nginx;${nginxContexts.find((c) => !c.includes('backend'))}`, headers: { 'x-original-uri': '/other', 'x-original-method': 'GET' } });
     expect(n.status).toBe(403);
     expect(n.headers['x-obo-authz-reason']).toBe('ERR_RBAC_DENIED');
+  });
+
+  it('the protected-resource metadata the challenge points to is served by the admin port the proxies route it to', async () => {
+    const m = await httpCall(server.httpAddress, { path: '/.well-known/oauth-protected-resource/mcp', headers: { host: 'localhost:8081' } });
+    expect(m.status).toBe(200);
+    expect(JSON.parse(m.body)).toMatchObject({ resource: 'http://localhost:8080/mcp' });
   });
 });
