@@ -132,6 +132,19 @@ export async function startAuthServer(): Promise<AuthServer> {
 }
 
 /** A RequestAuthentication (root namespace) trusting the authorization server's tokens. */
+/** The IdP's RequestAuthentication and one MCPServer `tools` (root namespace, 4 KiB bodies) for `resource`. */
+export function mcpServerYaml(issuer: string, resource: string): string {
+  return `${idpYaml(issuer)}---
+apiVersion: obo-authz.dev/v1alpha1
+kind: MCPServer
+metadata: {name: tools, namespace: istio-system}
+spec:
+  resource: ${resource}
+  authorizationServers: [${issuer}]
+  maxBodyBytes: 4096
+`;
+}
+
 export function idpYaml(issuer: string): string {
   return `apiVersion: security.istio.io/v1
 kind: RequestAuthentication

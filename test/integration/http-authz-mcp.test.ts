@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CheckResponseObject } from '../../src/respond/respond.js';
 import { httpCall } from '../helpers/http-authz.js';
-import { checkRequestFor, DEFAULT_BODY, idpYaml, startAuthServer, type AuthServer } from '../helpers/mcp.js';
+import { checkRequestFor, DEFAULT_BODY, mcpServerYaml, startAuthServer, type AuthServer } from '../helpers/mcp.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 const ORIGIN = 'https://mcp.example.test';
@@ -27,15 +27,7 @@ spec:
   reasonHeader: true
   httpAuthz: {trustedProxies: [127.0.0.1/32]}
 ---
-${idpYaml(as.issuer)}---
-apiVersion: obo-authz.dev/v1alpha1
-kind: MCPServer
-metadata: {name: tools, namespace: istio-system}
-spec:
-  resource: ${RESOURCE}
-  authorizationServers: [${as.issuer}]
-  maxBodyBytes: 4096
----
+${mcpServerYaml(as.issuer, RESOURCE)}---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: mcp-allow, namespace: istio-system}

@@ -17,7 +17,7 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import { extractWWWAuthenticateParams } from '@modelcontextprotocol/sdk/client/auth.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { checkRequestFor, DEFAULT_BODY, idpYaml, startAuthServer, type AuthServer, type BodySettings } from '../helpers/mcp.js';
+import { checkRequestFor, DEFAULT_BODY, mcpServerYaml, startAuthServer, type AuthServer, type BodySettings } from '../helpers/mcp.js';
 import type { CheckResponseObject } from '../../src/respond/respond.js';
 
 const ORIGIN = 'https://mcp.example.test';
@@ -30,15 +30,7 @@ let token: string;
 beforeAll(async () => {
   as = await startAuthServer();
   srv = await startTestServer({
-    'mcp.yaml': `${idpYaml(as.issuer)}---
-apiVersion: obo-authz.dev/v1alpha1
-kind: MCPServer
-metadata: {name: tools, namespace: istio-system}
-spec:
-  resource: ${RESOURCE}
-  authorizationServers: [${as.issuer}]
-  maxBodyBytes: 4096
----
+    'mcp.yaml': `${mcpServerYaml(as.issuer, RESOURCE)}---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: mcp-allow, namespace: istio-system}
