@@ -1,4 +1,5 @@
 /** Compile YAML text in tests, failing loudly with the formatted issues. */
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { compileDocuments, type CompiledConfig, type CompileResult } from '../../src/pipeline/compile.js';
 import { formatIssue } from '../../src/config/issues.js';
@@ -37,4 +38,20 @@ spec:
   target: {audience: backend}
   sts: sts
 `;
+}
+
+/**
+ * The quick start's config files (examples/quickstart) for startTestServer, the STS key's
+ * relative path made absolute (the files are written to a temp folder); `settings` replaces
+ * 00-settings.yaml.
+ */
+export function quickstartFiles(settings?: string): Record<string, string> {
+  const read = (name: string) => readFileSync(join('examples/quickstart', name), 'utf8');
+  const key = join(process.cwd(), 'examples/quickstart/keys/demo-sts.private.jwk.json');
+  return {
+    '00-settings.yaml': settings ?? read('00-settings.yaml'),
+    '10-request-authentication.yaml': read('10-request-authentication.yaml'),
+    '20-authorization-policy.yaml': read('20-authorization-policy.yaml'),
+    '30-token-exchange.yaml': read('30-token-exchange.yaml').replace('file: keys/demo-sts.private.jwk.json', `file: ${key}`),
+  };
 }

@@ -131,9 +131,11 @@ export async function startAuthServer(): Promise<AuthServer> {
   return { issuer, authorizeRequests, tokenRequests, mint, close: l.close };
 }
 
-/** A RequestAuthentication (root namespace) trusting the authorization server's tokens. */
-/** The IdP's RequestAuthentication and one MCPServer `tools` (root namespace, 4 KiB bodies) for `resource`. */
-export function mcpServerYaml(issuer: string, resource: string): string {
+/**
+ * The IdP's RequestAuthentication and one MCPServer `tools` (root namespace) for `resource`;
+ * `more` is the rest of its spec (YAML at the spec's level), 4 KiB bodies unless given.
+ */
+export function mcpServerYaml(issuer: string, resource: string, more = 'maxBodyBytes: 4096'): string {
   return `${idpYaml(issuer)}---
 apiVersion: obo-authz.dev/v1alpha1
 kind: MCPServer
@@ -141,10 +143,11 @@ metadata: {name: tools, namespace: istio-system}
 spec:
   resource: ${resource}
   authorizationServers: [${issuer}]
-  maxBodyBytes: 4096
+${more.replace(/^/gm, '  ')}
 `;
 }
 
+/** A RequestAuthentication (root namespace) trusting the authorization server's tokens. */
 export function idpYaml(issuer: string): string {
   return `apiVersion: security.istio.io/v1
 kind: RequestAuthentication

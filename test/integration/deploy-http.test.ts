@@ -172,7 +172,7 @@ describe('envoy/envoy-http.yaml', () => {
       ['fail open', (x) => (f(x.cfg, 'authz-mcp-tools').failure_mode_allow = true), 'failure_mode_allow must be false'],
       ['status on error', (x) => delete f(x.cfg, 'authz-default').status_on_error, 'status_on_error must be ServiceUnavailable'],
       ['grpc', (x) => (f(x.cfg, 'authz-default').grpc_service = {}), 'must use http_service'],
-      ['port', (x) => (x.cfg.static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value = 9001), 'cluster port 9001 != --http-authz-address port 9003'],
+      ['port', (x) => (x.cfg.static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value = 9001), 'cluster port 9001 != --http-authz-address port 9004'],
       ['flag port', (x) => (x.c.services['obo-authz'].command[x.c.services['obo-authz'].command.indexOf('--http-authz-address') + 1] = '0.0.0.0:9005'), '!= --http-authz-address port 9005'],
       ['wrong context', (x) => (f(x.cfg, 'authz-mcp-tools').http_service.path_prefix = '/envoy;namespace=demo;backend=weather-api;label.app=mcp-tools'), "!= envoy.yaml's context_extensions"],
       ['no convention', (x) => (f(x.cfg, 'authz-default').http_service.path_prefix = '/authz'), 'is no obo-authz convention path'],
@@ -293,7 +293,7 @@ describe('deploy/nginx/obo-authz.conf', () => {
   const check = (x: { conf: NgDirective[]; c: Y }) => checkNginx(x.conf, x.c);
   it('agrees with envoy.yaml, the compose file and the service; rejects broken copies', () => {
     expectRejects({ conf, c: compose }, check, [
-      ['port', (x) => (one(all(x.conf, 'upstream')[0]!.block, 'server')!.args[0] = 'obo-authz:9001'), 'server obo-authz:9001 != obo-authz:9003'],
+      ['port', (x) => (one(all(x.conf, 'upstream')[0]!.block, 'server')!.args[0] = 'obo-authz:9001'), 'server obo-authz:9001 != obo-authz:9004'],
       ['raw uri missing', (x) => (loc(x, '/_obo_authz').block = loc(x, '/_obo_authz').block!.filter((d) => d.args[0] !== 'X-Original-URI')), 'proxy_set_header x-original-uri must be "$request_uri"'],
       ['decoded uri', (x) => (loc(x, '/_obo_authz').block!.find((d) => d.args[0] === 'X-Original-URI')!.args[1] = '$uri'), 'x-original-uri must be "$request_uri"'],
       ['body forwarded', (x) => (loc(x, '/_obo_authz').block = loc(x, '/_obo_authz').block!.filter((d) => d.name !== 'proxy_pass_request_body')), 'proxy_pass_request_body off'],
@@ -303,7 +303,7 @@ describe('deploy/nginx/obo-authz.conf', () => {
       ['token not replaced', (x) => (loc(x, '/mcp').block = loc(x, '/mcp').block!.filter((d) => d.args[0] !== 'Authorization')), 'managed header authorization must be set from the answer'],
       ['actor token kept', (x) => (loc(x, '/mcp').block = loc(x, '/mcp').block!.filter((d) => d.args[0] !== '$obo_actor_token')), 'managed header x-actor-token'],
       ['not mounted', (x) => (x.c.services.nginx.volumes = []), 'does not mount'],
-      ['metadata port', (x) => (one(all(x.conf, 'upstream').find((u) => u.args[0] === 'obo_authz_admin')!.block, 'server')!.args[0] = 'obo-authz:9003'), "must go to obo-authz's admin port"],
+      ['metadata port', (x) => (one(all(x.conf, 'upstream').find((u) => u.args[0] === 'obo_authz_admin')!.block, 'server')!.args[0] = 'obo-authz:9004'), "must go to obo-authz's admin port"],
     ]);
   });
 });
@@ -353,9 +353,9 @@ describe('deploy/traefik/dynamic.yaml', () => {
   const mw = (x: { d: Y }, n: string) => x.d.http.middlewares[n].forwardAuth;
   it('agrees with envoy.yaml, the compose file and the service; rejects broken copies', () => {
     expectRejects({ d, c: compose }, check, [
-      ['port', (x) => (mw(x, 'obo-authz-mcp-tools').address = 'http://obo-authz:9002/traefik;namespace=demo;backend=mcp-tools;label.app=mcp-tools'), 'address obo-authz:9002 != obo-authz:9003'],
-      ['convention', (x) => (mw(x, 'obo-authz-mcp-tools').address = 'http://obo-authz:9003/nginx;namespace=demo;backend=mcp-tools;label.app=mcp-tools'), 'not traefik'],
-      ['context', (x) => (mw(x, 'obo-authz-weather-api').address = 'http://obo-authz:9003/traefik;namespace=demo'), "!= envoy.yaml's context_extensions"],
+      ['port', (x) => (mw(x, 'obo-authz-mcp-tools').address = 'http://obo-authz:9002/traefik;namespace=demo;backend=mcp-tools;label.app=mcp-tools'), 'address obo-authz:9002 != obo-authz:9004'],
+      ['convention', (x) => (mw(x, 'obo-authz-mcp-tools').address = 'http://obo-authz:9004/nginx;namespace=demo;backend=mcp-tools;label.app=mcp-tools'), 'not traefik'],
+      ['context', (x) => (mw(x, 'obo-authz-weather-api').address = 'http://obo-authz:9004/traefik;namespace=demo'), "!= envoy.yaml's context_extensions"],
       ['trust', (x) => (mw(x, 'obo-authz-mcp-tools').trustForwardHeader = true), 'trustForwardHeader must be set to false'],
       ['unset trust', (x) => delete mw(x, 'obo-authz-mcp-tools').trustForwardHeader, 'trustForwardHeader must be set to false'],
       ['headers', (x) => (mw(x, 'obo-authz-mcp-tools').authResponseHeaders = ['Authorization']), 'managed header x-actor-token'],
@@ -433,7 +433,7 @@ describe('deploy/istio (envoyExtAuthzHttp)', () => {
       ['actor token', (x) => (prov(x).includeRequestHeadersInCheck = ['x-forwarded-for']), 'must send x-actor-token'],
       ['listener off', (x) => {
         const c = x.shared.find((m: Y) => m.kind === 'Deployment').spec.template.spec.containers[0];
-        c.args = c.args.filter((a: string) => a !== '--http-authz-address' && a !== '0.0.0.0:9003');
+        c.args = c.args.filter((a: string) => a !== '--http-authz-address' && a !== '0.0.0.0:9004');
       }, 'does not start the HTTP authorization listener'],
       ['no trust', (x) => (x.shared.find((m: Y) => m.kind === 'ConfigMap').data['00-settings.yaml'] = 'spec: {}'), 'httpAuthz.trustedProxies'],
     ]);

@@ -28,7 +28,7 @@ describe('envoy demo config over the HTTP transport', () => {
   let token: string;
   beforeAll(async () => {
     server = await startServer({ configPaths: ['envoy/config'], grpcAddress: '127.0.0.1:0', httpAddress: '127.0.0.1:0', httpAuthzAddress: '127.0.0.1:0', runtime: createTestRuntime(), watch: false });
-    token = execFileSync(process.execPath, ['envoy/mint-demo-token.mjs', '--sub', 'alice', '--scope', 'mcp.tools weather.read'], { encoding: 'utf8' }).trim();
+    token = execFileSync(process.execPath, ['examples/demo-keys/mint-demo-token.mjs', '--sub', 'alice', '--scope', 'mcp:tools weather:read'], { encoding: 'utf8' }).trim();
     rememberSecret(token);
   });
   afterAll(async () => server?.close());
@@ -44,8 +44,8 @@ describe('envoy demo config over the HTTP transport', () => {
       const auth = { authorization: `Bearer ${token}`, 'x-actor-token': 'spoofed' };
       const answers = [
         await httpCall(server.httpAuthzAddress, { method, path: `${ctxFor(prefixes, aud)}${path}`, headers: { host: 'localhost:8081', 'x-forwarded-proto': 'http', ...auth } }),
-        await httpCall(server.httpAuthzAddress, { path: `/nginx;${ctxFor(nginxContexts, aud)}`, headers: { host: 'obo-authz:9003', 'x-original-uri': path, 'x-original-method': method, 'x-forwarded-host': 'localhost:8082', 'x-forwarded-proto': 'http', 'x-forwarded-for': '172.18.0.1', ...auth } }),
-        await httpCall(server.httpAuthzAddress, { path: ctxFor(traefikPaths, aud), headers: { host: 'obo-authz:9003', 'x-forwarded-uri': path, 'x-forwarded-method': method, 'x-forwarded-host': 'localhost:8083', 'x-forwarded-proto': 'http', 'x-forwarded-for': '172.18.0.1', ...auth } }),
+        await httpCall(server.httpAuthzAddress, { path: `/nginx;${ctxFor(nginxContexts, aud)}`, headers: { host: 'obo-authz:9004', 'x-original-uri': path, 'x-original-method': method, 'x-forwarded-host': 'localhost:8082', 'x-forwarded-proto': 'http', 'x-forwarded-for': '172.18.0.1', ...auth } }),
+        await httpCall(server.httpAuthzAddress, { path: ctxFor(traefikPaths, aud), headers: { host: 'obo-authz:9004', 'x-forwarded-uri': path, 'x-forwarded-method': method, 'x-forwarded-host': 'localhost:8083', 'x-forwarded-proto': 'http', 'x-forwarded-for': '172.18.0.1', ...auth } }),
       ];
       for (const a of answers) {
         expect(a.status).toBe(200);

@@ -9,16 +9,13 @@ import { httpCall } from '../helpers/http-authz.js';
 import { checkRequestFor, DEFAULT_BODY, mcpServerYaml, startAuthServer, type AuthServer } from '../helpers/mcp.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
-const ORIGIN = 'https://mcp.example.test';
-const RESOURCE = `${ORIGIN}/mcp`;
-
-let as: AuthServer;
-let srv: TestServer;
-let token: string;
+/** The MCP server's resource, its authorization server, obo-authz, and alice's token for it. */
+const RESOURCE = 'https://mcp.example.test/mcp';
+const env = {} as { as: AuthServer; srv: TestServer; token: string };
 
 beforeAll(async () => {
-  as = await startAuthServer();
-  srv = await startTestServer(
+  const as = (env.as = await startAuthServer());
+  env.srv = await startTestServer(
     {
       'mcp.yaml': `apiVersion: obo-authz.dev/v1alpha1
 kind: Settings
@@ -38,12 +35,12 @@ spec:
     },
     { httpAuthz: true },
   );
-  token = await as.mint({ sub: 'alice', aud: RESOURCE, scope: 'mcp:read' });
+  env.token = await as.mint({ sub: 'alice', aud: RESOURCE, scope: 'mcp:read' });
 });
 
 afterAll(async () => {
-  await srv?.close();
-  await as?.close();
+  await env.srv?.close();
+  await env.as?.close();
 });
 
 const call = (name: string) => JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name, arguments: {} } });
@@ -52,14 +49,14 @@ async function both(body: string, auth: boolean): Promise<{ grpc: [number, strin
   const headers: Record<string, string> = {
     'content-type': 'application/json',
     accept: 'application/json, text/event-stream',
-    ...(auth ? { authorization: `Bearer ${token}` } : {}),
+    ...(auth ? { authorization: `Bearer ${env.token}` } : {}),
   };
   const raw = checkRequestFor(new URL(RESOURCE), 'POST', headers, body, DEFAULT_BODY);
   if (raw === 'too-large') throw new Error('unexpected');
-  const g: CheckResponseObject = await srv.check(raw);
+  const g: CheckResponseObject = await env.srv.check(raw);
   const reason = (g.dynamic_metadata?.fields?.['reason'] as { stringValue?: string } | undefined)?.stringValue ?? '';
   const www = g.denied_response?.headers.find((h) => h.header.key === 'www-authenticate')?.header.value ?? '';
-  const h = await httpCall(srv.server.httpAuthzAddress, {
+  const h = await httpCall(env.srv.server.httpAuthzAddress, {
     method: 'POST',
     path: '/envoy/mcp',
     headers: { host: 'mcp.example.test', 'x-forwarded-proto': 'https', ...headers, 'x-envoy-auth-partial-body': 'false' },

@@ -8,6 +8,7 @@ import { Agent } from 'node:http';
 import { connect } from 'node:http2';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { quickstartFiles } from '../helpers/config.js';
 import { httpCall, type HttpCall } from '../helpers/http-authz.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
@@ -30,18 +31,7 @@ describe('HTTP authorization listener', () => {
   let at: string;
   const call = (c: HttpCall) => httpCall(at, c);
   beforeAll(async () => {
-    t = await startTestServer(
-      {
-        '00-settings.yaml': SETTINGS,
-        '10-request-authentication.yaml': quickstart('10-request-authentication.yaml'),
-        '20-authorization-policy.yaml': quickstart('20-authorization-policy.yaml'),
-        '30-token-exchange.yaml': quickstart('30-token-exchange.yaml').replace(
-          '../demo-keys/demo-sts.private.jwk.json',
-          join(process.cwd(), 'examples/demo-keys/demo-sts.private.jwk.json'),
-        ),
-      },
-      { httpAuthz: true },
-    );
+    t = await startTestServer(quickstartFiles(SETTINGS), { httpAuthz: true });
     at = t.server.httpAuthzAddress;
   });
   afterAll(async () => t?.close());
@@ -99,7 +89,7 @@ describe('HTTP authorization listener', () => {
 
   describe('nginx (auth_request)', () => {
     const nginx = (extra: Record<string, string>, localAddress?: string) =>
-      call({ path: '/nginx', localAddress, headers: { host: 'obo-authz:9003', 'x-forwarded-host': 'mcp.example.com', 'x-original-method': 'POST', ...extra } });
+      call({ path: '/nginx', localAddress, headers: { host: 'obo-authz:9004', 'x-forwarded-host': 'mcp.example.com', 'x-original-method': 'POST', ...extra } });
 
     it('allow: 200 with upstream values for auth_request_set; managed headers state their final value', async () => {
       const r = await nginx({ 'x-original-uri': '/mcp', authorization: USER, 'x-user-sub': 'spoofed', 'x-actor-token': 'spoofed', 'x-forwarded-for': '203.0.113.9' });
@@ -135,7 +125,7 @@ describe('HTTP authorization listener', () => {
 
   describe('traefik (ForwardAuth)', () => {
     const traefik = (extra: Record<string, string>, localAddress?: string) =>
-      call({ path: '/traefik', localAddress, headers: { host: 'obo-authz:9003', 'x-forwarded-method': 'POST', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'mcp.example.com', ...extra } });
+      call({ path: '/traefik', localAddress, headers: { host: 'obo-authz:9004', 'x-forwarded-method': 'POST', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'mcp.example.com', ...extra } });
 
     it('allow and deny with status, headers and body as Traefik passes them on', async () => {
       const ok = await traefik({ 'x-forwarded-uri': '/mcp', authorization: USER, 'x-forwarded-for': '198.51.100.4' });

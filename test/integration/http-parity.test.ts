@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import type { CheckResponseObject } from '../../src/respond/respond.js';
+import { quickstartFiles } from '../helpers/config.js';
 import { FRAMING, httpCall, type HttpReply } from '../helpers/http-authz.js';
 import { createTestRuntime } from '../helpers/runtime.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
@@ -141,12 +142,7 @@ describe('the quick-start requests, with a token exchange, through gRPC and HTTP
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
   beforeAll(async () => {
     t = await startTestServer(
-      {
-        '00-settings.yaml': HTTP_SETTINGS,
-        '10-request-authentication.yaml': qs('10-request-authentication.yaml'),
-        '20-authorization-policy.yaml': qs('20-authorization-policy.yaml'),
-        '30-token-exchange.yaml': qs('30-token-exchange.yaml').replace('../demo-keys/demo-sts.private.jwk.json', join(process.cwd(), 'examples/demo-keys/demo-sts.private.jwk.json')),
-      },
+      quickstartFiles(HTTP_SETTINGS),
       { httpAuthz: true },
     );
   });

@@ -10,7 +10,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { discoverOAuthProtectedResourceMetadata, extractWWWAuthenticateParams, UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { envoyFetch, idpYaml, startAuthServer, startMcpBackend, TestOAuthProvider, type AuthServer, type McpBackend } from '../helpers/mcp.js';
+import { envoyFetch, mcpServerYaml, startAuthServer, startMcpBackend, TestOAuthProvider, type AuthServer, type McpBackend } from '../helpers/mcp.js';
 
 const ORIGIN = 'https://mcp.example.test';
 const RESOURCE = `${ORIGIN}/mcp`;
@@ -21,22 +21,18 @@ let srv: TestServer;
 
 function config(issuer: string): Record<string, string> {
   return {
-    'mcp.yaml': `${idpYaml(issuer)}---
-apiVersion: obo-authz.dev/v1alpha1
-kind: MCPServer
-metadata: {name: tools, namespace: istio-system}
-spec:
-  resource: ${RESOURCE}
-  authorizationServers: [${issuer}]
-  scopesSupported: [mcp:read, repo:admin, repo:write]
-  resourceName: Test tools
-  resourceDocumentation: https://docs.example.test/tools
-  scopes:
-    required: [mcp:read]
-    tools:
-    - names: [delete_repo]
-      scopes: [repo:admin]
----
+    'mcp.yaml': `${mcpServerYaml(
+      issuer,
+      RESOURCE,
+      `scopesSupported: [mcp:read, repo:admin, repo:write]
+resourceName: Test tools
+resourceDocumentation: https://docs.example.test/tools
+scopes:
+  required: [mcp:read]
+  tools:
+  - names: [delete_repo]
+    scopes: [repo:admin]`,
+    )}---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: no-drop, namespace: istio-system}

@@ -106,7 +106,7 @@ describe('buildCheckRequest', () => {
 
   it('nginx: original URI, method and host from the conventional headers; Host of the subrequest ignored', () => {
     const b = buildCheckRequest(
-      inbound({ url: '/nginx', headers: { host: 'obo-authz:9003', 'x-original-uri': '/v1//items?a=b', 'x-original-method': 'DELETE', 'x-forwarded-host': 'api.example.com', 'x-real-ip': '203.0.113.5' } }),
+      inbound({ url: '/nginx', headers: { host: 'obo-authz:9004', 'x-original-uri': '/v1//items?a=b', 'x-original-method': 'DELETE', 'x-forwarded-host': 'api.example.com', 'x-real-ip': '203.0.113.5' } }),
       TRUSTED,
       0,
     );
