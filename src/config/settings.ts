@@ -1,6 +1,7 @@
 /** The server-wide `Settings` kind (obo-authz.dev/v1alpha1). At most one per config. */
 import { finishHttpAuthz, httpAuthzSchema, type HttpAuthzSettings } from './http-authz-settings.js';
 import { bool, duration, num, obj, record, str, type ValidationContext } from './schema.js';
+import { PATH_NORMALIZATIONS, type PathNormalization } from '../core/path.js';
 
 export interface Settings {
   /** Policies here apply to every workload (Istio's root namespace). */
@@ -32,6 +33,11 @@ export interface Settings {
   readonly jwks: Readonly<Partial<JwksTuningMs>>;
   /** The HTTP authorization transport (config/http-authz-settings.ts); null when the block is absent. */
   readonly httpAuthz: HttpAuthzSettings | null;
+  /**
+   * The path normalization the proxy applies (Istio MeshConfig pathNormalization); a path
+   * not in that canonical form is refused with ERR_PATH_NOT_CANONICAL (core/path.ts).
+   */
+  readonly pathNormalization: PathNormalization;
 }
 
 export interface JwksTuningMs {
@@ -57,6 +63,7 @@ export const DEFAULT_SETTINGS: Settings = Object.freeze({
   decisionLog: Object.freeze({ enabled: true, allowSampleRate: 1, clientAddress: 'remote' }),
   jwks: Object.freeze({}),
   httpAuthz: null,
+  pathNormalization: 'DECODE_AND_MERGE_SLASHES',
 }) as Settings;
 
 interface SettingsSpec {
@@ -72,6 +79,7 @@ interface SettingsSpec {
   decisionLog?: { enabled?: boolean; allowSampleRate?: number; clientAddress?: 'remote' | 'peer' | 'none' };
   jwks?: Record<string, number>;
   httpAuthz?: Parameters<typeof finishHttpAuthz>[0];
+  pathNormalization?: { normalization?: string };
 }
 
 const NS = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -97,6 +105,10 @@ const settingsSpec = obj<SettingsSpec>({
     retryMax: duration({ minMs: 10 }),
   }),
   httpAuthz: httpAuthzSchema,
+  // Istio's shape: meshConfig.pathNormalization.normalization (DEFAULT is BASE there too).
+  pathNormalization: obj({
+    normalization: str({ enum: ['DEFAULT', ...PATH_NORMALIZATIONS] }),
+  }),
 });
 
 export function parseSettings(spec: unknown, ctx: ValidationContext): Settings | undefined {
@@ -133,5 +145,11 @@ export function parseSettings(spec: unknown, ctx: ValidationContext): Settings |
       Object.fromEntries(Object.entries(s.jwks ?? {}).map(([k, v]) => [`${k}Ms`, v])) as Partial<JwksTuningMs>,
     ),
     httpAuthz,
+    pathNormalization: pathMode(s.pathNormalization?.normalization) ?? d.pathNormalization,
   });
+}
+
+function pathMode(v: string | undefined): PathNormalization | undefined {
+  if (v === undefined || v === 'DEFAULT') return undefined;
+  return (PATH_NORMALIZATIONS as readonly string[]).includes(v) ? (v as PathNormalization) : undefined;
 }

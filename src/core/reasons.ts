@@ -84,6 +84,12 @@ export const REASONS = {
     body: 'ext_authz: request cannot be authorized over this transport',
     description: 'the answer needs a change the HTTP authorization transport cannot make (removing a token from the query string)',
   },
+  ERR_PATH_NOT_CANONICAL: {
+    http: 400,
+    grpc: INVALID_ARGUMENT,
+    body: 'ext_authz: path not normalized',
+    description: 'the path is not in the canonical form of Settings.pathNormalization (the proxy did not normalize it as configured)',
+  },
   ERR_DEADLINE: { http: 503, grpc: UNAVAILABLE, body: 'ext_authz: deadline exceeded', description: 'the Check deadline would pass before a decision' },
   ERR_UNAVAILABLE: { http: 503, grpc: UNAVAILABLE, body: 'ext_authz: service unavailable', description: 'the server has no configuration loaded or is shutting down' },
   ERR_INTERNAL: { http: 500, grpc: INTERNAL, body: 'ext_authz: internal error', description: 'unexpected internal error (always a deny)' },

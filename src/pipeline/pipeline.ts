@@ -9,6 +9,7 @@ import { login, requireLogin } from '../login/index.js';
 import type { CompiledConfig } from './compile.js';
 import { REASONS, type ReasonCode } from '../core/reasons.js';
 import { isValidHeaderName, isValidHeaderValue } from '../core/headers.js';
+import { isCanonicalPath } from '../core/path.js';
 import { exchange } from '../exchange/index.js';
 import type { CompiledMcpServer } from '../mcp/index.js';
 import { mcpAfterAuthn, mcpAuthorize, mcpBeforeAuthn, mcpRecord, type McpPhaseState } from './mcp-phases.js';
@@ -203,6 +204,12 @@ export function evaluateCheck(
   const requestId = ctx.id;
   if (answerBy - now <= 0) {
     return internalDecision('ERR_DEADLINE', 'deadline already passed on arrival', requestId, trace, ctx);
+  }
+  // Policies match the path the proxy forwards; one it did not normalize as configured
+  // (`/api/../admin`, `/api/%2e%2e/admin`) is refused rather than matched literally.
+  if (!isCanonicalPath(ctx.path, settings.pathNormalization)) {
+    trace?.add('context', `path is not in ${settings.pathNormalization} canonical form: denied 400`);
+    return internalDecision('ERR_PATH_NOT_CANONICAL', `path not in ${settings.pathNormalization} canonical form`, requestId, trace);
   }
 
   const state = new PipelineState(ctx, runtime, trace);

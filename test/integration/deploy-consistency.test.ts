@@ -19,6 +19,7 @@ import { describe, expect, it } from 'vitest';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { loadConfig } from '../../src/pipeline/compile.js';
 import { formatIssue } from '../../src/config/issues.js';
+import { DEFAULT_SETTINGS } from '../../src/config/settings.js';
 import { listConfigFiles } from '../../src/config/loader.js';
 import { createTestRuntime } from '../helpers/runtime.js';
 import { execForm, imageEnv, parseDockerfile, type Stage } from '../helpers/dockerfile.js';
@@ -249,6 +250,10 @@ function checkEnvoy(cfg: Y, expect: EnvoyExpect): { problems: string[]; facts: E
         // policies match normalized paths; plain Envoy does not normalize by default.
         if (hcm?.normalize_path !== true) problems.push(`listener ${l?.name}: normalize_path must be true`);
         if (hcm?.merge_slashes !== true) problems.push(`listener ${l?.name}: merge_slashes must be true`);
+        // obo-authz refuses paths not in its Settings' canonical form: the proxy must produce it.
+        if (DEFAULT_SETTINGS.pathNormalization === 'DECODE_AND_MERGE_SLASHES' && hcm?.path_with_escaped_slashes_action !== 'UNESCAPE_AND_FORWARD') {
+          problems.push(`listener ${l?.name}: path_with_escaped_slashes_action must be UNESCAPE_AND_FORWARD (pathNormalization DECODE_AND_MERGE_SLASHES)`);
+        }
         checkHttpFilters(hcm, l?.name, facts, problems, expect);
       }
     }
@@ -969,6 +974,8 @@ function checkIstio(mesh: Y, policies: Y[], shared: Manifest[]): string[] {
   if (mesh?.kind !== 'IstioOperator' || !mesh?.apiVersion?.startsWith('install.istio.io/')) problems.push('mesh config must be an IstioOperator');
   const custom = policies.filter((p) => p?.kind === 'AuthorizationPolicy' && p?.spec?.action === 'CUSTOM');
   if (custom.length === 0) problems.push('no AuthorizationPolicy with action: CUSTOM');
+  const pn = mesh?.spec?.meshConfig?.pathNormalization?.normalization;
+  if (pn !== DEFAULT_SETTINGS.pathNormalization) problems.push(`meshConfig.pathNormalization.normalization ${pn} != obo-authz's ${DEFAULT_SETTINGS.pathNormalization}`);
   for (const p of custom) {
     const id = `AuthorizationPolicy ${p?.metadata?.namespace}/${p?.metadata?.name}`;
     if (!['security.istio.io/v1', 'security.istio.io/v1beta1'].includes(p?.apiVersion)) problems.push(`${id}: apiVersion ${p?.apiVersion}`);
@@ -1075,6 +1082,7 @@ describe('envoy/envoy.yaml', () => {
       ['no router', (c) => hcmOf(c).http_filters.pop(), `no ${FILTER.router}`],
       ['no normalize_path', (c) => (hcmOf(c).normalize_path = false), 'normalize_path'],
       ['no merge_slashes', (c) => delete hcmOf(c).merge_slashes, 'merge_slashes'],
+      ['escaped slashes kept', (c) => delete hcmOf(c).path_with_escaped_slashes_action, 'path_with_escaped_slashes_action'],
       ['route to missing cluster', (c) => (routeFor(c, '/mcp').route.cluster = 'mcp'), 'cluster mcp is not defined'],
       ['per-route key typo', (c) => {
         const r = routeFor(c, '/mcp');
@@ -1417,6 +1425,7 @@ describe('deploy/istio', () => {
       ['port', (m) => (prov(m).envoyExtAuthzGrpc.port = 9002), 'is not the gRPC port'],
       ['unknown port', (m) => (prov(m).envoyExtAuthzGrpc.port = 8080), 'port 8080 is not a port of Service'],
       ['fail open', (m) => (prov(m).envoyExtAuthzGrpc.failOpen = true), 'failOpen must be false'],
+      ['mesh path normalization', (m) => (m.mesh.spec.meshConfig.pathNormalization.normalization = 'BASE'), 'meshConfig.pathNormalization.normalization BASE'],
       ['no timeout', (m) => delete prov(m).envoyExtAuthzGrpc.timeout, 'set timeout'],
       ['HTTP provider', (m) => {
         prov(m).envoyExtAuthzHttp = prov(m).envoyExtAuthzGrpc;
