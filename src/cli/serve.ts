@@ -6,17 +6,19 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import { loadConfig, type CompiledConfig } from '../pipeline/compile.js';
+import type { CompiledConfig } from '../pipeline/compile.js';
+import { loadConfigAsync } from '../pipeline/load.js';
 import { formatIssue } from '../config/issues.js';
-import { watchConfig, type Watcher } from '../config/watch.js';
+import { configSignature, watchConfig, type Watcher } from '../config/watch.js';
 import { createGrpcServer, ServingState } from '../grpc/server.js';
 import { handleMcpHttp } from '../http/mcp.js';
 import { createAdminServer, createHealthServer, type RouteHandler } from '../http/admin.js';
 import { handleStatusHttp, type ConfigStatus } from '../http/status.js';
 import { createHttpAuthzServer } from '../http/authz-server.js';
 import { handleStsHttp } from '../http/sts.js';
-import { LineWriter } from '../observability/decision-log.js';
-import { createLogger } from '../observability/logger.js';
+import { sharedLineWriter, type LineWriter } from '../observability/line-writer.js';
+import { createLogger, lineDestination } from '../observability/logger.js';
+import { SecretRedactor } from '../observability/redact.js';
 import { Metrics } from '../observability/metrics.js';
 import { SharedResources } from '../core/runtime.js';
 import type { ServerRuntime as Runtime } from '../observability/metrics.js';
@@ -41,6 +43,8 @@ export interface ServerOptions {
   readonly watch?: boolean;
   readonly watchDebounceMs?: number;
   readonly watchPollMs?: number;
+  /** How long changed files must stay unchanged before they are loaded (default: the poll interval). */
+  readonly watchSettleMs?: number;
   /** Write decision lines to this file (JSON lines) instead of the main log. */
   readonly decisionLogPath?: string;
 }
@@ -54,7 +58,7 @@ export interface RunningServer {
   readonly state: ServingState;
   readonly runtime: Runtime;
   /** Load the config paths again now; resolves true when the new config is in force. */
-  reload(): boolean;
+  reload(): Promise<boolean>;
   /** SIGTERM behaviour: NOT_SERVING, keep answering for the grace period, drain, close. */
   shutdown(graceMs?: number): Promise<void>;
   /** Immediate close (tests). */
@@ -75,22 +79,26 @@ function readTlsFiles(t: TlsFiles): { cert: Buffer; key: Buffer; ca?: Buffer } {
 
 export function createRuntime(level?: string): Runtime {
   const metrics = new Metrics({ collectDefault: true });
+  const secrets = new SecretRedactor();
+  // One ordered writer for stdout: decision lines (batched asynchronous writes, flushed on
+  // shutdown; one line per Check must stay cheap) and the main log go through it, so every
+  // line reaches the pipe whole (observability/line-writer.ts).
+  const stdout = lineWriter(1, metrics);
   return {
     now: () => Date.now(),
     fetch: (input, init) => fetch(input, init),
-    logger: createLogger({ level }),
-    // Decision lines: batched asynchronous writes to stdout (flushed on shutdown). One line
-    // per Check must stay cheap (see observability/decision-log.ts).
-    decisionSink: decisionWriter(1, metrics),
+    logger: createLogger({ level, destination: lineDestination(stdout), redactor: secrets }),
+    decisionSink: stdout,
     metrics,
     shared: new SharedResources(),
+    secrets,
   };
 }
 
-function decisionWriter(target: number | string, metrics: Metrics): LineWriter {
-  const dropped = metrics.counter('decision_log_dropped_total', 'Decision log lines dropped because the output could not keep up or failed.', []);
+function lineWriter(target: number | string, metrics: Metrics): LineWriter {
+  const dropped = metrics.counter('decision_log_dropped_total', 'Log lines (decision lines, and main-log lines sharing their output) dropped because the output could not keep up or failed.', []);
   // flushOnExit: an exit that skips the graceful shutdown (a crash) still writes what is buffered.
-  return new LineWriter(target, { onDrop: () => dropped.inc(), flushOnExit: true });
+  return sharedLineWriter(target, { onDrop: () => dropped.inc(), flushOnExit: true });
 }
 
 /** A listener that could not be bound: which one, where, and the system's reason. */
@@ -163,9 +171,24 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     // Loud, at start-up: a typo in a mount path otherwise shows only as NOT_SERVING.
     if (!existsSync(p)) log.error({ path: p, flag: '--config' }, `config path ${JSON.stringify(p)} does not exist: not serving until it appears with a valid config`);
   }
-  const applyConfig = (initial: boolean): boolean => {
+  /** Files as they were when last read whole (valid or not); '' when the last read was abandoned. */
+  let attempted = '';
+  /**
+   * Load, validate (in a worker) and compile (in slices) the config; swap it in when valid.
+   * `settled`: what the files looked like when the watcher saw them settle; if they changed
+   * while they were read, what was read may be a mixture, so it is not swapped in (the watcher
+   * sees the change and loads again once the files settle).
+   */
+  const loadOnce = async (initial: boolean, settled?: string): Promise<boolean> => {
     try {
-      const r = loadConfig(opts.configPaths, runtime);
+      const before = settled ?? configSignature(opts.configPaths);
+      const r = await loadConfigAsync(opts.configPaths, runtime);
+      attempted = configSignature(opts.configPaths) === before ? before : '';
+      if (attempted === '') {
+        if (r.ok) runtime.shared.abortGeneration();
+        log.warn({ keeping: state.config?.hash ?? null }, 'config files changed while they were loaded: waiting for them to settle');
+        return false;
+      }
       for (const i of r.issues) if (i.severity === 'warning') log.warn({ issue: formatIssue(i) }, 'config warning');
       if (!r.ok) {
         runtime.metrics.configReloads.inc({ result: 'failure' });
@@ -189,19 +212,26 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       configStatus.files = [...r.config.files];
       configStatus.loadedAt = configStatus.lastAttemptAt = runtime.now();
       configStatus.lastError = null;
-      log.info({ hash: r.config.hash, files: r.config.files, counts: r.config.counts }, initial ? 'config loaded' : 'config reloaded');
+      log.info({ hash: r.config.hash, files: r.config.files, counts: r.config.counts, validatedIn: r.via }, initial ? 'config loaded' : 'config reloaded');
       return true;
     } catch (e) {
-      // loadConfig never throws; this guards the logging/metrics around it. Keep serving.
+      // loadConfigAsync never throws; this guards the logging/metrics around it. Keep serving.
       runtime.metrics.configReloads.inc({ result: 'failure' });
       log.error({ err: e instanceof Error ? e.name : 'unknown' }, 'config load failed unexpectedly: keeping the last good config');
       return false;
     }
   };
-  applyConfig(true);
+  // One load at a time (a compile in slices must not interleave with another).
+  let loading: Promise<boolean> = Promise.resolve(true);
+  const applyConfig = (initial: boolean, settled?: string): Promise<boolean> => {
+    const next = loading.then(() => loadOnce(initial, settled));
+    loading = next.catch(() => false);
+    return next;
+  };
+  await applyConfig(true);
 
   // gRPC listener
-  const decisionSink = opts.decisionLogPath ? decisionWriter(opts.decisionLogPath, runtime.metrics) : undefined;
+  const decisionSink = opts.decisionLogPath ? lineWriter(opts.decisionLogPath, runtime.metrics) : undefined;
   const grpcServer = createGrpcServer(state, runtime, { decisionSink });
   const grpcAddr = opts.grpcAddress ?? '0.0.0.0:9001';
   const g = splitHostPort(grpcAddr);
@@ -249,7 +279,13 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
 
   let watcher: Watcher | undefined;
   if (opts.watch !== false) {
-    watcher = watchConfig(opts.configPaths, () => applyConfig(false), { debounceMs: opts.watchDebounceMs, pollMs: opts.watchPollMs });
+    watcher = watchConfig(opts.configPaths, (sig) => applyConfig(false, sig), {
+      debounceMs: opts.watchDebounceMs,
+      pollMs: opts.watchPollMs,
+      settleMs: opts.watchSettleMs,
+      // Files that changed while the first load read them are loaded again once they settle.
+      initialSignature: attempted,
+    });
   }
   log.info({ grpcAddress, httpAddress, ...(healthAddress ? { healthAddress } : {}), ...(httpAuthzAddress ? { httpAuthzAddress } : {}), tls: !!tls, serving: state.serving }, 'obo-authz listening');
 

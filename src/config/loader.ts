@@ -5,9 +5,10 @@
  */
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, relative, isAbsolute } from 'node:path';
-import { LineCounter, parseAllDocuments, isMap, isNode, isScalar, type Document } from 'yaml';
+import { Composer, LineCounter, Parser, isMap, isNode, isScalar, type Document } from 'yaml';
 import type { ConfigIssue, Path } from './issues.js';
 import { formatPath } from './issues.js';
+import { countNodes, countRules, DEFAULT_LIMITS, limitIssue, type ConfigLimits } from './limits.js';
 
 export interface LoadedDocument {
   /** File path as given / discovered (relative to cwd when possible). */
@@ -74,36 +75,82 @@ function fileIssue(file: string, message: string, line = 1, col = 1, document = 
   return { severity: 'error', file: displayPath(file), line, col, document, kind: '', name: '', field: '(file)', message };
 }
 
-export function loadConfigFiles(paths: readonly string[]): LoadResult {
+/**
+ * Read and parse every config file. A file with no documents is an error (an empty file is
+ * what an editor or `>` leaves while it rewrites one in place, and loading it would drop every
+ * policy it held); so is a config over `limits` (config/limits.ts).
+ */
+export function loadConfigFiles(paths: readonly string[], limits: ConfigLimits = DEFAULT_LIMITS): LoadResult {
   const { files, issues } = listConfigFiles(paths);
   const documents: LoadedDocument[] = [];
+  let bytes = 0;
+  let rules = 0;
   for (const f of files) {
     let text: string;
     try {
+      const size = statSync(f).size;
+      if (bytes + size > limits.maxTotalBytes) {
+        issues.push(limitIssue(displayPath(f), 0, '', '', `config files are larger than ${limits.maxTotalBytes} bytes together (limit)`));
+        break;
+      }
       text = readFileSync(f, 'utf8');
+      bytes += Buffer.byteLength(text);
     } catch (e) {
       issues.push(fileIssue(f, `cannot read file: ${(e as NodeJS.ErrnoException).code ?? String(e)}`));
       continue;
     }
-    const r = parseYamlText(text, displayPath(f));
+    const r = parseYamlText(text, displayPath(f), limits.maxDocuments - documents.length);
     // A file with no document at all (empty, only comments or `---`) is a mistake: a
-    // truncated ConfigMap key or an editor that saved nothing, not "no policies".
-    if (r.documents.length === 0 && r.issues.length === 0) issues.push(fileIssue(f, 'the file holds no YAML document (it is empty or only comments)'));
-    documents.push(...r.documents);
+    // truncated ConfigMap key, an editor that saved nothing, a file being rewritten in place
+    // (loading it would drop every policy it held), not "no policies".
+    if (r.documents.length === 0 && r.issues.length === 0) {
+      issues.push(fileIssue(f, 'the file holds no YAML document (it is empty or only comments); write config files whole, by atomic rename'));
+    }
+    for (const d of r.documents) {
+      // A document over a limit is reported and left out: compiling it is the work the limit bounds.
+      const nodes = countNodes(d.value, limits.maxNodesPerDocument);
+      const n = countRules(d.value);
+      rules += n;
+      if (nodes > limits.maxNodesPerDocument) {
+        r.issues.push(limitIssue(d.file, d.index, d.kind, d.name, `the document has more than ${limits.maxNodesPerDocument} values (limit)`));
+      } else if (n > limits.maxRulesPerDocument) {
+        r.issues.push(limitIssue(d.file, d.index, d.kind, d.name, `the document has ${n} rules, more than ${limits.maxRulesPerDocument} (limit)`));
+      } else if (rules > limits.maxRules) {
+        if (rules - n <= limits.maxRules) r.issues.push(limitIssue(d.file, d.index, d.kind, d.name, `the config has more than ${limits.maxRules} rules together (limit)`));
+      } else {
+        documents.push(d);
+      }
+    }
     issues.push(...r.issues);
+    if (r.truncated) {
+      issues.push(limitIssue(displayPath(f), 0, '', '', `the config has more than ${limits.maxDocuments} documents (limit)`));
+      break;
+    }
   }
   return { documents, issues, files };
 }
 
 /** Parse one YAML text (possibly multi-document). Exposed for tests and `check --request`. */
-export function parseYamlText(text: string, file: string): { documents: LoadedDocument[]; issues: ConfigIssue[] } {
+export function parseYamlText(
+  text: string,
+  file: string,
+  maxDocuments = Infinity,
+): { documents: LoadedDocument[]; issues: ConfigIssue[]; truncated?: boolean } {
   const lc = new LineCounter();
-  const docs = parseAllDocuments(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
   const documents: LoadedDocument[] = [];
   const issues: ConfigIssue[] = [];
-  if (!Array.isArray(docs)) {
-    // EmptyStream
-    return { documents, issues };
+  // Documents are composed one at a time, so a file of 100,000 empty documents stops at the
+  // limit instead of being parsed whole first.
+  const composer = new Composer({ prettyErrors: false, uniqueKeys: true });
+  const parser = new Parser(lc.addNewLine);
+  const docs: Document.Parsed[] = [];
+  let truncated = false;
+  for (const d of composer.compose(parser.parse(text))) {
+    if (docs.length >= maxDocuments) {
+      truncated = true;
+      break;
+    }
+    docs.push(d as Document.Parsed);
   }
   docs.forEach((doc: Document.Parsed, i: number) => {
     const index = i + 1;
@@ -193,7 +240,7 @@ export function parseYamlText(text: string, file: string): { documents: LoadedDo
       locate,
     });
   });
-  return { documents, issues };
+  return truncated ? { documents, issues, truncated } : { documents, issues };
 }
 
 /** Build an issue located at `path` inside `doc`. */

@@ -43,6 +43,17 @@ export interface DecisionSink extends LineSink {
   close?(): Promise<void>;
 }
 
+/**
+ * The configured secrets (client secrets, shared tokens, API keys, TokenReview credential):
+ * a stage registers what it loads under a key (a reload replaces that key's values), and
+ * every log line and decision-log detail is scrubbed of them (observability/redact.ts).
+ */
+export interface SecretRegistry {
+  register(key: string, secrets: readonly string[]): void;
+  /** `text` with every registered secret, in any of its encodings, replaced. */
+  scrub(text: string): string;
+}
+
 export interface Runtime<M extends MetricsRegistry = MetricsRegistry> {
   /** Milliseconds since epoch. Tests inject a controllable clock. */
   now(): number;
@@ -52,6 +63,8 @@ export interface Runtime<M extends MetricsRegistry = MetricsRegistry> {
   readonly decisionSink?: DecisionSink;
   readonly metrics: M;
   readonly shared: SharedResources;
+  /** Configured secrets to redact from logs (absent: nothing registered, nothing scrubbed). */
+  readonly secrets?: SecretRegistry;
 }
 
 export class SharedResources {

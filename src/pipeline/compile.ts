@@ -13,7 +13,8 @@ import type { Runtime } from '../core/runtime.js';
 import { checkHttpTransport } from './http-limits.js';
 import { ConfigError, type ConfigIssue } from '../config/issues.js';
 import { KIND_VERSIONS, type CompileContext, type KindDocument, type KindName } from '../config/kinds.js';
-import { loadConfigFiles, type LoadedDocument } from '../config/loader.js';
+import { DEFAULT_LIMITS, type ConfigLimits } from '../config/limits.js';
+import { loadConfigFiles, type LoadedDocument, type LoadResult } from '../config/loader.js';
 import { metadataSchema, ValidationContext } from '../config/schema.js';
 import { DEFAULT_SETTINGS, parseSettings, type Settings } from '../config/settings.js';
 
@@ -115,6 +116,46 @@ export function compileDocuments(
   preIssues: readonly ConfigIssue[] = [],
   opts: CompileOptions = {},
 ): CompileResult {
+  const steps = compileSteps(documents, runtime, files, preIssues, opts);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/**
+ * compileDocuments in slices of at most about `sliceMs` of work, with the event loop free in
+ * between: Checks that arrive during a reload are answered (by the config in force) instead of
+ * waiting behind the whole compile.
+ */
+export async function compileDocumentsSliced(
+  documents: readonly LoadedDocument[],
+  runtime: Runtime,
+  files: readonly string[] = [],
+  preIssues: readonly ConfigIssue[] = [],
+  opts: CompileOptions = {},
+  sliceMs = 5,
+): Promise<CompileResult> {
+  const steps = compileSteps(documents, runtime, files, preIssues, opts);
+  let start = performance.now();
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+    if (performance.now() - start >= sliceMs) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      start = performance.now();
+    }
+  }
+}
+
+/** The compile, as steps: it yields between pieces of work (a document, a stage). */
+function* compileSteps(
+  documents: readonly LoadedDocument[],
+  runtime: Runtime,
+  files: readonly string[],
+  preIssues: readonly ConfigIssue[],
+  opts: CompileOptions,
+): Generator<void, CompileResult, void> {
   const issues: ConfigIssue[] = [...preIssues];
   const contexts: ValidationContext[] = [];
 
@@ -138,6 +179,7 @@ export function compileDocuments(
   const seen = new Map<string, KindDocument>();
   for (const d of documents) {
     if (d.kind === 'Settings') continue;
+    yield;
     const k = classify(d, settings.defaultNamespace);
     contexts.push(k.v);
     if (!('doc' in k)) continue;
@@ -160,13 +202,16 @@ export function compileDocuments(
     },
     ...(opts.outsideCluster ? { outsideCluster: true } : {}),
   };
+  yield;
   runtime.shared.beginGeneration();
   const login = compileLogins(byKind('OIDCLogin'), cc);
   const authn = compileAuthn(
     { requestAuthentications: byKind('RequestAuthentication'), credentialValidators: byKind('CredentialValidator') },
     cc,
   );
+  yield;
   const authz = compileAuthz(byKind('AuthorizationPolicy'), cc);
+  yield;
   const exchange = compileExchange(
     {
       tokenExchangePolicies: byKind('TokenExchangePolicy'),
@@ -187,7 +232,10 @@ export function compileDocuments(
   // Content only (the documents in load order), not where the files are: `validate` in CI
   // and the server reading the same files from its mount report the same hash.
   const hash = createHash('sha256');
-  for (const d of documents) hash.update(`${JSON.stringify(d.value)}\0`);
+  for (const d of documents) {
+    yield;
+    hash.update(`${JSON.stringify(d.value)}\0`);
+  }
   const counts: Partial<Record<KindName, number>> = {};
   for (const k of kinds) counts[k.kind] = (counts[k.kind] ?? 0) + 1;
   if (settingsDocs.length) counts.Settings = 1;
@@ -211,27 +259,34 @@ export function compileDocuments(
  * (a bug, or the file system changing under us) becomes an error issue, so a reload can
  * never take the server down and the last good config stays in force.
  */
-export function loadConfig(paths: readonly string[], runtime: Runtime, opts: CompileOptions = {}): CompileResult {
+export function loadConfig(paths: readonly string[], runtime: Runtime, opts: CompileOptions = {}, limits: ConfigLimits = DEFAULT_LIMITS): CompileResult {
+  return loadAndCompile(paths, runtime, opts, limits).result;
+}
+
+/** loadConfig, also returning the documents read (the compile worker hands them over). */
+export function loadAndCompile(
+  paths: readonly string[],
+  runtime: Runtime,
+  opts: CompileOptions = {},
+  limits: ConfigLimits = DEFAULT_LIMITS,
+): { loaded: LoadResult | null; result: CompileResult } {
+  let loaded: LoadResult | null = null;
   try {
-    return loadConfigUnsafe(paths, runtime, opts);
+    loaded = loadConfigFiles(paths, limits);
+    if (loaded.files.length === 0 && loaded.issues.length === 0) return { loaded, result: pathsFailure(paths, 'no *.yaml or *.yml files found') };
+    return { loaded, result: compileDocuments(loaded.documents, runtime, loaded.files, loaded.issues, opts) };
   } catch (e) {
     runtime.shared.abortGeneration();
-    return pathsFailure(paths, `cannot load config: ${e instanceof Error ? `${e.name}: ${e.message.split('\n')[0]}` : String(e)}`);
+    return { loaded, result: pathsFailure(paths, `cannot load config: ${e instanceof Error ? `${e.name}: ${e.message.split('\n')[0]}` : String(e)}`) };
   }
 }
 
 /** A failure about the config paths as a whole (no document to point at). */
-function pathsFailure(paths: readonly string[], message: string): CompileResult {
+export function pathsFailure(paths: readonly string[], message: string): CompileResult {
   return {
     ok: false,
     issues: [{ severity: 'error', file: paths.join(','), line: 1, col: 1, document: 0, kind: '', name: '', field: '(file)', message }],
   };
-}
-
-function loadConfigUnsafe(paths: readonly string[], runtime: Runtime, opts: CompileOptions): CompileResult {
-  const loaded = loadConfigFiles(paths);
-  if (loaded.files.length === 0 && loaded.issues.length === 0) return pathsFailure(paths, 'no *.yaml or *.yml files found');
-  return compileDocuments(loaded.documents, runtime, loaded.files, loaded.issues, opts);
 }
 
 export function compileOrThrow(paths: readonly string[], runtime: Runtime): CompiledConfig {

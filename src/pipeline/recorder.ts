@@ -4,7 +4,7 @@
  * implementation for the gRPC and the HTTP authorization listeners, so both report alike.
  */
 import type { Decision } from '../core/decision.js';
-import { DecisionLog, LineWriter, type DecisionSink } from '../observability/decision-log.js';
+import { DecisionLog, sharedLineWriter, type DecisionSink } from '../observability/decision-log.js';
 import type { ServerRuntime } from '../observability/metrics.js';
 import type { CompiledConfig } from './compile.js';
 
@@ -31,7 +31,7 @@ export class CheckRecorder {
     readonly transport: Transport,
     sink?: DecisionSink,
   ) {
-    this.log = new DecisionLog(sink ?? runtime.decisionSink ?? new LineWriter(1, { flushOnExit: true }), Math.random, transport);
+    this.log = new DecisionLog(sink ?? runtime.decisionSink ?? sharedLineWriter(1, { flushOnExit: true }), Math.random, transport, runtime.secrets);
     this.durationAllow = runtime.metrics.checkDuration.labels('allow', transport);
     this.durationDeny = runtime.metrics.checkDuration.labels('deny', transport);
   }

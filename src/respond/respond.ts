@@ -9,6 +9,10 @@
 import { REASONS } from '../core/reasons.js';
 import type { Decision } from '../core/decision.js';
 import { isValidHeaderName, isValidHeaderValue } from '../core/headers.js';
+import { capText } from '../observability/redact.js';
+
+/** Longest request-data string put in dynamic_metadata (Envoy copies it into access logs). */
+const METADATA_STRING_MAX = 512;
 
 export const OVERWRITE_IF_EXISTS_OR_ADD = 2;
 export const APPEND_IF_EXISTS_OR_ADD = 0;
@@ -83,26 +87,28 @@ function forEachMetadataField(d: Decision, f: (key: string, value: string | numb
   f('reason', d.reason);
   if (a.policy) f('policy', a.policy);
   if (a.rule !== undefined) f('rule', a.rule);
-  if (d.identity) f('principal', d.identity.principal);
-  if (d.actor) f('actor', d.actor.principal);
+  if (d.identity) f('principal', capText(d.identity.principal, METADATA_STRING_MAX));
+  if (d.actor) f('actor', capText(d.actor.principal, METADATA_STRING_MAX));
   if (a.exchangePolicy) f('exchange_policy', a.exchangePolicy);
-  if (a.audience) f('audience', a.audience);
+  if (a.audience) f('audience', capText(a.audience, METADATA_STRING_MAX));
   if (a.audit?.length) f('audit', a.audit);
   if (a.shadow?.length) f('shadow', a.shadow);
-  if (a.endUser !== undefined) f('end_user', a.endUser);
+  // Request data (an end-user header, MCP names and ids): capped, as Envoy copies them into access logs.
+  const cap = (v: string) => capText(v, METADATA_STRING_MAX);
+  if (a.endUser !== undefined) f('end_user', cap(a.endUser));
   const m = a.mcp;
   if (m) {
     // Flat keys, for access logs: %DYNAMIC_METADATA(envoy.filters.http.ext_authz:mcp_tool)%.
     if (m.server) f('mcp_server', m.server);
-    if (m.method !== undefined) f('mcp_method', m.method);
-    if (m.tool !== undefined) f('mcp_tool', m.tool);
-    if (m.resource !== undefined) f('mcp_resource', m.resource);
-    if (m.prompt !== undefined) f('mcp_prompt', m.prompt);
-    if (m.id !== undefined) f('mcp_id', m.id);
+    if (m.method !== undefined) f('mcp_method', cap(m.method));
+    if (m.tool !== undefined) f('mcp_tool', cap(m.tool));
+    if (m.resource !== undefined) f('mcp_resource', cap(m.resource));
+    if (m.prompt !== undefined) f('mcp_prompt', cap(m.prompt));
+    if (m.id !== undefined) f('mcp_id', cap(m.id));
     if (m.batch !== undefined) f('mcp_batch', m.batch);
-    if (m.sessionId !== undefined) f('mcp_session_id', m.sessionId);
+    if (m.sessionId !== undefined) f('mcp_session_id', cap(m.sessionId));
   }
-  if (d.requestId) f('request_id', d.requestId);
+  if (d.requestId) f('request_id', cap(d.requestId));
 }
 
 /** The dynamic metadata as plain values (--explain, tests). */

@@ -3,6 +3,7 @@ import { Writable } from 'node:stream';
 import { createLogger } from '../../src/observability/logger.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import { SharedResources, type FetchLike, type Runtime } from '../../src/core/runtime.js';
+import { SecretRedactor } from '../../src/observability/redact.js';
 import { registerLogSink } from './secrets.js';
 
 export interface TestRuntime extends Runtime<Metrics> {
@@ -23,14 +24,16 @@ export function createTestRuntime(opts: { now?: number; fetch?: FetchLike; level
     },
   });
   let fixed: number | undefined = opts.now;
+  const secrets = new SecretRedactor();
   const rt: TestRuntime = {
     now: () => fixed ?? Date.now(),
     fetch: opts.fetch ?? ((input, init) => fetch(input, init)),
-    logger: createLogger({ level: opts.level ?? 'debug', destination: sink }),
+    logger: createLogger({ level: opts.level ?? 'debug', destination: sink, redactor: secrets }),
     // Decision lines take the production path (hand-built lines) into the same capture.
     decisionSink: { write: (line: string) => void logs.push(line) },
     metrics: new Metrics(),
     shared: new SharedResources(),
+    secrets,
     logs,
     setNow(ms) {
       fixed = ms;
