@@ -195,7 +195,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         const errors = r.issues.filter((i) => i.severity === 'error').map(formatIssue);
         configStatus.lastAttemptAt = runtime.now();
         configStatus.lastError = `${errors.length} error${errors.length === 1 ? '' : 's'}: ${errors[0] ?? ''}`;
-        log.error({ errors, keeping: state.config?.hash ?? null }, initial ? 'invalid config: not serving' : 'invalid config rejected: keeping the last good config');
+        log.error(
+          { errors: errors.slice(0, 50), errorCount: errors.length, keeping: state.config?.hash ?? null },
+          initial ? 'invalid config: not serving' : 'invalid config rejected: keeping the last good config',
+        );
         return false;
       }
       const generation = runtime.shared.currentGeneration;

@@ -21,7 +21,7 @@ export interface ConfigLimits {
 }
 
 export const DEFAULT_LIMITS: ConfigLimits = Object.freeze({
-  maxTotalBytes: 8 * 1024 * 1024,
+  maxTotalBytes: 4 * 1024 * 1024,
   maxDocuments: 10_000,
   maxNodesPerDocument: 50_000,
   maxRulesPerDocument: 2_000,

@@ -123,7 +123,7 @@ export function loadConfigFiles(paths: readonly string[], limits: ConfigLimits =
     }
     issues.push(...r.issues);
     if (r.truncated) {
-      issues.push(limitIssue(displayPath(f), 0, '', '', `the config has more than ${limits.maxDocuments} documents (limit)`));
+      issues.unshift(limitIssue(displayPath(f), 0, '', '', `the config has more than ${limits.maxDocuments} documents (limit)`));
       break;
     }
   }
@@ -183,7 +183,8 @@ export function parseYamlText(
       }
       return;
     }
-    if (doc.contents === null) return; // empty document (e.g. trailing ---)
+    // An empty document (`---` with nothing after it, a trailing `---`) holds no config.
+    if (doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null && !doc.contents.source)) return;
     let value: unknown;
     try {
       // The alias cap guards against "billion laughs" expansion; it is generous enough for

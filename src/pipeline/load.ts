@@ -59,7 +59,7 @@ function runWorker(script: URL, paths: readonly string[], opts: LoadOptions): Pr
   return new Promise((resolve) => {
     const worker = new Worker(script, {
       workerData: { paths: [...paths], limits: opts.limits ?? DEFAULT_LIMITS },
-      resourceLimits: { maxOldGenerationSizeMb: opts.maxHeapMb ?? 1024 },
+      resourceLimits: { maxOldGenerationSizeMb: opts.maxHeapMb ?? 768 },
       stdout: true,
       stderr: true,
     });
@@ -75,7 +75,7 @@ function runWorker(script: URL, paths: readonly string[], opts: LoadOptions): Pr
     timer.unref();
     worker.once('message', (m: WorkerAnswer) => finish(m));
     worker.once('error', (e: Error & { code?: string }) =>
-      finish(e.code === 'ERR_WORKER_OUT_OF_MEMORY' ? `loading the config needs more than ${opts.maxHeapMb ?? 1024} MiB` : `cannot load config: ${e.name}: ${e.message.split('\n')[0]}`),
+      finish(e.code === 'ERR_WORKER_OUT_OF_MEMORY' ? `loading the config needs more than ${opts.maxHeapMb ?? 768} MiB` : `cannot load config: ${e.name}: ${e.message.split('\n')[0]}`),
     );
     worker.once('exit', (code) => finish(`the config worker stopped (exit ${code})`));
   });
