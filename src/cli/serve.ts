@@ -15,6 +15,7 @@ import { handleMcpHttp } from '../http/mcp.js';
 import { createAdminServer, createHealthServer, type RouteHandler } from '../http/admin.js';
 import { handleStatusHttp, type ConfigStatus } from '../http/status.js';
 import { createHttpAuthzServer } from '../http/authz-server.js';
+import { DEFAULT_HTTP_LIMITS, TokenRateLimiter, type HttpLimits } from '../http/limits.js';
 import { handleStsHttp } from '../http/sts.js';
 import { sharedLineWriter, type LineWriter } from '../observability/line-writer.js';
 import { createLogger, lineDestination } from '../observability/logger.js';
@@ -47,6 +48,8 @@ export interface ServerOptions {
   readonly watchSettleMs?: number;
   /** Write decision lines to this file (JSON lines) instead of the main log. */
   readonly decisionLogPath?: string;
+  /** HTTP listener timeouts, connection caps and token-endpoint rate limits (http/limits.ts). */
+  readonly httpLimits?: Partial<HttpLimits>;
 }
 
 export interface RunningServer {
@@ -241,12 +244,15 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const creds = tls
     ? grpc.ServerCredentials.createSsl(tls.ca ?? null, [{ private_key: tls.key, cert_chain: tls.cert }], !!tls.ca)
     : grpc.ServerCredentials.createInsecure();
+  // The admin port's timeouts and connection caps, and the token endpoint's rate limits.
+  const limits: HttpLimits = { ...DEFAULT_HTTP_LIMITS, ...opts.httpLimits };
+  const limiter = new TokenRateLimiter(limits);
   const routes: RouteHandler[] = [
     (req, res) => handleStatusHttp(req, res, state, configStatus, runtime),
-    (req, res) => handleStsHttp(req, res, state.config, runtime),
+    (req, res) => handleStsHttp(req, res, state.config, runtime, { limiter, bodyTimeoutMs: limits.bodyTimeoutMs }),
     (req, res) => handleMcpHttp(req, res, state.config),
   ];
-  const http = createAdminServer({ state, runtime, routes, tls });
+  const http = createAdminServer({ state, runtime, routes, tls, limits });
   const health = opts.healthAddress ? createHealthServer(state, runtime) : undefined;
   // HTTP authorization listener: off unless an address is given (flag or Settings.httpAuthz).
   const authzAt = opts.httpAuthzAddress || state.config?.settings.httpAuthz?.address || '';

@@ -7,6 +7,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { createServer as createHttpsServer } from 'node:https';
 import type { ServerRuntime as Runtime } from '../observability/metrics.js';
 import type { ServingState } from '../grpc/server.js';
+import { applyServerLimits, DEFAULT_HTTP_LIMITS, type HttpLimits } from './limits.js';
 
 export type RouteHandler = (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
 
@@ -15,6 +16,8 @@ export interface AdminOptions {
   readonly runtime: Runtime;
   readonly routes?: readonly RouteHandler[];
   readonly tls?: { key: Buffer; cert: Buffer; ca?: Buffer };
+  /** Timeouts and connection caps (http/limits.ts). */
+  readonly limits?: HttpLimits;
 }
 
 function send(res: ServerResponse, status: number, body: string, type = 'text/plain; charset=utf-8'): void {
@@ -71,11 +74,15 @@ export function createAdminServer(opts: AdminOptions): Server {
       else res.destroy();
     });
   };
-  if (opts.tls) {
-    return createHttpsServer(
-      { key: opts.tls.key, cert: opts.tls.cert, ca: opts.tls.ca, requestCert: !!opts.tls.ca, rejectUnauthorized: !!opts.tls.ca },
-      handler,
-    );
-  }
-  return createHttpServer(handler);
+  const limits = opts.limits ?? DEFAULT_HTTP_LIMITS;
+  // Timeouts are enforced by a periodic sweep: often enough that they hold to about a second.
+  const base = { connectionsCheckingInterval: Math.max(100, Math.min(1000, limits.headersTimeoutMs / 2)) };
+  const server: Server = opts.tls
+    ? createHttpsServer(
+        { ...base, key: opts.tls.key, cert: opts.tls.cert, ca: opts.tls.ca, requestCert: !!opts.tls.ca, rejectUnauthorized: !!opts.tls.ca },
+        handler,
+      )
+    : createHttpServer(base, handler);
+  applyServerLimits(server, limits);
+  return server;
 }

@@ -10,6 +10,7 @@ import type { CompiledConfig } from '../pipeline/compile.js';
 import { handleTokenRequest, type TokenEndpointAnswer } from '../exchange/token-endpoint.js';
 import { sanitizeRemoteText } from '../observability/redact.js';
 import type { Runtime } from '../core/runtime.js';
+import { DEFAULT_HTTP_LIMITS, type TokenRateLimiter } from './limits.js';
 
 const MAX_BODY = 64 * 1024;
 const PATHS = new Set(['/oauth2/token', '/.well-known/jwks.json', '/.well-known/openid-configuration']);
@@ -25,9 +26,14 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
  * for (a client could otherwise hold the request open with an endless body). Rejects on
  * a stream error.
  */
-function readBody(req: IncomingMessage): Promise<string | null> {
+function readBody(req: IncomingMessage, timeoutMs: number): Promise<string | null | 'timeout'> {
   return new Promise((resolve, reject) => {
     req.on('error', reject);
+    // A body trickled in slowly would hold a token request (and its slot) open.
+    const timer = setTimeout(() => resolve('timeout'), timeoutMs);
+    timer.unref();
+    req.once('close', () => clearTimeout(timer));
+    req.once('end', () => clearTimeout(timer));
     if (Number(req.headers['content-length'] ?? 0) > MAX_BODY) {
       req.resume();
       resolve(null);
@@ -87,7 +93,19 @@ function auditTokenRequest(runtime: Runtime, sts: string, ans: TokenEndpointAnsw
   else runtime.logger.warn(fields, 'token request refused');
 }
 
-export async function handleStsHttp(req: IncomingMessage, res: ServerResponse, cfg: CompiledConfig | null, runtime: Runtime): Promise<boolean> {
+export interface StsHttpOptions {
+  /** Per-client rate and concurrency limit of the token endpoint. */
+  readonly limiter?: TokenRateLimiter;
+  readonly bodyTimeoutMs?: number;
+}
+
+export async function handleStsHttp(
+  req: IncomingMessage,
+  res: ServerResponse,
+  cfg: CompiledConfig | null,
+  runtime: Runtime,
+  opts: StsHttpOptions = {},
+): Promise<boolean> {
   const path = (req.url ?? '/').split('?')[0]!;
   if (!PATHS.has(path)) return false;
   const b = cfg?.exchange.builtinSts ?? null;
@@ -108,18 +126,48 @@ export async function handleStsHttp(req: IncomingMessage, res: ServerResponse, c
     return true;
   }
   if (!b.tokenEndpoint) return false;
+  // Before anything that costs: a flood from one client must not take the event loop that
+  // answers Checks (token requests verify and sign on it).
+  const wait = opts.limiter?.take(req.socket.remoteAddress ?? '') ?? 0;
+  if (wait > 0) {
+    metric.inc({ endpoint: 'token', outcome: 'rate_limited' });
+    req.resume();
+    send(res, 429, { error: 'temporarily_unavailable', error_description: 'too many requests' }, { 'cache-control': 'no-store', 'retry-after': String(wait) });
+    return true;
+  }
+  try {
+    return await tokenRequest(req, res, b, runtime, metric, opts);
+  } finally {
+    opts.limiter?.done();
+  }
+}
+
+async function tokenRequest(
+  req: IncomingMessage,
+  res: ServerResponse,
+  b: NonNullable<CompiledConfig['exchange']['builtinSts']>,
+  runtime: Runtime,
+  metric: { inc(labels: { endpoint: string; outcome: string }): void },
+  opts: StsHttpOptions,
+): Promise<boolean> {
   const ct = (req.headers['content-type'] ?? '').toLowerCase();
   if (!ct.startsWith('application/x-www-form-urlencoded')) {
     metric.inc({ endpoint: 'token', outcome: 'invalid_request' });
     send(res, 400, { error: 'invalid_request', error_description: 'content-type must be application/x-www-form-urlencoded' }, { 'cache-control': 'no-store' });
     return true;
   }
-  let text: string | null;
+  let text: string | null | 'timeout';
   try {
-    text = await readBody(req);
+    text = await readBody(req, opts.bodyTimeoutMs ?? DEFAULT_HTTP_LIMITS.bodyTimeoutMs);
   } catch {
     // The request stream failed (client gone, parse error): nothing sensible to answer.
     res.destroy();
+    return true;
+  }
+  if (text === 'timeout') {
+    metric.inc({ endpoint: 'token', outcome: 'invalid_request' });
+    res.once('finish', () => req.destroy());
+    send(res, 408, { error: 'invalid_request', error_description: 'request body not received in time' }, { 'cache-control': 'no-store', connection: 'close' });
     return true;
   }
   if (text === null) {
