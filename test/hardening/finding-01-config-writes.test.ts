@@ -16,12 +16,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { httpRequest, startTestServer, type TestServer } from '../helpers/server.js';
 import { rememberSecret } from '../helpers/secrets.js';
+import { waitUntil } from '../helpers/wait.js';
 import { makeIdp, sq, type Idp } from '../unit/exchange/helpers.js';
 import { startServer } from '../../src/cli/serve.js';
 
 const SETTLE_MS = 700;
+/** How long a writer below pauses between its writes (the unsafe part; not a wait on our code). */
 const PAUSE_MS = 200;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let idp: Idp;
 let token = '';
@@ -91,17 +93,13 @@ describe('finding 1: rewriting config files in place never makes the service mor
     stop = true;
     await prober;
     await s.close();
-    rmSync(s.dir, { recursive: true, force: true });
   });
 
   const file = () => join(s.dir, 'config.yaml');
   const newPathAllowed = async (p: string) =>
     (await s.check(httpRequest({ path: p, headers: { authorization: `Bearer ${token}` } }))).status.code === 0;
   /** Wait until `/new-N/x` is allowed: the final version was loaded. */
-  const waitFor = async (p: string) => {
-    for (let i = 0; i < 100 && !(await newPathAllowed(p)); i++) await sleep(50);
-    expect(await newPathAllowed(p), `${p} allowed after the write finished`).toBe(true);
-  };
+  const waitFor = (p: string) => waitUntil(() => newPathAllowed(p), { what: `${p} allowed after the write finished`, timeoutMs: 10_000, intervalMs: 50 });
   let n = 0;
   const next = () => {
     n++;
@@ -111,19 +109,19 @@ describe('finding 1: rewriting config files in place never makes the service mor
   const scenarios: [string, (v: { extra: string }) => Promise<void>][] = [
     ['truncate, then write back later', async (v) => {
       writeFileSync(file(), '');
-      await sleep(PAUSE_MS);
+      await pause(PAUSE_MS);
       writeFileSync(file(), full(v.extra));
     }],
     ['leading documents first, the AuthorizationPolicies later', async (v) => {
       writeFileSync(file(), `${authn()}---\n`);
-      await sleep(PAUSE_MS);
+      await pause(PAUSE_MS);
       appendFileSync(file(), `${DENY_ADMIN}---\n`);
-      await sleep(PAUSE_MS);
+      await pause(PAUSE_MS);
       appendFileSync(file(), allowApi(v.extra));
     }],
     ['the ALLOW policy first, the DENY policy later', async (v) => {
       writeFileSync(file(), `${authn()}---\n${allowApi(v.extra)}`);
-      await sleep(PAUSE_MS);
+      await pause(PAUSE_MS);
       appendFileSync(file(), `---\n${DENY_ADMIN}`);
     }],
     ['small chunks through one descriptor', async (v) => {
@@ -132,7 +130,7 @@ describe('finding 1: rewriting config files in place never makes the service mor
       try {
         for (let i = 0; i < text.length; i += 97) {
           writeSync(fd, text.slice(i, i + 97));
-          await sleep(25);
+          await pause(25);
         }
       } finally {
         closeSync(fd);
@@ -140,24 +138,24 @@ describe('finding 1: rewriting config files in place never makes the service mor
     }],
     ['delete, then create again', async (v) => {
       rmSync(file());
-      await sleep(PAUSE_MS);
+      await pause(PAUSE_MS);
       writeFileSync(file(), full(v.extra));
     }],
     ['a second file of the folder written before the first is cut down', async (v) => {
       // the DENY moves to its own file: for a moment both files hold it (fine), then the
       // first file is rewritten without it
       writeFileSync(join(s.dir, 'deny.yaml'), DENY_ADMIN);
-      await sleep(PAUSE_MS);
+      await pause(PAUSE_MS);
       writeFileSync(file(), `${authn()}---\n${allowApi(v.extra)}`);
-      await sleep(PAUSE_MS);
+      await pause(PAUSE_MS);
       // and back to one file: the removal of deny.yaml comes last
       writeFileSync(file(), full(v.extra));
-      await sleep(PAUSE_MS);
+      await pause(PAUSE_MS);
       rmSync(join(s.dir, 'deny.yaml'));
     }],
     ['a broken intermediate state', async (v) => {
       writeFileSync(file(), `${authn()}---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny-admin`);
-      await sleep(PAUSE_MS);
+      await pause(PAUSE_MS);
       writeFileSync(file(), full(v.extra));
     }],
     ['the safe way: atomic rename', async (v) => {

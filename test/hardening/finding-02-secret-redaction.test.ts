@@ -5,16 +5,16 @@
  * any text that came from outside, in every form (name=value, name: value, JSON, quoted,
  * bare, percent-encoded, base64), and generic credential patterns are redacted too.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { httpRequest, startTestServer, type TestServer } from '../helpers/server.js';
 import { rememberSecret } from '../helpers/secrets.js';
+import { tempDir } from '../helpers/tmp.js';
 import { json, makeIdp, sq, startLoopback, type Idp, type Loopback } from '../unit/exchange/helpers.js';
 
-const SECRET = 'Zq9/client+secret=8842"x';
+const SECRET = 'Zq9/cl1ent+p@ss=8842"x';
 const SHARED_TOKEN = 'st-7f3c9a1e5b2d4c6f8a0e';
 const enc = encodeURIComponent(SECRET);
 const FORMS: Record<string, string> = {
@@ -34,7 +34,7 @@ describe('finding 2: configured secrets never reach a log line, whatever form th
   let sts: Loopback;
   let s: TestServer;
   let description = '';
-  const dir = mkdtempSync(join(tmpdir(), 'obo-authz-f2-'));
+  const dir = tempDir('obo-authz-f2-');
   beforeAll(async () => {
     for (const l of LEAKS) rememberSecret(l);
     writeFileSync(join(dir, 'shared-token'), `${SHARED_TOKEN}\n`);
@@ -77,7 +77,6 @@ spec:
   afterAll(async () => {
     await s.close();
     await sts.close();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   for (const [form, text] of Object.entries(FORMS)) {

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type RunningServer } from '../../src/cli/serve.js';
 import { createTestRuntime } from '../helpers/runtime.js';
 import { httpRequest, startTestServer, type TestServer } from '../helpers/server.js';
+import { waitUntil } from '../helpers/wait.js';
 import { fixture } from '../unit/exchange/helpers.js';
 
 const CONFIG = `
@@ -37,7 +38,6 @@ spec:
 
 const closedSockets = new WeakSet<Socket>();
 const isClosed = (s: Socket) => closedSockets.has(s);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function open(addr: string, first?: string): Promise<Socket> {
   const [host, port] = [addr.slice(0, addr.lastIndexOf(':')), Number(addr.slice(addr.lastIndexOf(':') + 1))];
@@ -80,20 +80,18 @@ describe('finding 7: the HTTP listener bounds slow clients and token-endpoint fl
     for (let i = 0; i < 10; i++) slow.push(await open(server.httpAddress, 'POST /oauth2/token HTTP/1.1\r\nHost: x\r\n'));
     for (let i = 0; i < 5; i++) slow.push(await open(server.httpAddress));
     sockets.push(...slow);
-    const closed = () => slow.filter(isClosed).length;
-    for (let i = 0; i < 60 && closed() < slow.length; i++) await sleep(100);
-    expect(closed()).toBe(slow.length);
+    // the header timeout is 1 s, Node's default 60 s: 5 s tells them apart
+    await waitUntil(() => slow.every(isClosed), { what: 'every slow connection closed', timeoutMs: 5000, intervalMs: 50 });
   });
 
   it('connections beyond the per-client cap are closed at once', async () => {
     const many: Socket[] = [];
     for (let i = 0; i < 40; i++) many.push(await open(server.httpAddress));
     sockets.push(...many);
-    await sleep(300);
-    const open_ = many.filter((s) => !isClosed(s)).length;
-    expect(open_).toBeLessThanOrEqual(20);
+    await waitUntil(() => many.filter(isClosed).length >= 20, { what: 'connections over the cap closed', timeoutMs: 2000 });
+    expect(many.filter((s) => !isClosed(s)).length).toBeLessThanOrEqual(20);
     for (const s of many) s.destroy();
-    await sleep(100);
+    await waitUntil(() => many.every(isClosed), { what: 'sockets closed' });
   });
 
   it('a body sent too slowly gets 408', async () => {
@@ -101,7 +99,7 @@ describe('finding 7: the HTTP listener bounds slow clients and token-endpoint fl
     sockets.push(s);
     let got = '';
     s.on('data', (c: Buffer) => (got += c.toString()));
-    for (let i = 0; i < 40 && !got; i++) await sleep(100);
+    await waitUntil(() => got !== '', { what: 'an answer to the slow body', timeoutMs: 4000 });
     expect(got).toMatch(/^HTTP\/1\.1 408/);
   });
 

@@ -9,11 +9,11 @@
  * slowly; every line that arrives must be whole, valid JSON.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { tempDir } from '../helpers/tmp.js';
 
 const DIST = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'src');
 
@@ -38,39 +38,34 @@ process.exit(0);
 
 describe('finding 9: every stdout line is whole JSON under a slow pipe reader', () => {
   it('decision lines and main-log lines never interleave inside a line', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'obo-authz-f9-'));
-    try {
-      const script = join(dir, 'child.mjs');
-      writeFileSync(script, CHILD);
-      // A real pipe (as a container runtime gives): the process's stdout is the write end of
-      // \`| cat\`, and cat's output is the pipe this test reads slowly.
-      const child = spawn('sh', ['-c', `"${process.execPath}" "${script}" | cat`], { stdio: ['ignore', 'pipe', 'inherit'] });
-      let buf = '';
-      // The slow reader: take one chunk, then leave the pipe full for a while.
-      child.stdout.on('data', (c: Buffer) => {
-        buf += c.toString('utf8');
-        child.stdout.pause();
-        setTimeout(() => child.stdout.resume(), 3);
-      });
-      const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
-      await new Promise((r) => setTimeout(r, 50));
-      expect(code).toBe(0);
-      const lines = buf.split('\n');
-      expect(lines.pop()).toBe(''); // ends with a newline
-      const broken = lines.filter((l) => {
-        try {
-          JSON.parse(l);
-          return false;
-        } catch {
-          return true;
-        }
-      });
-      expect(lines.length).toBeGreaterThan(5000);
-      expect(lines.some((l) => l.includes('"msg":"main log line"'))).toBe(true);
-      expect(lines.some((l) => l.includes('"msg":"decision"'))).toBe(true);
-      expect(broken.map((l) => l.slice(0, 120))).toEqual([]);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    const dir = tempDir('obo-authz-f9-');
+    const script = join(dir, 'child.mjs');
+    writeFileSync(script, CHILD);
+    // A real pipe (as a container runtime gives): the process's stdout is the write end of
+    // \`| cat\`, and cat's output is the pipe this test reads slowly.
+    const child = spawn('sh', ['-c', `"${process.execPath}" "${script}" | cat`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let buf = '';
+    // The slow reader: take one chunk, then leave the pipe full for a while.
+    child.stdout.on('data', (c: Buffer) => {
+      buf += c.toString('utf8');
+      child.stdout.pause();
+      setTimeout(() => child.stdout.resume(), 3);
+    });
+    const code = await new Promise<number | null>((r) => child.on('close', (c) => r(c)));
+    expect(code).toBe(0);
+    const lines = buf.split('\n');
+    expect(lines.pop()).toBe(''); // ends with a newline
+    const broken = lines.filter((l) => {
+      try {
+        JSON.parse(l);
+        return false;
+      } catch {
+        return true;
+      }
+    });
+    expect(lines.length).toBeGreaterThan(5000);
+    expect(lines.some((l) => l.includes('"msg":"main log line"'))).toBe(true);
+    expect(lines.some((l) => l.includes('"msg":"decision"'))).toBe(true);
+    expect(broken.map((l) => l.slice(0, 120))).toEqual([]);
   }, 60_000);
 });
