@@ -26,6 +26,8 @@ export interface HttpLimits {
   readonly tokenRatePerSecond: number;
   /** ... and in a burst. */
   readonly tokenBurst: number;
+  /** Token-endpoint requests per second of all clients together (many addresses flooding at once). */
+  readonly tokenGlobalRatePerSecond: number;
   /** Token-endpoint requests being processed at once (all clients). */
   readonly tokenConcurrency: number;
 }
@@ -39,6 +41,7 @@ export const DEFAULT_HTTP_LIMITS: HttpLimits = Object.freeze({
   maxConnectionsPerClient: 64,
   tokenRatePerSecond: 20,
   tokenBurst: 40,
+  tokenGlobalRatePerSecond: 200,
   tokenConcurrency: 16,
 });
 
@@ -68,17 +71,22 @@ export function applyServerLimits(server: Server, limits: HttpLimits): void {
 
 /**
  * A token bucket per client address (at most `maxClients` remembered; the least recently
- * seen is forgotten first), and a count of requests in progress.
+ * seen is forgotten first), one for all clients together, and a count of requests in
+ * progress. The point is the Checks: token requests verify and sign on the event loop that
+ * answers them, so what the endpoint may take of it is bounded whoever floods it.
  */
 export class TokenRateLimiter {
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
+  private readonly global: { tokens: number; at: number };
   private inflight = 0;
 
   constructor(
-    private readonly limits: Pick<HttpLimits, 'tokenRatePerSecond' | 'tokenBurst' | 'tokenConcurrency'>,
+    private readonly limits: Pick<HttpLimits, 'tokenRatePerSecond' | 'tokenBurst' | 'tokenGlobalRatePerSecond' | 'tokenConcurrency'>,
     private readonly now: () => number = () => performance.now(),
     private readonly maxClients = 10_000,
-  ) {}
+  ) {
+    this.global = { tokens: limits.tokenGlobalRatePerSecond, at: now() };
+  }
 
   /** 0 when the request may go on (then call done() when it ends), else seconds to wait. */
   take(client: string): number {
@@ -94,8 +102,12 @@ export class TokenRateLimiter {
     }
     this.buckets.set(client, b);
     if (b.tokens < 1) return Math.max(1, Math.ceil((1 - b.tokens) / this.limits.tokenRatePerSecond));
-    if (this.inflight >= this.limits.tokenConcurrency) return 1;
+    const g = this.global;
+    g.tokens = Math.min(this.limits.tokenGlobalRatePerSecond, g.tokens + ((t - g.at) / 1000) * this.limits.tokenGlobalRatePerSecond);
+    g.at = t;
+    if (g.tokens < 1 || this.inflight >= this.limits.tokenConcurrency) return 1;
     b.tokens -= 1;
+    g.tokens -= 1;
     this.inflight++;
     return 0;
   }

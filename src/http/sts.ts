@@ -13,6 +13,7 @@ import type { Runtime } from '../core/runtime.js';
 import { DEFAULT_HTTP_LIMITS, type TokenRateLimiter } from './limits.js';
 
 const MAX_BODY = 64 * 1024;
+const RATE_LIMITED_PAUSE_MS = 1000;
 const PATHS = new Set(['/oauth2/token', '/.well-known/jwks.json', '/.well-known/openid-configuration']);
 
 function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
@@ -132,7 +133,13 @@ export async function handleStsHttp(
   if (wait > 0) {
     metric.inc({ endpoint: 'token', outcome: 'rate_limited' });
     req.resume();
-    send(res, 429, { error: 'temporarily_unavailable', error_description: 'too many requests' }, { 'cache-control': 'no-store', 'retry-after': String(wait) });
+    // Answered after a pause: a client over its limit then sends at most one request per
+    // connection per second (and its connections are capped), so rejecting it stays cheap.
+    const t = setTimeout(() => {
+      if (!res.destroyed) send(res, 429, { error: 'temporarily_unavailable', error_description: 'too many requests' }, { 'cache-control': 'no-store', 'retry-after': String(wait) });
+    }, RATE_LIMITED_PAUSE_MS);
+    t.unref();
+    res.once('close', () => clearTimeout(t));
     return true;
   }
   try {
