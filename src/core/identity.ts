@@ -28,16 +28,8 @@ export interface Identity {
   readonly admittedBy: string;
 }
 
-/** Scopes held by a token's claims: `scope` (space-delimited string or list) and `scp` (list or string). */
-export function scopesOf(claims: Readonly<Record<string, unknown>>): Set<string> {
-  const out = new Set<string>();
-  for (const name of ['scope', 'scp']) {
-    const v = claims[name];
-    if (typeof v === 'string') {
-      for (const s of v.split(' ')) if (s) out.add(s);
-    } else if (Array.isArray(v)) {
-      for (const s of v) if (typeof s === 'string') for (const p of s.split(' ')) if (p) out.add(p);
-    }
-  }
-  return out;
-}
+/**
+ * Scopes held by a token's claims (`scope`, `scp`): the one scope parser (core/scopes.ts) that
+ * the token endpoint and `request.auth.claims[scope]` use too.
+ */
+export { scopesOf } from './scopes.js';

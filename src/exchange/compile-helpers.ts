@@ -11,6 +11,7 @@ import { missingOutsideCluster } from '../config/outside-cluster.js';
 import { list, str, type Schema, type ValidationContext } from '../config/schema.js';
 import { isValidHeaderName } from '../core/headers.js';
 import { readTokenFile, sharedTokenFile } from '../kubernetes/file-token.js';
+import { registeredSecret } from '../observability/redact.js';
 
 export const HTTP_URL = /^https?:\/\/[^\s/?#]+[^\s]*$/;
 export const httpUrl = (): Schema<string> => str({ pattern: HTTP_URL, patternHint: 'must be an http(s) URL' });
@@ -74,9 +75,12 @@ export function secretFn(k: KindDocument, cc: CompileContext, base: Path, inline
     k.v.error([...base, 'clientSecret'], 'set only one of clientSecret or clientSecretFile');
     return undefined;
   }
+  // Registered with the runtime's secret registry: a remote party's text that echoes it is
+  // redacted before it reaches a log line.
+  const key = `secret:${k.ref}:${base.join('.')}`;
   if (inline !== undefined) {
     k.v.warn([...base, 'clientSecret'], 'an inline secret is kept in the config file; prefer clientSecretFile');
-    return () => inline;
+    return registeredSecret(cc.runtime.secrets, key, () => inline);
   }
   if (file !== undefined) {
     const abs = cc.resolvePath(k.doc, file);
@@ -86,7 +90,7 @@ export function secretFn(k: KindDocument, cc: CompileContext, base: Path, inline
       return undefined;
     }
     const src = sharedTokenFile(cc.runtime, abs);
-    return () => readTokenFile(src);
+    return registeredSecret(cc.runtime.secrets, `secret-file:${abs}`, () => readTokenFile(src));
   }
   return undefined;
 }

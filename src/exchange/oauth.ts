@@ -5,8 +5,8 @@ export const TOKEN_TYPE_ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_
 export const TOKEN_TYPE_JWT = 'urn:ietf:params:oauth:token-type:jwt';
 export const TOKEN_TYPE_ID_TOKEN = 'urn:ietf:params:oauth:token-type:id_token';
 
-/** Scopes held by a token's claims (in core: the MCP stage reads them too). */
-export { scopesOf } from '../core/identity.js';
+/** Scopes held by a token's claims: the one parser (core/scopes.ts) the Check path and the MCP stage use too. */
+export { scopesOf } from '../core/scopes.js';
 
 /** Strip an optional `Bearer ` prefix (scheme is case-insensitive, RFC 9110 §11.1). */
 export function stripBearer(v: string): string {

@@ -6,6 +6,7 @@
  * to reason codes. The STS's own error text is sanitized and only logged,
  * never echoed in a deny.
  */
+import { scopeTokens } from '../core/scopes.js';
 import { randomUUID, type KeyObject } from 'node:crypto';
 import { decodeJwt, SignJWT } from 'jose';
 import type { CompileContext, KindDocument } from '../config/kinds.js';
@@ -226,7 +227,7 @@ export class RemoteStsClient implements StatusReporter {
       if (typeof exp === 'number') expiresAt = expiresAt === undefined ? exp : Math.min(expiresAt, exp);
     }
     const scope = j['scope'];
-    const scopes = typeof scope === 'string' ? scope.split(' ').filter(Boolean) : req.scopes;
+    const scopes = typeof scope === 'string' ? scopeTokens(scope) : req.scopes;
     return { ok: true, accessToken: token, issuedTokenType: itt, tokenType: tt, expiresAt, scopes };
   }
 }

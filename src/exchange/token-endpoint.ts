@@ -11,7 +11,8 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { CompileContext, KindDocument } from '../config/kinds.js';
 import { list, obj, str } from '../config/schema.js';
 import type { Runtime } from '../core/runtime.js';
-import { globSet, type StringSet } from '../match/strings.js';
+import { scopeTokens } from '../core/scopes.js';
+import { isValidTarget, TargetSet } from '../match/targets.js';
 import { httpUrl, resolveRef, secretFn, sha256, strs } from './compile-helpers.js';
 import { checkDelegation, type CompiledDelegationPolicy } from './delegation.js';
 import { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_TOKEN, TOKEN_TYPE_JWT } from './oauth.js';
@@ -55,7 +56,8 @@ export interface HttpClient {
   /** The audience/resource globs this client may request, as written. */
   readonly audiences: readonly string[];
   /** The same, compiled (match/strings.ts globs). */
-  readonly allowed: StringSet;
+  /** URL-aware: `*` never crosses URL structure (match/targets.ts). */
+  readonly allowed: TargetSet;
 }
 
 export interface CompiledTokenEndpoint {
@@ -90,7 +92,11 @@ export function compileTokenEndpoint(
       return;
     }
     const audiences = c.audiences ?? [];
-    clients.push({ clientId: c.clientId!, secret: s, audiences, allowed: globSet(audiences) });
+    const allowed = new TargetSet(audiences);
+    allowed.patterns.forEach((p, j) => {
+      if (p.error) k.v.error([...base, 'clients', i, 'audiences', j], `${JSON.stringify(p.source)}: ${p.error}`);
+    });
+    clients.push({ clientId: c.clientId!, secret: s, audiences, allowed });
   });
   const own = { issuer: sts.issuer, jwks: sts.jwks };
   const issuers = (specs: TrustedIssuerSpec[] | undefined, field: string): TrustedIssuer[] => {
@@ -258,9 +264,12 @@ async function answerTokenRequest(
   const resources = form.getAll('resource').filter(Boolean);
   Object.assign(audit, { audiences, resources });
   if (audiences.length + resources.length === 0) return oauthError(400, 'invalid_target', 'audience or resource is required');
-  // A glob over the requested string for now (no URL awareness): what the client may request.
-  for (const t of [...audiences, ...resources]) if (!client.allowed.test(t)) return oauthError(400, 'invalid_target', 'the client may not request this target');
-  const scopes = (form.get('scope') ?? '').split(' ').filter(Boolean);
+  for (const t of [...audiences, ...resources]) {
+    // minted into `aud` as is: a target with white space or a control character is no target
+    if (!isValidTarget(t)) return oauthError(400, 'invalid_target', 'a target must not contain white space or control characters');
+    if (!client.allowed.test(t)) return oauthError(400, 'invalid_target', 'the client may not request this target');
+  }
+  const scopes = scopeTokens(form.get('scope') ?? '');
   audit.scopes = scopes;
   const requested = form.get('requested_token_type') ?? undefined;
 

@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { decodeJwt } from 'jose';
 import { LRUCache } from 'lru-cache';
-import { sanitizeRemoteText } from '../observability/redact.js';
+import { registeredSecret, sanitizeRemoteText } from '../observability/redact.js';
 import type { Identity } from '../core/identity.js';
 import type { Runtime } from '../core/runtime.js';
 import { readTokenFile, tokenFile, type TokenFile } from './file-token.js';
@@ -102,6 +102,8 @@ export class TokenReviewClient {
   private readonly cache: LRUCache<string, { result: TokenReviewResult; untilMs: number }>;
   private readonly inflight = new Map<string, Promise<TokenReviewResult>>();
   private readonly bearer: TokenFile | undefined;
+  /** The credential we call the API server with, registered with the runtime's secret registry. */
+  private readonly bearerValue: (() => string | undefined) | undefined;
   private readonly http: HttpPostClient;
   readonly url: string;
   constructor(
@@ -111,6 +113,8 @@ export class TokenReviewClient {
     this.url = opts.apiServer.replace(/\/+$/, '') + TOKENREVIEW_PATH;
     this.cache = new LRUCache({ max: Math.max(1, opts.cacheMax ?? TOKENREVIEW_DEFAULTS.cacheMax) });
     this.bearer = opts.tokenFile ? tokenFile(runtime, opts.tokenFile) : undefined;
+    const bearer = this.bearer;
+    this.bearerValue = bearer ? registeredSecret(runtime.secrets, `tokenreview:${opts.tokenFile}`, () => readTokenFile(bearer)) : undefined;
     const ca = opts.caFile ? readFileSync(opts.caFile, 'utf8') : undefined;
     this.http = new HttpPostClient(ca !== undefined ? { ca } : {});
   }
@@ -145,7 +149,7 @@ export class TokenReviewClient {
       spec: { token, ...(this.opts.audiences && this.opts.audiences.length > 0 ? { audiences: [...this.opts.audiences] } : {}) },
     });
     const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' };
-    const bearer = this.bearer ? readTokenFile(this.bearer) : undefined;
+    const bearer = this.bearerValue?.();
     if (this.bearer && !bearer) return { ok: false, kind: 'unavailable', message: 'TokenReview credentials file is unreadable' };
     if (bearer) headers['authorization'] = `Bearer ${bearer}`;
     let ans: PostAnswer;

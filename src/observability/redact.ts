@@ -163,3 +163,25 @@ export function redactHeaders(h: ReadonlyMap<string, string>): Record<string, st
   for (const [k, v] of h) out[k] = isSecretHeader(k) ? `[REDACTED sha256:${fingerprint(v)}]` : v;
   return out;
 }
+
+/**
+ * `read` (a secret that may rotate: a mounted file), registering what it returns with the
+ * runtime's secret registry under `key` — the current value and the one before it, so a
+ * remote party that echoes a just-rotated secret is still redacted. Read once at once, so the
+ * secret is known before anything can echo it.
+ */
+export function registeredSecret(secrets: SecretRegistry | undefined, key: string, read: () => string | undefined): () => string | undefined {
+  let last: string | undefined;
+  let prev: string | undefined;
+  const get = () => {
+    const v = read();
+    if (v !== last) {
+      prev = last;
+      last = v;
+      secrets?.register(key, [v, prev].filter((x): x is string => !!x));
+    }
+    return v;
+  };
+  get();
+  return get;
+}
