@@ -2,6 +2,7 @@
  * RequestContext: everything later stages read about one Check, built once from the
  * decoded CheckRequest. Stages never look at the raw protobuf object.
  */
+import { parseCookies, parseQuery } from './query.js';
 
 /** The decoded CheckRequest as produced by proto-loader (keepCase, defaults off). */
 export interface RawPeer {
@@ -83,6 +84,12 @@ export interface RequestContext {
   readonly rawPath: string;
   readonly query: string;
   readonly queryParams: ReadonlyMap<string, readonly string[]>;
+  /**
+   * The names of query parameter `name` as the client wrote them (`access_token`,
+   * `access%5Ftoken`, `%61ccess_token` all decode to `access_token`). A removal must name
+   * these: Envoy removes `query_parameters_to_remove` by the name as sent.
+   */
+  queryParamNamesAsSent(name: string): readonly string[];
   readonly scheme: string;
   readonly protocol: string;
   /** Lower-case header name -> value (duplicates joined by ','), from `headers` and `header_map`. */
@@ -108,42 +115,7 @@ export interface RequestContext {
   header(name: string): string | undefined;
 }
 
-function decodeURIComponentSafe(s: string): string {
-  try {
-    return decodeURIComponent(s.replace(/\+/g, ' '));
-  } catch {
-    return s;
-  }
-}
-
-export function parseQuery(query: string): Map<string, string[]> {
-  const out = new Map<string, string[]>();
-  if (!query) return out;
-  for (const part of query.split('&')) {
-    if (!part) continue;
-    const eq = part.indexOf('=');
-    const k = decodeURIComponentSafe(eq < 0 ? part : part.slice(0, eq));
-    const v = eq < 0 ? '' : decodeURIComponentSafe(part.slice(eq + 1));
-    const list = out.get(k);
-    if (list) list.push(v);
-    else out.set(k, [v]);
-  }
-  return out;
-}
-
-export function parseCookies(header: string | undefined): Map<string, string> {
-  const out = new Map<string, string>();
-  if (!header) return out;
-  for (const part of header.split(';')) {
-    const eq = part.indexOf('=');
-    if (eq < 0) continue;
-    const k = part.slice(0, eq).trim();
-    let v = part.slice(eq + 1).trim();
-    if (v.length >= 2 && v.startsWith('"') && v.endsWith('"')) v = v.slice(1, -1);
-    if (k && !out.has(k)) out.set(k, v);
-  }
-  return out;
-}
+export { parseCookies, parseQuery, removeCookie } from './query.js';
 
 const SPIFFE_NS = /^spiffe:\/\/[^/]+\/ns\/([^/]+)\/sa\/[^/]+$/;
 
@@ -201,6 +173,7 @@ export interface BuildOptions {
 }
 
 const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
+const NO_NAMES: readonly string[] = Object.freeze([]);
 const NO_EXTENSIONS: Readonly<Record<string, string>> = Object.freeze({});
 
 /** True when a header name has an upper-case ASCII letter (Envoy sends them lower-cased). */
@@ -239,6 +212,7 @@ class CheckRequestContext implements RequestContext {
   private dst: PeerInfo | null = null;
   private remote: string | null = null;
   private params: Map<string, string[]> | null = null;
+  private rawParamNames: Map<string, string[]> | null = null;
   private cookies: Map<string, string> | null = null;
 
   constructor(
@@ -334,7 +308,16 @@ class CheckRequestContext implements RequestContext {
   }
 
   get queryParams(): ReadonlyMap<string, readonly string[]> {
-    return (this.params ??= parseQuery(this.query));
+    if (this.params === null) {
+      this.rawParamNames = new Map();
+      this.params = parseQuery(this.query, this.rawParamNames);
+    }
+    return this.params;
+  }
+
+  queryParamNamesAsSent(name: string): readonly string[] {
+    if (this.queryParams.size === 0) return NO_NAMES;
+    return this.rawParamNames!.get(name) ?? NO_NAMES;
   }
 
   cookie(name: string): string | undefined {
@@ -386,13 +369,4 @@ export function buildRequestContext(req: RawCheckRequest, opts: BuildOptions): R
 export function isCorsPreflight(state: { readonly ctx: RequestContext }): boolean {
   const c = state.ctx;
   return c.method === 'OPTIONS' && !!c.header('origin') && !!c.header('access-control-request-method');
-}
-
-/** Remove one cookie from a Cookie header value; '' when none is left. */
-export function removeCookie(header: string, name: string): string {
-  return header
-    .split(';')
-    .map((s) => s.trim())
-    .filter((s) => s !== '' && s.slice(0, s.indexOf('=') < 0 ? s.length : s.indexOf('=')).trim() !== name)
-    .join('; ');
 }
