@@ -1,4 +1,5 @@
 /** Claim helpers shared by identity building and header output (Envoy claim_to_headers). */
+import { scopeTokens } from '../core/scopes.js';
 
 /** Look up a `.`-separated nested claim path (Envoy / Istio `outputClaimToHeaders`). */
 export function getClaim(payload: Record<string, unknown>, path: readonly string[]): unknown {
@@ -47,7 +48,7 @@ export function splitSpaceDelimited(payload: Record<string, unknown>, names: rea
         out = { ...payload };
         copied = true;
       }
-      setPath(out, path, v.split(' ').filter((s) => s !== ''));
+      setPath(out, path, scopeTokens(v));
       break;
     }
   }

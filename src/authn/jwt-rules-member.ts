@@ -279,10 +279,11 @@ export class JwtRulesMember implements CredentialValidatorMember {
     const up = state.upstream;
     const l = found.location;
     if (!rule.forwardOriginalToken && l.kind === 'header') up.removeHeader(l.name);
-    else if (!rule.forwardOriginalToken && l.kind === 'param') up.removeQuery.add(l.name);
+    else if (!rule.forwardOriginalToken && l.kind === 'param') up.removeQueryParam(l.name, state.ctx.queryParamNamesAsSent(l.name));
     const h = m.headers;
     for (let i = 0; i < h.length; i += 2) up.setHeader(h[i]!, h[i + 1]!);
     if (!rule.forwardOriginalToken && l.kind === 'cookie') removeCookies(state, [l.name]);
+    if (this.rules.length > 1) this.stripOtherRules(state, rule);
     return m.single;
   }
 
@@ -305,13 +306,36 @@ export class JwtRulesMember implements CredentialValidatorMember {
       if (!rule.forwardOriginalToken) {
         const l = found.location;
         if (l.kind === 'header') up.removeHeader(l.name);
-        else if (l.kind === 'param') up.removeQuery.add(l.name);
+        else if (l.kind === 'param') up.removeQueryParam(l.name, state.ctx.queryParamNamesAsSent(l.name));
         else cookiesToRemove.push(l.name);
       }
       for (let i = 0; i < headers.length; i += 2) up.setHeader(headers[i]!, headers[i + 1]!);
     }
     if (cookiesToRemove.length > 0) removeCookies(state, cookiesToRemove);
+    if (this.rules.length > 1) this.stripOtherRules(state, rule);
     return { kind: 'admit', identities };
+  }
+
+  /**
+   * The first rule that passes admits, so the tokens at the other rules' locations are never
+   * verified; without forwardOriginalToken they are removed all the same (Envoy removes each
+   * provider's token when it verifies it), so a second copy of a user token, at another
+   * rule's header, parameter or cookie, never travels upstream. A location of the admitting
+   * rule is left as that rule says.
+   */
+  private stripOtherRules(state: CheckState, admitted: CompiledJwtRule): void {
+    const up = state.upstream;
+    let cookies: string[] | null = null;
+    for (const r of this.rules) {
+      if (r === admitted || r.forwardOriginalToken) continue;
+      for (const { location: l } of extractTokens(state, r.locations, this.opts.nonJwtHeaders)) {
+        if (admitted.locations.some((a) => a.kind === l.kind && a.name === l.name)) continue;
+        if (l.kind === 'header') up.removeHeader(l.name);
+        else if (l.kind === 'param') up.removeQueryParam(l.name, state.ctx.queryParamNamesAsSent(l.name));
+        else (cookies ??= []).push(l.name);
+      }
+    }
+    if (cookies) removeCookies(state, cookies);
   }
 }
 

@@ -3,6 +3,7 @@
  * `request.auth.principal`, `request.auth.audiences`, `request.auth.claims[...]` (and
  * `request.auth.presenter`, a plain string field in matchers.ts).
  */
+import { someScopeToken } from '../core/scopes.js';
 import { Kind, StringMatch, StringSet } from '../match/strings.js';
 import { ABSENT, BaseField, q } from './matchers.js';
 import type { RequestView } from './request-view.js';
@@ -117,7 +118,9 @@ export class ClaimField extends BaseField {
   }
   test(r: RequestView): boolean {
     const v = this.claim(r);
-    if (typeof v === 'string') return this.split ? this.testTokens(v) : this.set.test(v);
+    // `scope` and `permission`: the one scope parser the token endpoint uses too (core/scopes.ts).
+    if (this.split) return someScopeToken(v, this.testRange);
+    if (typeof v === 'string') return this.set.test(v);
     if (Array.isArray(v)) {
       for (let i = 0; i < v.length; i++) {
         const el: unknown = v[i];
@@ -126,19 +129,7 @@ export class ClaimField extends BaseField {
     }
     return false;
   }
-  private testTokens(s: string): boolean {
-    let i = 0;
-    const n = s.length;
-    while (i < n) {
-      while (i < n && s.charCodeAt(i) === 32) i++;
-      if (i >= n) break;
-      let j = i;
-      while (j < n && s.charCodeAt(j) !== 32) j++;
-      if (this.set.testRange(s, i, j)) return true;
-      i = j;
-    }
-    return false;
-  }
+  private readonly testRange = (s: string, start: number, end: number): boolean => this.set.testRange(s, start, end);
   actual(r: RequestView): string {
     if (r.identity === null) return '(anonymous)';
     const v = this.claim(r);

@@ -11,11 +11,41 @@
  * name (RFC 6749's scope-token has no space).
  */
 
+/**
+ * Does `test` hold for some scope token of a claim value? `test(s, start, end)` sees the token
+ * as a range of `s`, so the Check path tests a space-separated string without splitting it.
+ */
+export function someScopeToken(v: unknown, test: (s: string, start: number, end: number) => boolean): boolean {
+  if (typeof v === 'string') {
+    const n = v.length;
+    let i = 0;
+    while (i < n) {
+      while (i < n && v.charCodeAt(i) === 32) i++;
+      if (i >= n) break;
+      let j = i;
+      while (j < n && v.charCodeAt(j) !== 32) j++;
+      if (test(v, i, j)) return true;
+      i = j;
+    }
+    return false;
+  }
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const el: unknown = v[i];
+      if (typeof el === 'string' && el !== '' && test(el, 0, el.length)) return true;
+    }
+  }
+  return false;
+}
+
 /** The scope tokens of a claim value (a string or a list of strings); [] for anything else. */
 export function scopeTokens(v: unknown): string[] {
-  if (typeof v === 'string') return v.split(' ').filter((s) => s !== '');
-  if (Array.isArray(v)) return v.filter((s): s is string => typeof s === 'string' && s !== '');
-  return [];
+  const out: string[] = [];
+  someScopeToken(v, (s, a, b) => {
+    out.push(a === 0 && b === s.length ? s : s.slice(a, b));
+    return false;
+  });
+  return out;
 }
 
 /** Scopes a token's claims hold: `scope` and `scp`, each parsed by scopeTokens. */

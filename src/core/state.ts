@@ -59,6 +59,17 @@ export class UpstreamMutations {
     return this.ra ?? NO_ENTRIES;
   }
 
+  /**
+   * Remove query parameter `name` (decoded) by every spelling the client sent it with
+   * (RequestContext.queryParamNamesAsSent): Envoy removes `query_parameters_to_remove` by the
+   * name as sent, so `access%5Ftoken` must be named as such.
+   */
+  removeQueryParam(name: string, sentAs: readonly string[]): void {
+    const q = this.removeQuery;
+    if (sentAs.length === 0) q.add(name);
+    for (let i = 0; i < sentAs.length; i++) q.add(sentAs[i]!);
+  }
+
   setHeader(name: string, value: string): void {
     this.set.set(name.toLowerCase(), value);
   }

@@ -151,13 +151,7 @@ export function applyUpstream(state: CheckState, u: CompiledUpstream, subject: I
   }
   for (const h of headers) remove(h);
   // Removed by every name the client wrote them with (`access%5Ftoken` is `access_token`).
-  if (params) {
-    for (const q of params) {
-      const sent = ctx.queryParamNamesAsSent(q);
-      if (sent.length === 0) up.removeQuery.add(q);
-      for (const raw of sent) up.removeQuery.add(raw);
-    }
-  }
+  if (params) for (const q of params) up.removeQueryParam(q, ctx.queryParamNamesAsSent(q));
   if (cookies && out !== 'cookie') {
     // Drop just those cookies (other cookies stay), as authn does without forwardOriginalToken.
     const before = up.set.get('cookie') ?? ctx.header('cookie') ?? '';

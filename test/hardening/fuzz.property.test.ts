@@ -275,6 +275,13 @@ describe('fuzz: token extraction', () => {
         const auth = h['authorization'] ?? h['Authorization'];
         if (auth === `Bearer ${VALID}` && !raw.attributes!.request!.http!.header_map) expect([...d.upstream.remove]).toContain('authorization');
         if (h['x-token'] === `Token ${VALID}`) expect([...d.upstream.remove]).toContain('x-token');
+        // A query token is removed by every spelling the client used for its name.
+        const path = raw.attributes!.request!.http!.path ?? '';
+        const query = path.includes('?') ? path.slice(path.indexOf('?') + 1) : '';
+        for (const part of query.split('&')) {
+          const name = part.split('=')[0]!;
+          if (decodeSafe(name) === 'access_token' && decodeSafe(part.slice(name.length + 1)) === VALID) expect([...d.upstream.removeQuery]).toContain(name);
+        }
       }),
       { numRuns: RUNS },
     );
