@@ -289,7 +289,8 @@ export const API_KEY_TYPE: ValidatorTypeDef<RawApiKey> = {
     const { k, block: a, ref, issuer, forwardClaims, at } = x;
     checkLocations(k, at(), a.fromHeaders);
     const locations = toLocations(a.fromHeaders);
-    const file = blockFile(x, 'api-keys', parseApiKeyFiles);
+    // The files hold hashes, never keys; the hashes are still kept out of logs.
+    const file = blockFile(x, 'api-keys', parseApiKeyFiles, (files) => files.flatMap((f) => [...f.content.matchAll(/sha256:([0-9a-f]{64})/gi)].flatMap((m) => [m[0], m[1]!])));
     const member = new ApiKeyMember({ ref, issuer, locations, file, forwardKey: a.forwardKey ?? false, forwardClaims });
     return { member, locations, opaqueHeaders: locations.map((l) => l.name), takesJwt: false };
   },

@@ -115,7 +115,8 @@ export const SHARED_TOKEN_TYPE: ValidatorTypeDef<RawSharedToken> = {
     const { k, block: s, ref, issuer, forwardClaims, at } = x;
     checkLocations(k, at(), s.fromHeaders);
     const locations = toLocations(s.fromHeaders);
-    const file = blockFile(x, 'shared-token', parseSharedTokenFile);
+    // The token is registered with the secret registry: redacted wherever it would appear in a log.
+    const file = blockFile(x, 'shared-token', parseSharedTokenFile, (files) => (files.length === 1 ? [files[0]!.content.trim()] : []));
     const claims: Record<string, unknown> = {};
     if (s.role) claims['role'] = s.role;
     if (s.groups?.length) claims['groups'] = [...s.groups];

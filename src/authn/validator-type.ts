@@ -12,7 +12,7 @@ import { missingOutsideCluster } from '../config/outside-cluster.js';
 import type { Schema } from '../config/schema.js';
 import type { CredentialValidatorMember } from './chain.js';
 import type { ClaimForwarding, CredentialLocation } from './credential-common.js';
-import { DEFAULT_RELOAD_INTERVAL_MS, sharedMountedFile, type FileParser, type MountedFile } from '../kubernetes/mounted-file.js';
+import { DEFAULT_RELOAD_INTERVAL_MS, sharedMountedFile, type FileParser, type MountedFile, type SourceFile } from '../kubernetes/mounted-file.js';
 
 /** The spec fields every type shares that some types refuse. */
 export interface SharedSpec {
@@ -68,9 +68,14 @@ export function localIssuer(host: string, k: KindDocument): string {
  * resolved against the config file and re-read on use and in the background within
  * `reloadInterval`; a read or parse error is a config error at `file`.
  */
-export function blockFile<T>(x: TypeCompileInput<{ file?: string; reloadInterval?: number }>, what: string, parse: FileParser<T>): MountedFile<T> {
+export function blockFile<T>(
+  x: TypeCompileInput<{ file?: string; reloadInterval?: number }>,
+  what: string,
+  parse: FileParser<T>,
+  secrets?: (files: readonly SourceFile[]) => readonly string[],
+): MountedFile<T> {
   const path = x.cc.resolvePath(x.k.doc, x.block.file!);
-  const { file, error } = sharedMountedFile(x.cc.runtime, path, parse, { what, intervalMs: x.block.reloadInterval ?? DEFAULT_RELOAD_INTERVAL_MS, background: true });
+  const { file, error } = sharedMountedFile(x.cc.runtime, path, parse, { what, intervalMs: x.block.reloadInterval ?? DEFAULT_RELOAD_INTERVAL_MS, background: true, ...(secrets ? { secrets } : {}) });
   // validate --ci: a Secret mounted only in the pod is a warning at `file`, not an error.
   if (error && !missingOutsideCluster(x.cc, x.k.v, x.at('file'), x.block.file!, path)) x.k.v.error(x.at('file'), error);
   return file;

@@ -39,6 +39,12 @@ export interface MountedFileOptions {
   readonly intervalMs: number;
   /** Also re-read on a timer every min(intervalMs, 30 s). */
   readonly background: boolean;
+  /**
+   * The secrets in the files (a shared token, API-key hashes), registered with the runtime's
+   * secret registry on every load — with those of the load before, so a just-rotated secret
+   * echoed by someone is still redacted from the logs.
+   */
+  readonly secrets?: (files: readonly SourceFile[]) => readonly string[];
 }
 
 /** Largest file we read (a key file with thousands of entries fits easily). */
@@ -102,6 +108,7 @@ export class MountedFile<T> implements StatusReporter {
   generation = 0;
   /** When the content in force was read (ms since epoch; null = never), for GET /status. */
   private loadedAt: number | null = null;
+  private registered: readonly string[] = [];
 
   constructor(
     readonly path: string,
@@ -133,6 +140,11 @@ export class MountedFile<T> implements StatusReporter {
       if (!p.ok) error = p.error;
       else {
         const first = !this.loaded;
+        if (this.opts.secrets) {
+          const now = this.opts.secrets(r.files);
+          this.runtime.secrets?.register(`mounted-file:${this.path}`, [...now, ...this.registered]);
+          this.registered = now;
+        }
         this.value = p.value;
         this.loaded = true;
         this.digest = d;
