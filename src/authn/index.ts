@@ -58,16 +58,30 @@ function tuningFrom(settings: Settings): JwksTuning {
 }
 
 export function compileAuthn(input: AuthnInput, cc: CompileContext): AuthnConfig {
+  const steps = compileAuthnSteps(input, cc);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/**
+ * compileAuthn as steps, yielding after each document: the server compiles a reload in
+ * slices between Checks (pipeline/compile.ts compileDocumentsSliced).
+ */
+export function* compileAuthnSteps(input: AuthnInput, cc: CompileContext): Generator<void, AuthnConfig, void> {
   const tuning = tuningFrom(cc.settings);
   const compiled: CompiledRequestAuthentication[] = [];
   for (const k of input.requestAuthentications) {
     const c = compileRequestAuthentication(k, cc, tuning);
     if (c) compiled.push(c);
+    yield;
   }
   const validators: CompiledValidator[] = [];
   for (const k of input.credentialValidators) {
     const v = compileCredentialValidator(k, cc);
     if (v) validators.push(v);
+    yield;
   }
   return Object.freeze({
     count: input.requestAuthentications.length,

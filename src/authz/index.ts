@@ -40,10 +40,23 @@ function bucket(policies: readonly CompiledPolicy[]): PolicyBucket {
 }
 
 export function compileAuthz(policies: readonly KindDocument[], cc: CompileContext): AuthzConfig {
+  const steps = compileAuthzSteps(policies, cc);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/**
+ * compileAuthz as steps, yielding after each policy: the server compiles a reload in slices
+ * between Checks (pipeline/compile.ts compileDocumentsSliced).
+ */
+export function* compileAuthzSteps(policies: readonly KindDocument[], cc: CompileContext): Generator<void, AuthzConfig, void> {
   const compiled: CompiledPolicy[] = [];
   for (const k of policies) {
     const p = compilePolicy(k, cc);
     if (p) compiled.push(p);
+    yield;
   }
   // Deterministic order (and so deterministic attribution): by namespace/name.
   compiled.sort((a, b) => (a.ref < b.ref ? -1 : a.ref > b.ref ? 1 : 0));

@@ -4,8 +4,8 @@
  */
 import { createHash } from 'node:crypto';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { compileAuthn, type AuthnConfig } from '../authn/index.js';
-import { compileAuthz, type AuthzConfig } from '../authz/index.js';
+import { compileAuthnSteps, type AuthnConfig } from '../authn/index.js';
+import { compileAuthzSteps, type AuthzConfig } from '../authz/index.js';
 import { compileExchange, type ExchangeConfig } from '../exchange/compile.js';
 import { compileLogins, type LoginConfig } from '../login/index.js';
 import { compileMcp, type McpConfig } from '../mcp/index.js';
@@ -205,12 +205,13 @@ function* compileSteps(
   yield;
   runtime.shared.beginGeneration();
   const login = compileLogins(byKind('OIDCLogin'), cc);
-  const authn = compileAuthn(
+  yield;
+  const authn = yield* compileAuthnSteps(
     { requestAuthentications: byKind('RequestAuthentication'), credentialValidators: byKind('CredentialValidator') },
     cc,
   );
   yield;
-  const authz = compileAuthz(byKind('AuthorizationPolicy'), cc);
+  const authz = yield* compileAuthzSteps(byKind('AuthorizationPolicy'), cc);
   yield;
   const exchange = compileExchange(
     {
