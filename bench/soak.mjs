@@ -8,7 +8,6 @@
 // decision. Figures go to docs/benchmarks.md.
 //
 //   node bench/soak.mjs [--minutes M] [--rate R] [--concurrency C] [--tokens N] [--reload-every S]
-import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -50,6 +49,7 @@ const { loadProtos } = await import('../dist/src/grpc/proto.js');
 const { PIN, startServerToFile, stopChild, memOf } = await import('./lib/procs.mjs');
 const { corruptSignature, jwksJson, newEs256Key, signJwt } = await import('./lib/tokens.mjs');
 const { Histogram } = await import('./lib/hist.mjs');
+const { hardeningDocs } = await import('./lib/configs.mjs');
 PIN.enabled = false; // a shared machine: no core pinning
 
 const ISSUER = 'https://idp.soak.example';
@@ -57,33 +57,21 @@ const dir = mkdtempSync(join(tmpdir(), 'obo-authz-soak-'));
 const cfgDir = join(dir, 'config');
 mkdirSync(cfgDir);
 const idpKey = newEs256Key('soak-idp');
-const { privateKey: stsKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-writeFileSync(join(dir, 'sts.pem'), stsKey.export({ format: 'pem', type: 'pkcs8' }));
+const docs = hardeningDocs(dir, ISSUER, jwksJson(idpKey), { stsIssuer: 'https://sts.soak.example' });
 
 /** The config, version `gen`: every version decides the probes the same way, plus `/gen-<gen>/*`. */
 function config(gen) {
-  return `# soak config generation ${gen}
-apiVersion: obo-authz.dev/v1alpha1
-kind: Settings
-metadata: {name: settings}
-spec:
-  shutdownGracePeriod: 0s
-  decisionLog: {allowSampleRate: 0.01}
----
-apiVersion: security.istio.io/v1
-kind: RequestAuthentication
-metadata: {name: idp, namespace: istio-system}
-spec:
-  jwtRules: [{issuer: ${ISSUER}, jwks: '${jwksJson(idpKey)}'}]
----
-apiVersion: security.istio.io/v1
+  return [
+    `# soak config generation ${gen}\n${docs.settings}`,
+    docs.ra,
+    `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: deny-admin, namespace: istio-system}
 spec:
   action: DENY
   rules: [{to: [{operation: {paths: ["/admin/*"]}}]}]
----
-apiVersion: security.istio.io/v1
+`,
+    `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: allow-users, namespace: istio-system}
 spec:
@@ -91,24 +79,17 @@ spec:
   rules:
     - from: [{source: {requestPrincipals: ["*"]}}]
       to: [{operation: {paths: ["/api/*", "/ex/*", "/gen-${gen}/*"]}}]
----
-apiVersion: obo-authz.dev/v1alpha1
-kind: SecurityTokenService
-metadata: {name: builtin, namespace: istio-system}
-spec:
-  builtin:
-    issuer: https://sts.soak.example
-    keys: [{kid: sts-1, file: ${join(dir, 'sts.pem')}, algorithm: ES256}]
-    tokenLifetime: 10m
----
-apiVersion: obo-authz.dev/v1alpha1
+`,
+    docs.sts,
+    `apiVersion: obo-authz.dev/v1alpha1
 kind: TokenExchangePolicy
 metadata: {name: exchanged, namespace: istio-system}
 spec:
   match: {backends: [exchanged]}
   target: {audience: backend-x}
   sts: builtin
-`;
+`,
+  ].join('---\n');
 }
 
 let gen = 1;

@@ -7,8 +7,7 @@
 // that answers Checks), in interleaved rounds; the figures are ratios to the baseline.
 //
 //   node bench/sts-flood.mjs [--rounds N] [--seconds S] [--connections C]
-import { generateKeyPairSync } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,57 +25,37 @@ const { loadProtos } = await import('../dist/src/grpc/proto.js');
 const { PIN, startServerToFile, run } = await import('./lib/procs.mjs');
 const { jwksJson, newEs256Key, signJwt } = await import('./lib/tokens.mjs');
 const { Histogram } = await import('./lib/hist.mjs');
+const { hardeningDocs } = await import('./lib/configs.mjs');
 PIN.enabled = false;
 
 const dir = mkdtempSync(join(tmpdir(), 'obo-authz-flood-'));
 const ISSUER = 'https://idp.flood.example';
+const SECRET = 'flood-client-secret-0123456789';
 const idp = newEs256Key('flood-idp');
-const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-writeFileSync(join(dir, 'sts.pem'), privateKey.export({ format: 'pem', type: 'pkcs8' }));
-writeFileSync(join(dir, 'client-secret'), 'flood-client-secret-0123456789\n');
+const docs = hardeningDocs(dir, ISSUER, jwksJson(idp), { stsIssuer: 'https://sts.flood.example', tokenEndpoint: { secret: SECRET, audiences: ['mcp-*'] } });
 const cfgDir = join(dir, 'config');
-(await import('node:fs')).mkdirSync(cfgDir);
+mkdirSync(cfgDir);
 writeFileSync(
   join(cfgDir, 'config.yaml'),
-  `apiVersion: obo-authz.dev/v1alpha1
-kind: Settings
-metadata: {name: settings}
-spec:
-  shutdownGracePeriod: 0s
-  decisionLog: {allowSampleRate: 0.01}
----
-apiVersion: security.istio.io/v1
-kind: RequestAuthentication
-metadata: {name: idp, namespace: istio-system}
-spec:
-  jwtRules: [{issuer: ${ISSUER}, jwks: '${jwksJson(idp)}'}]
----
-apiVersion: security.istio.io/v1
+  [
+    docs.settings,
+    docs.ra,
+    `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: allow, namespace: istio-system}
 spec:
   action: ALLOW
   rules: [{from: [{source: {requestPrincipals: ["*"]}}], to: [{operation: {paths: ["/api/*"]}}]}]
----
-apiVersion: obo-authz.dev/v1alpha1
-kind: SecurityTokenService
-metadata: {name: builtin, namespace: istio-system}
-spec:
-  default: true
-  builtin:
-    issuer: https://sts.flood.example
-    keys: [{kid: k1, file: ${join(dir, 'sts.pem')}, algorithm: ES256}]
-    tokenEndpoint:
-      clients: [{clientId: agent, clientSecretFile: ${join(dir, 'client-secret')}, audiences: ["mcp-*"]}]
-      subjectIssuers: [{issuer: ${ISSUER}, jwks: '${jwksJson(idp)}'}]
 `,
+    docs.sts,
+  ].join('---\n'),
 );
 const now = Math.floor(Date.now() / 1000);
 const userToken = signJwt(idp, { iss: ISSUER, sub: 'alice', iat: now, exp: now + 3600 });
 const form = new URLSearchParams({
   grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
   client_id: 'agent',
-  client_secret: 'flood-client-secret-0123456789',
+  client_secret: SECRET,
   subject_token: userToken,
   subject_token_type: 'urn:ietf:params:oauth:token-type:jwt',
   audience: 'mcp-tools',

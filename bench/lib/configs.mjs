@@ -1,6 +1,7 @@
 // Scenario configs, generated per run (the keys are generated per run too). Everything is
 // ordinary obo-authz configuration: Istio RequestAuthentication / AuthorizationPolicy
 // verbatim, plus the obo-authz kinds for token exchange.
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -219,4 +220,46 @@ spec:
         - key: request.auth.claims[scope]
           values: ["mcp:tools"]
 `;
+}
+
+/**
+ * The documents the soak test and the token-endpoint flood bench share: a RequestAuthentication
+ * trusting `issuer` (inline JWKS, no audience check) and a built-in STS signing with a fresh
+ * P-256 key written to `dir` (optionally serving its token endpoint to client `agent`).
+ */
+export function hardeningDocs(dir, issuer, jwksJson, { stsIssuer, tokenEndpoint } = {}) {
+  const keyFile = join(dir, 'sts.pem');
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  writeFileSync(keyFile, privateKey.export({ format: 'pem', type: 'pkcs8' }));
+  let sts = `apiVersion: obo-authz.dev/v1alpha1
+kind: SecurityTokenService
+metadata: {name: builtin, namespace: istio-system}
+spec:
+  default: true
+  builtin:
+    issuer: ${stsIssuer}
+    keys: [{kid: sts-1, file: ${keyFile}, algorithm: ES256}]
+    tokenLifetime: 10m
+`;
+  if (tokenEndpoint) {
+    writeFileSync(join(dir, 'client-secret'), `${tokenEndpoint.secret}\n`);
+    sts += `    tokenEndpoint:
+      clients: [{clientId: agent, clientSecretFile: ${join(dir, 'client-secret')}, audiences: ${JSON.stringify(tokenEndpoint.audiences)}}]
+      subjectIssuers: [{issuer: ${issuer}, jwks: '${jwksJson}'}]
+`;
+  }
+  const ra = `apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: idp, namespace: istio-system}
+spec:
+  jwtRules: [{issuer: ${issuer}, jwks: '${jwksJson}'}]
+`;
+  const settings = `apiVersion: obo-authz.dev/v1alpha1
+kind: Settings
+metadata: {name: settings}
+spec:
+  shutdownGracePeriod: 0s
+  decisionLog: {allowSampleRate: 0.01}
+`;
+  return { settings, ra, sts };
 }

@@ -17,7 +17,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { httpRequest, startTestServer, type TestServer } from '../helpers/server.js';
 import { rememberSecret } from '../helpers/secrets.js';
 import { waitUntil } from '../helpers/wait.js';
-import { makeIdp, sq, type Idp } from '../unit/exchange/helpers.js';
+import { makeIdp, type Idp } from '../unit/exchange/helpers.js';
+import { allowPaths, DENY_ADMIN, requestAuthentication, yamlDocs } from './configs.js';
 import { startServer } from '../../src/cli/serve.js';
 
 const SETTLE_MS = 700;
@@ -28,30 +29,11 @@ const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 let idp: Idp;
 let token = '';
 
-const authn = () => `apiVersion: security.istio.io/v1
-kind: RequestAuthentication
-metadata: {name: idp, namespace: istio-system}
-spec:
-  jwtRules: [{issuer: ${idp.issuer}, jwks: ${sq(idp.jwks)}}]
-`;
-const DENY_ADMIN = `apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: deny-admin, namespace: istio-system}
-spec:
-  action: DENY
-  rules: [{to: [{operation: {paths: ["/admin/*"]}}]}]
-`;
-const allowApi = (extra: string) => `apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: allow-api, namespace: istio-system}
-spec:
-  action: ALLOW
-  rules:
-    - from: [{source: {requestPrincipals: ["*"]}}]
-      to: [{operation: {paths: ["/api/*"${extra}]}}]
-`;
-/** The whole config; `extra` adds an allowed path (the visible difference between versions). */
-const full = (extra = '') => [authn(), DENY_ADMIN, allowApi(extra)].join('---\n');
+const authn = () => requestAuthentication(idp);
+/** ALLOW /api/* for authenticated requests; `extra` adds a path (the visible difference between versions). */
+const allowApi = (extra: string) => allowPaths(['/api/*', ...(extra ? [extra] : [])], true);
+/** The whole config. */
+const full = (extra = '') => yamlDocs(authn(), DENY_ADMIN, allowApi(extra));
 
 describe('finding 1: rewriting config files in place never makes the service more permissive', () => {
   let s: TestServer;
@@ -103,7 +85,7 @@ describe('finding 1: rewriting config files in place never makes the service mor
   let n = 0;
   const next = () => {
     n++;
-    return { extra: `, "/new-${n}/*"`, path: `/new-${n}/x` };
+    return { extra: `/new-${n}/*`, path: `/new-${n}/x` };
   };
 
   const scenarios: [string, (v: { extra: string }) => Promise<void>][] = [

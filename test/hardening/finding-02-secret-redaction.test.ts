@@ -13,6 +13,7 @@ import { httpRequest, startTestServer, type TestServer } from '../helpers/server
 import { rememberSecret } from '../helpers/secrets.js';
 import { tempDir } from '../helpers/tmp.js';
 import { json, makeIdp, sq, startLoopback, type Idp, type Loopback } from '../unit/exchange/helpers.js';
+import { exchangeFor, requestAuthentication, yamlDocs } from './configs.js';
 
 const SECRET = 'Zq9/cl1ent+p@ss=8842"x';
 const SHARED_TOKEN = 'st-7f3c9a1e5b2d4c6f8a0e';
@@ -41,30 +42,18 @@ describe('finding 2: configured secrets never reach a log line, whatever form th
     idp = await makeIdp('https://idp.f2.test');
     sts = await startLoopback((_r, res: ServerResponse) => json(res, 400, { error: 'invalid_grant', error_description: description }));
     s = await startTestServer({
-      'c.yaml': `
-apiVersion: security.istio.io/v1
-kind: RequestAuthentication
-metadata: {name: idp, namespace: istio-system}
-spec:
-  jwtRules: [{issuer: ${idp.issuer}, jwks: ${sq(idp.jwks)}}]
----
-apiVersion: obo-authz.dev/v1alpha1
+      'c.yaml': yamlDocs(
+        requestAuthentication(idp),
+        `apiVersion: obo-authz.dev/v1alpha1
 kind: SecurityTokenService
 metadata: {name: remote, namespace: istio-system}
 spec:
   remote:
     tokenEndpoint: ${sts.url}/token
     clientAuthentication: {method: client_secret_post, clientId: obo, clientSecret: ${sq(SECRET)}}
----
-apiVersion: obo-authz.dev/v1alpha1
-kind: TokenExchangePolicy
-metadata: {name: tep, namespace: istio-system}
-spec:
-  match: {backends: [b1]}
-  target: {audience: backend-1}
-  sts: remote
----
-apiVersion: obo-authz.dev/v1alpha1
+`,
+        exchangeFor('b1', 'backend-1', 'remote'),
+        `apiVersion: obo-authz.dev/v1alpha1
 kind: CredentialValidator
 metadata: {name: shared, namespace: istio-system}
 spec:
@@ -72,6 +61,7 @@ spec:
   match: {paths: ["/never/*"]}
   sharedToken: {file: ${join(dir, 'shared-token')}, fromHeaders: [{name: x-shared}]}
 `,
+      ),
     });
   });
   afterAll(async () => {

@@ -8,7 +8,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { httpRequest, setHeaders, startTestServer, type TestServer } from '../helpers/server.js';
 import { rememberSecret } from '../helpers/secrets.js';
-import { fixture, makeIdp, sq, type Idp } from '../unit/exchange/helpers.js';
+import { makeIdp, type Idp } from '../unit/exchange/helpers.js';
+import { allowPaths, builtinSts, exchangeFor, requestAuthentication, yamlDocs } from './configs.js';
 
 let idp: Idp;
 let s: TestServer;
@@ -19,38 +20,12 @@ beforeAll(async () => {
   token = await idp.sign({ sub: 'alice' });
   rememberSecret(token);
   s = await startTestServer({
-    'c.yaml': `
-apiVersion: security.istio.io/v1
-kind: RequestAuthentication
-metadata: {name: idp, namespace: istio-system}
-spec:
-  jwtRules:
-    - {issuer: ${idp.issuer}, jwks: ${sq(idp.jwks)}}
-    - {issuer: ${idp.issuer}, jwks: ${sq(idp.jwks)}, fromCookies: [session]}
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: users, namespace: istio-system}
-spec:
-  action: ALLOW
-  rules: [{from: [{source: {requestPrincipals: ["*"]}}]}]
----
-apiVersion: obo-authz.dev/v1alpha1
-kind: SecurityTokenService
-metadata: {name: builtin, namespace: istio-system}
-spec:
-  builtin:
-    issuer: https://sts.f3.test
-    keys: [{kid: k1, file: ${fixture('sts-es256.pem')}, algorithm: ES256}]
----
-apiVersion: obo-authz.dev/v1alpha1
-kind: TokenExchangePolicy
-metadata: {name: ex, namespace: istio-system}
-spec:
-  match: {backends: [exchanged]}
-  target: {audience: backend-x}
-  sts: builtin
-`,
+    'c.yaml': yamlDocs(
+      requestAuthentication(idp, '', 'fromCookies: [session]'),
+      allowPaths(['/*'], true, 'users'),
+      builtinSts('https://sts.f3.test'),
+      exchangeFor('exchanged', 'backend-x'),
+    ),
   });
 });
 afterAll(async () => s.close());

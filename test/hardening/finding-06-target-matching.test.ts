@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { httpRequest, startTestServer, type TestServer } from '../helpers/server.js';
 import { rememberSecret } from '../helpers/secrets.js';
 import { fixture, makeIdp, sq, type Idp } from '../unit/exchange/helpers.js';
+import { builtinSts, tokenForm } from './configs.js';
 
 let idp: Idp;
 let s: TestServer;
@@ -21,32 +22,17 @@ beforeAll(async () => {
   subject = await idp.sign({ sub: 'alice' });
   rememberSecret(subject);
   s = await startTestServer({
-    'sts.yaml': `
-apiVersion: obo-authz.dev/v1alpha1
-kind: SecurityTokenService
-metadata: {name: builtin, namespace: istio-system}
-spec:
-  default: true
-  builtin:
-    issuer: https://sts.f6.test
-    keys: [{kid: k1, file: ${fixture('sts-es256.pem')}, algorithm: ES256}]
-    tokenEndpoint:
-      clients: [{clientId: agent, clientSecretFile: ${fixture('client-secret.txt')}, audiences: ["https://mcp-*.example.com", "https://api.example.com/v1/*", "mcp-*"]}]
-      subjectIssuers: [{issuer: ${idp.issuer}, jwks: ${sq(idp.jwks)}}]
-`,
+    'sts.yaml': builtinSts('https://sts.f6.test', {
+      isDefault: true,
+      clientAudiences: ['https://mcp-*.example.com', 'https://api.example.com/v1/*', 'mcp-*'],
+      subject: idp,
+    }),
   });
 });
 afterAll(async () => s.close());
 
 async function exchange(target: { audience?: string; resource?: string }): Promise<{ status: number; body: Record<string, unknown> }> {
-  const form = new URLSearchParams({
-    grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
-    client_id: 'agent',
-    client_secret: 's3cr3t-client',
-    subject_token: subject,
-    subject_token_type: 'urn:ietf:params:oauth:token-type:jwt',
-    ...target,
-  });
+  const form = tokenForm(subject, target as Record<string, string>);
   const r = await fetch(`http://${s.server.httpAddress}/oauth2/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form });
   const body = (await r.json()) as Record<string, unknown>;
   if (typeof body['access_token'] === 'string') rememberSecret(body['access_token']);

@@ -13,28 +13,12 @@ import { startServer, type RunningServer } from '../../src/cli/serve.js';
 import { createTestRuntime } from '../helpers/runtime.js';
 import { httpRequest, startTestServer, type TestServer } from '../helpers/server.js';
 import { waitUntil } from '../helpers/wait.js';
-import { fixture } from '../unit/exchange/helpers.js';
+import { allowPaths, builtinSts, yamlDocs } from './configs.js';
 
-const CONFIG = `
-apiVersion: obo-authz.dev/v1alpha1
-kind: SecurityTokenService
-metadata: {name: builtin, namespace: istio-system}
-spec:
-  default: true
-  builtin:
-    issuer: https://sts.f7.test
-    keys: [{kid: k1, file: ${fixture('sts-es256.pem')}, algorithm: ES256}]
-    tokenEndpoint:
-      clients: [{clientId: agent, clientSecretFile: ${fixture('client-secret.txt')}, audiences: ["mcp-*"]}]
-      subjectIssuers: [{issuer: https://idp.f7.test, jwks: '{"keys":[]}'}]
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: allow-api, namespace: istio-system}
-spec:
-  action: ALLOW
-  rules: [{to: [{operation: {paths: ["/api/*"]}}]}]
-`;
+const CONFIG = yamlDocs(
+  builtinSts('https://sts.f7.test', { isDefault: true, clientAudiences: ['mcp-*'], subject: { issuer: 'https://idp.f7.test', jwks: '{"keys":[]}' } }),
+  allowPaths(['/api/*']),
+);
 
 const closedSockets = new WeakSet<Socket>();
 const isClosed = (s: Socket) => closedSockets.has(s);

@@ -14,7 +14,8 @@ import { handleTokenRequest } from '../../src/exchange/token-endpoint.js';
 import { mustCompile } from '../helpers/config.js';
 import { createTestRuntime, type TestRuntime } from '../helpers/runtime.js';
 import { rememberSecret } from '../helpers/secrets.js';
-import { fixture, makeIdp, sq, type Idp } from '../unit/exchange/helpers.js';
+import { makeIdp, type Idp } from '../unit/exchange/helpers.js';
+import { builtinSts, requestAuthentication, tokenForm, yamlDocs } from './configs.js';
 
 const SCOPES = ['adm', 'in', 'read', 'adm in'];
 let idp: Idp;
@@ -33,38 +34,13 @@ spec:
   rules: [{to: [{operation: {paths: ["/s${i}/*"]}}], when: [{key: "request.auth.claims[scope]", values: [${JSON.stringify(scope)}]}]}]
 `;
   cfg = mustCompile(
-    `apiVersion: security.istio.io/v1
-kind: RequestAuthentication
-metadata: {name: idp, namespace: istio-system}
-spec:
-  jwtRules: [{issuer: ${idp.issuer}, jwks: ${sq(idp.jwks)}}]
----
-apiVersion: obo-authz.dev/v1alpha1
-kind: SecurityTokenService
-metadata: {name: builtin, namespace: istio-system}
-spec:
-  default: true
-  builtin:
-    issuer: https://sts.f8.test
-    keys: [{kid: k1, file: ${fixture('sts-es256.pem')}, algorithm: ES256}]
-    tokenEndpoint:
-      clients: [{clientId: agent, clientSecretFile: ${fixture('client-secret.txt')}, audiences: ["mcp-*"]}]
-      subjectIssuers: [{issuer: ${idp.issuer}, jwks: ${sq(idp.jwks)}}]
-${SCOPES.map((s, i) => allow(i, s)).join('')}`,
+    yamlDocs(requestAuthentication(idp), builtinSts('https://sts.f8.test', { isDefault: true, clientAudiences: ['mcp-*'], subject: idp })) + SCOPES.map((sc, i) => allow(i, sc)).join(''),
     rt,
   );
 });
 
 async function tokenEndpointGrants(subject: string, scope: string): Promise<boolean> {
-  const form = new URLSearchParams({
-    grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
-    client_id: 'agent',
-    client_secret: 's3cr3t-client',
-    subject_token: subject,
-    subject_token_type: 'urn:ietf:params:oauth:token-type:jwt',
-    audience: 'mcp-tools',
-    scope,
-  });
+  const form = tokenForm(subject, { audience: 'mcp-tools', scope });
   const a = await handleTokenRequest(cfg.exchange.builtinSts!, form, undefined, rt);
   if (a.status !== 200) return false;
   const t = a.body['access_token'] as string;

@@ -7,22 +7,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { httpRequest, startTestServer, type TestServer } from '../helpers/server.js';
+import { allowPaths, DENY_ADMIN, yamlDocs } from './configs.js';
 
-const POLICIES = `
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: deny-admin, namespace: istio-system}
-spec:
-  action: DENY
-  rules: [{to: [{operation: {paths: ["/admin/*"]}}]}]
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: allow-api, namespace: istio-system}
-spec:
-  action: ALLOW
-  rules: [{to: [{operation: {paths: ["/api/*"]}}]}]
-`;
+const POLICIES = yamlDocs(DENY_ADMIN, allowPaths(['/api/*']));
 
 const ATTACKS = ['/api/../admin/x', '/api/%2e%2e/admin/x', '/api/..%2fadmin', '/api/%2E%2E%2Fadmin/x', '/api\\..\\admin/x', '/api//../admin/x', '/api/%61/../../admin/x'];
 

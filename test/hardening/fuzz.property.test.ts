@@ -17,7 +17,8 @@ import { toCheckResponse } from '../../src/respond/respond.js';
 import { compileYaml, mustCompile } from '../helpers/config.js';
 import { createTestRuntime, type TestRuntime } from '../helpers/runtime.js';
 import { rememberSecret } from '../helpers/secrets.js';
-import { makeIdp, sq, type Idp } from '../unit/exchange/helpers.js';
+import { makeIdp, type Idp } from '../unit/exchange/helpers.js';
+import { allowPaths, DENY_ADMIN, requestAuthentication, yamlDocs } from './configs.js';
 
 let idp: Idp;
 let other: Idp;
@@ -37,34 +38,7 @@ beforeAll(async () => {
   FORGED = await other.sign({ sub: 'alice' });
   rememberSecret(VALID);
   rememberSecret(FORGED);
-  configText = `apiVersion: security.istio.io/v1
-kind: RequestAuthentication
-metadata: {name: idp, namespace: istio-system}
-spec:
-  jwtRules:
-    - issuer: ${idp.issuer}
-      jwks: ${sq(idp.jwks)}
-    - issuer: ${idp.issuer}
-      jwks: ${sq(idp.jwks)}
-      fromHeaders: [{name: x-token, prefix: "Token "}]
-      fromCookies: [session]
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: deny-admin, namespace: istio-system}
-spec:
-  action: DENY
-  rules: [{to: [{operation: {paths: ["/admin/*"]}}]}]
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: allow-api, namespace: istio-system}
-spec:
-  action: ALLOW
-  rules:
-    - from: [{source: {requestPrincipals: ["*"]}}]
-      to: [{operation: {paths: ["/api/*"]}}]
-`;
+  configText = yamlDocs(requestAuthentication(idp, '', 'fromHeaders: [{name: x-token, prefix: "Token "}], fromCookies: [session]'), DENY_ADMIN, allowPaths(['/api/*'], true));
   rt = createTestRuntime({ level: 'silent' });
   cfg = mustCompile(configText, rt);
 });
