@@ -104,6 +104,8 @@ function readSecret(k: KindDocument, cc: CompileContext, path: Path, file: strin
   try {
     const t = readFileSync(cc.resolvePath(k.doc, file), 'utf8').replace(/\r?\n$/, '');
     if (t === '') k.v.error(path, 'the file is empty');
+    // Redacted wherever it would appear in a log line (an IdP echoing it in an error, say).
+    else cc.runtime.secrets?.register(`login:${k.ref}:${path.join('.')}`, [t]);
     return t || undefined;
   } catch (e) {
     k.v.error(path, `cannot read ${JSON.stringify(file)}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);

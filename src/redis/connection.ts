@@ -90,6 +90,7 @@ export function compileRedisConnection(k: KindDocument, cc: CompileContext, path
       k.v.error([...path, 'passwordFile'], 'the password file is empty');
       return undefined;
     }
+    cc.runtime.secrets?.register(`redis:${k.ref}:${path.join('.')}`, [password]);
   }
   let tls: RedisConnectionSettings['tls'];
   const t = raw.tls;
