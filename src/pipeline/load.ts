@@ -13,17 +13,8 @@ import { DEFAULT_LIMITS, type ConfigLimits } from '../config/limits.js';
 import type { LoadedDocument } from '../config/loader.js';
 import { compileDocumentsSliced, loadConfig, pathsFailure, type CompileResult } from './compile.js';
 
-/** A document as the worker hands it over (a plain value; positions of its start only). */
-export interface PlainDocument {
-  readonly file: string;
-  readonly index: number;
-  readonly apiVersion: string;
-  readonly kind: string;
-  readonly name: string;
-  readonly namespace: string;
-  readonly value: Record<string, unknown>;
-  readonly start: { line: number; col: number };
-}
+/** A document as the worker hands it over: a plain value, and the position of its start only. */
+export type PlainDocument = Omit<LoadedDocument, 'locate'> & { readonly start: { line: number; col: number } };
 
 export interface WorkerAnswer {
   readonly ok: boolean;
