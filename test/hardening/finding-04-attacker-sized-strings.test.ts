@@ -38,7 +38,7 @@ spec:
     const token = `${seg({ alg: 'RS256', kid: 'k'.repeat(BIG) })}.${seg({ iss: idp.issuer, sub: 'u' })}.${'A'.repeat(342)}`;
     const r = await s.check(httpRequest({ path: '/api/x', id: 'kid-1', headers: { authorization: `Bearer ${token}` } }));
     expect(r.denied_response?.status.code).toBe(401);
-    const line = lines().find((l) => l.includes('"requestId":"kid-1"'));
+    const line = lines().find((l) => l.includes('"request_id":"kid-1"'));
     expect(line, 'decision line').toBeDefined();
     for (const l of lines()) expect(l.length).toBeLessThan(MAX_LINE);
   });

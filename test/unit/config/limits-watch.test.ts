@@ -24,7 +24,7 @@ describe('config files and limits', () => {
   it('a file with no documents (empty, comments only, bare ---) is an error naming it', () => {
     const dir = folder({ 'a.yaml': '', 'b.yaml': '# only a comment\n', 'c.yaml': '---\n---\n', 'd.yaml': POLICY('ok') });
     const m = messages(dir);
-    for (const f of ['a.yaml', 'b.yaml', 'c.yaml']) expect(m.some((x) => x.startsWith(`${f}#0: the file has no documents`))).toBe(true);
+    for (const f of ['a.yaml', 'b.yaml', 'c.yaml']) expect(m.some((x) => x.startsWith(`${f}#0: the file holds no YAML document`))).toBe(true);
     expect(m.some((x) => x.startsWith('d.yaml'))).toBe(false);
   });
   it('empty documents between documents are skipped', () => {
