@@ -7,6 +7,7 @@
  * subject's exp. Definitive refusals are cached briefly (negative cache). Identical
  * concurrent misses share one STS call (single-flight).
  */
+import { SingleFlight } from '../net/single-flight.js';
 import { hash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { Identity } from '../core/identity.js';
@@ -91,7 +92,7 @@ export type CacheLookup = { kind: 'hit'; token: CachedToken } | { kind: 'negativ
 
 export class ExchangeCache {
   private readonly lru: LRUCache<string, Entry>;
-  private readonly inflight = new Map<string, Promise<unknown>>();
+  private readonly flights = new SingleFlight();
   constructor(
     readonly opts: ExchangeCacheOptions,
     private readonly runtime: Runtime,
@@ -134,15 +135,11 @@ export class ExchangeCache {
 
   /** Run `fn` once per key at a time; concurrent callers share its promise. */
   singleFlight<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const hit = this.inflight.get(key);
-    if (hit) return hit as Promise<T>;
-    const p = fn().finally(() => this.inflight.delete(key));
-    this.inflight.set(key, p);
-    return p;
+    return this.flights.run(key, fn);
   }
 
   get inflightCount(): number {
-    return this.inflight.size;
+    return this.flights.size;
   }
 
   clear(): void {
@@ -151,6 +148,6 @@ export class ExchangeCache {
 
   dispose(): void {
     this.lru.clear();
-    this.inflight.clear();
+    this.flights.clear();
   }
 }

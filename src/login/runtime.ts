@@ -5,6 +5,7 @@
  * refreshing again with a rotated refresh token), and the states of callbacks already used
  * (a replayed callback is refused). All bounded.
  */
+import { SingleFlight } from '../net/single-flight.js';
 import { LRUCache } from 'lru-cache';
 import type { Runtime } from '../core/runtime.js';
 import type { SessionRecord } from '../session/store.js';
@@ -20,7 +21,7 @@ export interface Refreshed {
 export const RECENT_REFRESH_MS = 60_000;
 
 export class LoginRuntime {
-  readonly inflight = new Map<string, Promise<unknown>>();
+  private readonly flights = new SingleFlight();
   private readonly recent: LRUCache<string, Refreshed & { at: number }>;
   private readonly used: LRUCache<string, number>;
 
@@ -34,11 +35,7 @@ export class LoginRuntime {
 
   /** Run `fn` once per key at a time; concurrent callers share its promise. */
   singleFlight<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const hit = this.inflight.get(key);
-    if (hit) return hit as Promise<T>;
-    const p = fn().finally(() => this.inflight.delete(key));
-    this.inflight.set(key, p);
-    return p;
+    return this.flights.run(key, fn);
   }
 
   rememberRefresh(sid: string, r: Refreshed): void {
@@ -67,7 +64,7 @@ export class LoginRuntime {
   }
 
   dispose(): void {
-    this.inflight.clear();
+    this.flights.clear();
     this.recent.clear();
     this.used.clear();
   }
