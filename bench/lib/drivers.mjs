@@ -15,7 +15,8 @@ export const GRPC_TIMEOUT = '1000m';
 /**
  * h2load over HTTP/2 with one prebuilt gRPC frame, or (`http`) over HTTP/1.1 keep-alive with
  * plain requests: `http: { path, headers }` (`:method: POST` sets the method), one request in flight per connection
- * (no pipelining, as proxies do), `connections` connections. *
+ * (no pipelining, as proxies do), `connections` connections.
+ *
  * The request body (`-d`) is uploaded under the server's receive windows (grpc-js keeps node's
  * 65,535-byte stream and connection windows and returns credit as it reads); h2load's `-w`/`-W`
  * only size h2load's own windows, for the answers, so they are left at their defaults.
