@@ -104,13 +104,14 @@ function referenceView(raw: RawCheckRequest): RefView | null {
 }
 
 /**
- * Allowed only for a plain `/api/<word>` path and a jwtRule whose locations carry the valid
+ * Allowed only for a plain `/api/<word>` path (the word may be empty) and a jwtRule whose locations carry the valid
  * token and nothing signed with the untrusted key (one valid token for any rule is enough).
  */
 function referenceAllows(raw: RawCheckRequest): boolean {
   const v = referenceView(raw);
   if (!v) return false;
-  if (!/^\/api\/[a-z0-9]+$/.test(v.path)) return false;
+  // `/api/*` is Istio's prefix `/api/`: the bare `/api/` matches it too.
+  if (!/^\/api\/[a-z0-9]*$/.test(v.path)) return false;
   const forgedSig = FORGED.split('.')[2]!;
   return v.rules.some((locs) => locs.some((l) => l.includes(VALID)) && !locs.some((l) => l.includes(forgedSig)));
 }
