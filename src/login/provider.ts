@@ -10,12 +10,9 @@
  */
 import { createHash, createPrivateKey, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { request as httpGet } from 'node:http';
-import { request as httpsGet } from 'node:https';
 import type { Runtime } from '../core/runtime.js';
 import { createJwtValidator, type JwtValidator } from '../jwt/jwt-validator.js';
 import { HttpPostClient } from '../net/http-post.js';
-import { MAX_RESPONSE_BYTES } from '../net/read-capped.js';
 
 export type ClientAuth =
   | { readonly method: 'client_secret_basic' | 'client_secret_post'; readonly clientId: string; readonly secret: string }
@@ -79,54 +76,12 @@ function isNetworkError(e: unknown): boolean {
   return n === 'TimeoutError' || n === 'AbortError' || (e as { cause?: unknown })?.cause !== undefined;
 }
 
-/** GET a small JSON document (discovery) with a byte cap and a whole-request bound. */
-function getJson(url: string, timeoutMs: number, ca: string | undefined, signal?: AbortSignal): Promise<{ status: number; json: unknown }> {
-  return new Promise((resolve, reject) => {
-    const u = new URL(url);
-    const opts = { method: 'GET', headers: { accept: 'application/json' }, ...(ca && u.protocol === 'https:' ? { ca } : {}) };
-    let done = false;
-    const finish = (e: unknown, v?: { status: number; json: unknown }) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
-      if (e) reject(e);
-      else resolve(v!);
-    };
-    const req = (u.protocol === 'https:' ? httpsGet : httpGet)(u, opts, (res) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      res.on('data', (c: Buffer) => {
-        size += c.length;
-        if (size > MAX_RESPONSE_BYTES) {
-          req.destroy();
-          finish(new Error('response too large'));
-        } else chunks.push(c);
-      });
-      res.on('end', () => {
-        let json: unknown;
-        try {
-          json = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-        } catch {
-          json = undefined;
-        }
-        finish(null, { status: res.statusCode ?? 0, json });
-      });
-      res.on('error', (e) => finish(e));
-    });
-    const timer = setTimeout(() => {
-      req.destroy();
-      finish(Object.assign(new Error(`no answer within ${timeoutMs}ms`), { name: 'TimeoutError' }));
-    }, timeoutMs);
-    timer.unref?.();
-    const onAbort = () => {
-      req.destroy();
-      finish(Object.assign(new Error('aborted'), { name: 'AbortError' }));
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-    req.on('error', (e) => finish(Object.assign(new Error('request failed'), { cause: e })));
-    req.end();
-  });
+function parseJsonOrUndefined(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
 }
 
 const METADATA_TTL_MS = 3_600_000;
@@ -150,7 +105,7 @@ export class OidcProvider {
     readonly issuer: string,
     private readonly override: MetadataOverride,
     private readonly timeoutMs: number,
-    private readonly ca: string | undefined,
+    ca: string | undefined,
   ) {
     this.post = new HttpPostClient(ca ? { ca } : {});
     // Everything overridden: no discovery needed.
@@ -191,13 +146,13 @@ export class OidcProvider {
 
   private async discover(signal?: AbortSignal): Promise<ProviderMetadata | RemoteFailure> {
     const url = `${this.issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`;
-    let r: { status: number; json: unknown };
+    let r: { status: number; text: string };
     try {
-      r = await getJson(url, this.timeoutMs, this.ca, signal);
+      r = await this.post.get(url, { headers: { accept: 'application/json' }, timeoutMs: this.timeoutMs, ...(signal ? { signal } : {}) });
     } catch (e) {
       return { ok: false, kind: 'unavailable', error: 'discovery_failed', message: `discovery failed: ${(e as Error).name}` };
     }
-    const d = r.json as Record<string, unknown> | undefined;
+    const d = parseJsonOrUndefined(r.text) as Record<string, unknown> | undefined;
     if (r.status !== 200 || !d || typeof d !== 'object') return { ok: false, kind: 'unavailable', error: 'discovery_failed', message: `discovery answered HTTP ${r.status}` };
     // OIDC Discovery 4.3: the issuer in the document must equal the configured one exactly.
     if (d['issuer'] !== this.issuer) return { ok: false, kind: 'unavailable', error: 'discovery_issuer_mismatch', message: 'discovery document names another issuer' };

@@ -53,13 +53,22 @@ export class HttpPostClient {
   }
 
   post(url: string, o: PostOptions): Promise<PostAnswer> {
+    return this.send('POST', url, o);
+  }
+
+  /** GET (a discovery document): the same caps, bound, abort and connection reuse as post(). */
+  get(url: string, o: Omit<PostOptions, 'body'>): Promise<PostAnswer> {
+    return this.send('GET', url, o);
+  }
+
+  private send(method: 'GET' | 'POST', url: string, o: Omit<PostOptions, 'body'> & { readonly body?: string }): Promise<PostAnswer> {
     const u = new URL(url);
     const isHttps = u.protocol === 'https:';
     if (!isHttps && u.protocol !== 'http:') return Promise.reject(new Error(`unsupported protocol ${u.protocol}`));
     const signal = o.signal;
     if (signal?.aborted) return Promise.reject(namedError('AbortError', 'aborted'));
     const max = o.maxBytes ?? MAX_RESPONSE_BYTES;
-    const body = Buffer.from(o.body, 'utf8');
+    const body = o.body === undefined ? undefined : Buffer.from(o.body, 'utf8');
     return new Promise<PostAnswer>((resolve, reject) => {
       let settled = false;
       const finish = (err: unknown, answer?: PostAnswer) => {
@@ -70,7 +79,8 @@ export class HttpPostClient {
         if (err) reject(err);
         else resolve(answer!);
       };
-      const options = { method: 'POST', headers: { ...o.headers, 'content-length': String(body.length) }, agent: isHttps ? this.https : this.http };
+      const headers = body ? { ...o.headers, 'content-length': String(body.length) } : o.headers;
+      const options = { method, headers, agent: isHttps ? this.https : this.http };
       const onResponse = (res: IncomingMessage) => {
         const chunks: Buffer[] = [];
         let size = 0;
