@@ -197,7 +197,9 @@ export function compileLogin(k: KindDocument, cc: CompileContext): CompiledLogin
   let keys: SessionKeys | undefined;
   if (!s.session?.keyFiles) v.error(['spec', 'session', 'keyFiles'], 'required field is missing (files with 32-byte keys; the first seals)');
   else {
-    keys = compileKeyFiles(cc, v, ['spec', 'session', 'keyFiles'], s.session.keyFiles, (f) => cc.resolvePath(k.doc, f));
+    keys = compileKeyFiles(cc, v, ['spec', 'session', 'keyFiles'], s.session.keyFiles, (f) => cc.resolvePath(k.doc, f), (texts) =>
+      cc.runtime.secrets?.register(`login:${k.ref}:session.keyFiles`, texts),
+    );
   }
   const storeKind = s.session?.store ?? (s.session?.redis ? 'redis' : 'cookie');
   if (storeKind === 'redis' && !s.session?.redis) v.error(['spec', 'session', 'redis'], 'required for store: redis');

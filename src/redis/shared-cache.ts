@@ -30,7 +30,9 @@ export const sharedCacheSchema: Schema<RawSharedCache> = obj<RawSharedCache>(
 
 export function compileSharedCache(k: KindDocument, cc: CompileContext, path: Path, raw: RawSharedCache): SharedTokenCache | undefined {
   const { keyFiles, lockTimeout, ...conn } = raw;
-  const keys = compileKeyFiles(cc, k.v, [...path, 'keyFiles'], keyFiles!, (f) => cc.resolvePath(k.doc, f));
+  const keys = compileKeyFiles(cc, k.v, [...path, 'keyFiles'], keyFiles!, (f) => cc.resolvePath(k.doc, f), (texts) =>
+    cc.runtime.secrets?.register(`sharedCache:${k.ref}:${path.join('.')}.keyFiles`, texts),
+  );
   if (!keys) return undefined;
   const settings = compileRedisConnection(k, cc, path, conn, 'obo:exchange:');
   if (!settings) return undefined;

@@ -54,7 +54,7 @@ export class SessionKeys {
   }
 
   /** Read key files (first = the sealing key). Returns an error text naming the file index. */
-  static fromFiles(paths: readonly string[]): SessionKeys | { error: string; index: number } {
+  static fromFiles(paths: readonly string[], texts?: string[]): SessionKeys | { error: string; index: number } {
     const out: Buffer[] = [];
     for (let i = 0; i < paths.length; i++) {
       let text: string;
@@ -65,6 +65,7 @@ export class SessionKeys {
       }
       const k = parseKey(text);
       if (typeof k === 'string') return { error: k, index: i };
+      texts?.push(text.trim());
       out.push(k);
     }
     return new SessionKeys(out);
@@ -138,15 +139,25 @@ export function randomToken(bytes = 32): string {
  * The `keyFiles` a document names, read when the config is compiled; an unreadable or invalid
  * file is an error at `path[index]`. Outside the cluster (validate --ci) a file that is not
  * there is a warning and throw-away keys stand in, so the rest of the document is checked.
+ * `register` receives the keys as written in their files (for the log redactor).
  */
-export function compileKeyFiles(scope: OutsideCluster, v: ValidationContext, path: Path, written: readonly string[], resolve: (p: string) => string): SessionKeys | undefined {
+export function compileKeyFiles(
+  scope: OutsideCluster,
+  v: ValidationContext,
+  path: Path,
+  written: readonly string[],
+  resolve: (p: string) => string,
+  register?: (texts: readonly string[]) => void,
+): SessionKeys | undefined {
   const files = written.map(resolve);
   const missing = files.map((f, i) => missingOutsideCluster(scope, v, [...path, i], written[i]!, f));
   if (missing.some(Boolean)) return new SessionKeys(files.map(() => randomBytes(32)));
-  const r = SessionKeys.fromFiles(files);
+  const texts: string[] = [];
+  const r = SessionKeys.fromFiles(files, texts);
   if ('error' in r) {
     v.error([...path, r.index], r.error);
     return undefined;
   }
+  register?.(texts);
   return r;
 }

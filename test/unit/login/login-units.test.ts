@@ -136,4 +136,13 @@ spec:
     expect(errors(login('a').replace(join(dir, 's'), join(dir, 'nope'))).join('\n')).toMatch(/spec\.clientSecretFile: cannot read/);
     expect(errors(login('a', ', store: redis')).join('\n')).toMatch(/spec\.session\.redis: required for store: redis/);
   });
+  it('registers the session keys and the client secret with the log redactor', () => {
+    const rt = createTestRuntime();
+    const key = randomBytes(32).toString('base64');
+    writeFileSync(join(dir, 'k2'), `${key}\n`);
+    writeFileSync(join(dir, 's2'), 'client-secret-value\n');
+    const r = compileYaml(login('a').replace(join(dir, 'k'), join(dir, 'k2')).replace(join(dir, 's'), join(dir, 's2')), rt, join(dir, 'logins.yaml'));
+    expect(r.issues.filter((i) => i.severity === 'error')).toEqual([]);
+    expect(rt.secrets!.scrub(`a=${key} b=client-secret-value`)).toBe('a=[REDACTED] b=[REDACTED]');
+  });
 });
