@@ -5,7 +5,7 @@
  */
 import { isValidHeaderName } from '../core/headers.js';
 import { parseCidr, type Cidr } from '../match/ip.js';
-import { list, num, obj, str, type Schema, type ValidationContext } from './schema.js';
+import { bool, list, num, obj, str, type Schema, type ValidationContext } from './schema.js';
 import type { Path } from './issues.js';
 
 /** How an authorization request's first path segment picks its proxy convention. */
@@ -30,6 +30,12 @@ export interface HttpAuthzSettings {
   readonly maxBodyBytes: number;
   /** nginx: headers carrying the original request URI and method (`proxy_set_header`). */
   readonly nginx: { readonly uriHeader: string; readonly methodHeader: string };
+  /**
+   * HTTP/1.1 connections parse a strict subset of requests themselves (anything outside it goes
+   * to node:http for the rest of the connection); false = node:http for every connection. Read
+   * when a connection is accepted.
+   */
+  readonly http1FastPath: boolean;
 }
 
 export const DEFAULT_HTTP_AUTHZ: HttpAuthzSettings = Object.freeze({
@@ -40,6 +46,7 @@ export const DEFAULT_HTTP_AUTHZ: HttpAuthzSettings = Object.freeze({
   maxHeaderBytes: 65_536,
   maxBodyBytes: 65_536,
   nginx: Object.freeze({ uriHeader: 'x-original-uri', methodHeader: 'x-original-method' }),
+  http1FastPath: true,
 }) as HttpAuthzSettings;
 
 interface HttpAuthzSpec {
@@ -50,6 +57,7 @@ interface HttpAuthzSpec {
   maxHeaderBytes?: number;
   maxBodyBytes?: number;
   nginx?: { uriHeader?: string; methodHeader?: string };
+  http1FastPath?: boolean;
 }
 
 const HEADER = str({ nonEmpty: true });
@@ -62,6 +70,7 @@ export const httpAuthzSchema: Schema<HttpAuthzSpec> = obj<HttpAuthzSpec>({
   maxHeaderBytes: num({ int: true, min: 1024, max: 1_048_576 }),
   maxBodyBytes: num({ int: true, min: 0, max: 16_777_216 }),
   nginx: obj({ uriHeader: HEADER, methodHeader: HEADER }),
+  http1FastPath: bool(),
 });
 
 function headerName(name: string, path: Path, ctx: ValidationContext): string | undefined {
@@ -102,5 +111,6 @@ export function finishHttpAuthz(s: HttpAuthzSpec, path: Path, ctx: ValidationCon
     maxHeaderBytes: s.maxHeaderBytes ?? d.maxHeaderBytes,
     maxBodyBytes: s.maxBodyBytes ?? d.maxBodyBytes,
     nginx: Object.freeze({ uriHeader, methodHeader }),
+    http1FastPath: s.http1FastPath ?? d.http1FastPath,
   });
 }

@@ -22,8 +22,10 @@ import type { CompiledConfig } from '../pipeline/compile.js';
 import { evaluateCheck, internalDecision } from '../pipeline/pipeline.js';
 import { CheckRecorder } from '../pipeline/recorder.js';
 import type { ServingState } from '../grpc/server.js';
+import { framedHeaders, writableAnswer, type Exchange } from './authz-exchange.js';
 import { buildCheckRequest, headersOf, type HopHeaders, type InboundRequest } from './authz-request.js';
 import { answerFor, httpLimits, type HttpAnswer } from './authz-response.js';
+import { FastPath } from './h1-fast.js';
 
 type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
@@ -35,6 +37,10 @@ export interface HttpAuthzServerOptions {
   readonly decisionSink?: DecisionSink;
   /** Idle keep-alive connections are closed after this long (default 75 s: above most proxies' pools). */
   readonly keepAliveTimeoutMs?: number;
+  /** HTTP/1.1 fast path: a started request head must be complete within this (default 60 s, node:http's headersTimeout). */
+  readonly headersTimeoutMs?: number;
+  /** HTTP/1.1 fast path: a request body must be complete within this once its head is in (default 60 s). */
+  readonly bodyTimeoutMs?: number;
 }
 
 export interface HttpAuthzServer {
@@ -44,43 +50,54 @@ export interface HttpAuthzServer {
 }
 
 const H2_PREFACE = 'PRI';
+const TEXT = 'text/plain; charset=utf-8';
 
 /** One authorization request being answered. */
 interface Pending {
-  readonly req: Req;
-  readonly res: Res;
+  readonly x: Exchange;
   readonly start: number;
   readonly cfg: CompiledConfig | null;
   readonly s: HttpAuthzSettings;
   readonly headers: Record<string, string>;
   readonly hop: HopHeaders;
   convention: HttpConvention | null;
+  answered: boolean;
 }
 
 export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opts: HttpAuthzServerOptions = {}): HttpAuthzServer {
   const recorder = new CheckRecorder(runtime, 'http', opts.decisionSink);
   const maxHeaderBytes = opts.maxHeaderBytes ?? DEFAULT_HTTP_AUTHZ.maxHeaderBytes;
+  const keepAliveMs = opts.keepAliveTimeoutMs ?? 75_000;
   // HTTP/1 connections (an http.Server that does not listen itself does not track the
   // connections handed to it) and those with a request in flight, for a graceful close.
   const h1Sockets = new Set<Socket>();
   const busy = new Set<unknown>();
   let closing = false;
 
-  /** Count, log and send one answer. */
+  const internalError = (): HttpAnswer => ({ status: 500, headers: ['content-type', TEXT], body: 'ext_authz: internal error' });
+  const failed = (e: unknown): void => {
+    runtime.logger.error({ err: e instanceof Error ? e.name : 'unknown' }, 'http check failed unexpectedly');
+    recorder.count(false, 'ERR_INTERNAL');
+  };
+
+  /** Count, log and send one answer (once per request). */
   const finish = (t: Pending, d: Decision): void => {
+    if (t.answered) return;
+    t.answered = true;
     state.leave();
-    busy.delete(t.req.socket);
+    busy.delete(t.x.socket);
     let a: HttpAnswer;
     try {
       a = answerFor(t.convention, d, t.headers, t.s, t.cfg?.settings.reasonHeader ?? false);
+      // A header node:http would refuse to write: a 500 deny rather than a dropped connection.
+      if (!writableAnswer(a)) throw new TypeError('answer header not writable');
       // The decision line says what the proxy was told.
       recorder.record(t.cfg, a.status === d.httpStatus || d.allow ? d : { ...d, httpStatus: a.status }, performance.now() - t.start);
     } catch (e) {
-      runtime.logger.error({ err: e instanceof Error ? e.name : 'unknown' }, 'http check failed unexpectedly');
-      recorder.count(false, 'ERR_INTERNAL');
-      a = { status: 500, headers: ['content-type', 'text/plain; charset=utf-8'], body: 'ext_authz: internal error' };
+      failed(e);
+      a = internalError();
     }
-    write(t.res, a, closing);
+    t.x.send(a);
   };
 
   const refuse = (t: Pending, reason: Parameters<typeof internalDecision>[0], message: string, status?: number): void => {
@@ -90,13 +107,14 @@ export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opt
 
   /** The request (and its body, if any) is in: build the raw Check and run the pipeline. */
   const run = (t: Pending, body: Uint8Array | undefined): void => {
+    const x = t.x;
     const inb: InboundRequest = {
-      method: t.req.method ?? 'GET',
-      url: t.req.url ?? '/',
+      method: x.method,
+      url: x.url,
       headers: t.headers,
       host: t.hop.host,
-      peer: () => t.req.socket?.remoteAddress ?? '',
-      protocol: t.req.httpVersion === '2.0' ? 'HTTP/2' : 'HTTP/1.1',
+      peer: () => x.socket?.remoteAddress ?? '',
+      protocol: x.http2 ? 'HTTP/2' : 'HTTP/1.1',
     };
     const b = buildCheckRequest(inb, t.s, runtime.now(), body);
     t.convention = b.convention;
@@ -114,32 +132,51 @@ export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opt
     );
   };
 
-  const handle = (req: Req, res: Res): void => {
-    const start = performance.now();
-    const cfg = state.config;
-    const s = settingsOf(cfg);
-    const url = req.url ?? '/';
-    if (s.mode === 'auto' && (url === '/healthz' || url === '/readyz')) {
-      const ok = url === '/healthz' || state.serving;
-      return write(res, { status: ok ? 200 : 503, headers: ['content-type', 'text/plain; charset=utf-8'], body: ok ? 'ok\n' : 'not ready\n' }, closing);
+  /**
+   * What every transport shares for one request: health paths, headers, serving-state
+   * accounting; then `read` gets the body (node:http, node:http2) or `body` is it (the fast
+   * path has read it already). Whatever throws is answered 500, never left unanswered.
+   */
+  const check = (x: Exchange, start: number, read: ((t: Pending) => void) | null, body: Uint8Array | undefined): void => {
+    let t: Pending | undefined;
+    try {
+      const cfg = state.config;
+      const s = settingsOf(cfg);
+      const url = x.url;
+      if (s.mode === 'auto' && (url === '/healthz' || url === '/readyz')) {
+        const ok = url === '/healthz' || state.serving;
+        return x.send({ status: ok ? 200 : 503, headers: ['content-type', TEXT], body: ok ? 'ok\n' : 'not ready\n' });
+      }
+      // Headers from the raw list (Node's req.headers object is never made).
+      const hop: HopHeaders = { host: '', contentLength: undefined, transferEncoding: undefined };
+      const headers = headersOf(x.rawHeaders, hop);
+      t = { x, start, cfg, s, headers, hop, convention: null, answered: false };
+      state.enter();
+      busy.add(x.socket);
+      if (read) read(t);
+      else run(t, body);
+    } catch (e) {
+      if (t) refuse(t, 'ERR_INTERNAL', `http check threw: ${e instanceof Error ? e.name : 'unknown'}`);
+      else {
+        failed(e);
+        x.send(internalError());
+      }
     }
-    // Headers from the raw list (Node's req.headers object is never made).
-    const hop: HopHeaders = { host: '', contentLength: undefined, transferEncoding: undefined };
-    const t: Pending = { req, res, start, cfg, s, headers: headersOf(req.rawHeaders, hop), hop, convention: null };
-    state.enter();
-    busy.add(req.socket);
-    const length = Number(hop.contentLength ?? 0);
-    if (!(length > 0) && hop.transferEncoding === undefined) return run(t, undefined);
-    // A forwarded body (Envoy with_request_body, Traefik forwardBody), read up to maxBodyBytes.
-    const tooBig = `request body over httpAuthz.maxBodyBytes (${s.maxBodyBytes})`;
-    if (length > s.maxBodyBytes) return refuse(t, 'ERR_BAD_REQUEST', tooBig, 413);
+  };
+
+  /** node:http and node:http2: the body (a forwarded one: Envoy with_request_body, Traefik forwardBody) read up to maxBodyBytes. */
+  const readBody = (req: Req, t: Pending): void => {
+    const length = Number(t.hop.contentLength ?? 0);
+    if (!(length > 0) && t.hop.transferEncoding === undefined) return run(t, undefined);
+    const tooBig = `request body over httpAuthz.maxBodyBytes (${t.s.maxBodyBytes})`;
+    if (length > t.s.maxBodyBytes) return refuse(t, 'ERR_BAD_REQUEST', tooBig, 413);
     const chunks: Buffer[] = [];
     let size = 0;
     let done = false;
     req.on('data', (c: Buffer) => {
       size += c.length;
       if (done) return;
-      if (size > s.maxBodyBytes) {
+      if (size > t.s.maxBodyBytes) {
         done = true;
         refuse(t, 'ERR_BAD_REQUEST', tooBig, 413);
       } else chunks.push(c);
@@ -152,9 +189,22 @@ export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opt
     });
   };
 
+  const handle = (req: Req, res: Res): void => {
+    const start = performance.now();
+    const x: Exchange = {
+      method: req.method ?? 'GET',
+      url: req.url ?? '/',
+      rawHeaders: req.rawHeaders,
+      http2: req.httpVersion === '2.0',
+      socket: req.socket,
+      send: (a) => write(res, a, closing),
+    };
+    check(x, start, (t) => readBody(req, t), undefined);
+  };
+
   // HTTP/1.1. A request Node cannot parse (a head over maxHeaderSize, bad framing) is still
   // answered and counted with a reason code.
-  const h1 = createHttp1Server({ maxHeaderSize: maxHeaderBytes, keepAliveTimeout: opts.keepAliveTimeoutMs ?? 75_000 }, handle);
+  const h1 = createHttp1Server({ maxHeaderSize: maxHeaderBytes, keepAliveTimeout: keepAliveMs }, handle);
   h1.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     if (!String(err.code ?? '').startsWith('HPE_') || !socket.writable) return void socket.destroy();
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
@@ -173,20 +223,46 @@ export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opt
     s.on('close', () => sessions.delete(s));
   });
 
-  const dispatch = (socket: Socket, h2Wanted: boolean) => {
+  // HTTP/1.1 fast path: a strict subset of requests read and answered without node:http;
+  // the first request outside it hands the connection to `h1` (h1-fast.ts, h1-parse.ts).
+  const fast = new FastPath(
+    {
+      maxHeaderBytes,
+      maxBodyBytes: () => settingsOf(state.config).maxBodyBytes,
+      closing: () => closing,
+      check: (x, body) => check(x, performance.now(), null, body),
+      handOver: (socket) => {
+        runtime.logger.debug({}, 'http/1.1 connection handed to node:http');
+        h1.emit('connection', socket);
+      },
+      fault: failed,
+    },
+    { keepAliveMs, headersMs: opts.headersTimeoutMs ?? 60_000, bodyMs: opts.bodyTimeoutMs ?? 60_000 },
+  );
+
+  /** A new connection (`first`: bytes already read from it) to HTTP/2, the fast path or node:http. */
+  const dispatch = (socket: Socket, h2Wanted: boolean, first: Buffer | null) => {
     if (closing) return void socket.destroy();
     if (!h2Wanted) {
       h1Sockets.add(socket);
       socket.once('close', () => h1Sockets.delete(socket));
+      // Read per connection, so a reloaded config switches new connections.
+      if (settingsOf(state.config).http1FastPath) return fast.accept(socket, first);
+    }
+    if (first) {
+      socket.pause();
+      socket.unshift(first);
     }
     (h2Wanted ? h2 : h1).emit('connection', socket);
+    // HTTP/2 reads what is buffered itself; the HTTP/1 parser takes it as 'data'.
+    if (first && !h2Wanted) socket.resume();
   };
   let outer: NetServer;
   if (opts.tls) {
     const t = opts.tls;
     outer = createTlsServer(
       { key: t.key, cert: t.cert, ca: t.ca, requestCert: !!t.ca, rejectUnauthorized: !!t.ca, ALPNProtocols: ['h2', 'http/1.1'] },
-      (socket: TLSSocket) => dispatch(socket, socket.alpnProtocol === 'h2'),
+      (socket: TLSSocket) => dispatch(socket, socket.alpnProtocol === 'h2', null),
     );
   } else {
     outer = createNetServer((socket) => {
@@ -196,12 +272,7 @@ export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opt
         seen = seen.length ? Buffer.concat([seen, chunk]) : chunk;
         if (seen.length < H2_PREFACE.length && H2_PREFACE.startsWith(seen.toString('latin1'))) return;
         socket.off('data', onData);
-        socket.pause();
-        socket.unshift(seen);
-        const h2Wanted = seen.subarray(0, 3).toString('latin1') === H2_PREFACE;
-        dispatch(socket, h2Wanted);
-        // HTTP/2 reads what is buffered itself; the HTTP/1 parser takes it as 'data'.
-        if (!h2Wanted) socket.resume();
+        dispatch(socket, seen.subarray(0, 3).toString('latin1') === H2_PREFACE, seen);
       };
       socket.on('data', onData);
       socket.on('error', () => socket.destroy());
@@ -227,6 +298,7 @@ export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opt
         for (const sock of h1Sockets) if (!busy.has(sock)) sock.destroy();
         for (const s of sessions) s.close();
         setTimeout(() => {
+          fast.stop();
           for (const sock of h1Sockets) sock.destroy();
           for (const s of sessions) s.destroy();
         }, 1000).unref();
@@ -241,12 +313,10 @@ function settingsOf(cfg: CompiledConfig | null): HttpAuthzSettings {
 
 function write(res: Res, a: HttpAnswer, closing: boolean): void {
   if (res.headersSent || res.destroyed) return;
-  const body = a.body;
-  const headers = a.headers;
-  headers.push('content-length', String(Buffer.byteLength(body)));
-  if (closing && !('stream' in res)) headers.push('connection', 'close');
+  const http2 = 'stream' in res;
+  const headers = framedHeaders(a, closing, http2);
   try {
-    if ('stream' in res) {
+    if (http2) {
       // HTTP/2 compatibility API: an object (repeated names joined as a list).
       const o: Record<string, string | string[]> = {};
       for (let i = 0; i < headers.length; i += 2) {
@@ -258,9 +328,9 @@ function write(res: Res, a: HttpAnswer, closing: boolean): void {
     } else {
       res.writeHead(a.status, headers);
     }
-    res.end(body);
+    res.end(a.body);
   } catch {
-    // an invalid header (never produced: values are checked) or a closed socket
+    // a header HTTP/2 refuses (checked for HTTP/1.1 before: writableAnswer) or a closed socket
     res.destroy();
   }
 }

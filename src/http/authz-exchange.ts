@@ -1,0 +1,39 @@
+/**
+ * One authorization request as the transport-independent handling in authz-server.ts sees it:
+ * node:http and node:http2 requests (wrapped) and the HTTP/1.1 fast path (h1-fast.ts) alike.
+ */
+import type { Socket } from 'node:net';
+import type { HttpAnswer } from './authz-response.js';
+
+export interface Exchange {
+  readonly method: string;
+  /** The request target as received. */
+  readonly url: string;
+  /** [name, value, ...] as node:http's req.rawHeaders. */
+  readonly rawHeaders: readonly string[];
+  readonly http2: boolean;
+  /** The connection: graceful-close bookkeeping and the peer address. */
+  readonly socket: Socket;
+  /** Send the answer, framed by the transport (called once per request). */
+  send(a: HttpAnswer): void;
+}
+
+// Node's checks in writeHead (checkIsHttpToken, checkInvalidHeaderChar): an answer that would
+// make res.writeHead throw is never half-written by either transport.
+const TOKEN = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;
+const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+
+/** Would node:http write every header of this answer? */
+export function writableAnswer(a: HttpAnswer): boolean {
+  const h = a.headers;
+  for (let i = 0; i < h.length; i += 2) if (!TOKEN.test(h[i]!) || INVALID_VALUE.test(h[i + 1]!)) return false;
+  return true;
+}
+
+/** The answer's headers with the framing both HTTP/1.1 transports send: content-length, and connection: close while closing. */
+export function framedHeaders(a: HttpAnswer, closing: boolean, http2: boolean): string[] {
+  const headers = a.headers;
+  headers.push('content-length', String(Buffer.byteLength(a.body)));
+  if (closing && !http2) headers.push('connection', 'close');
+  return headers;
+}
