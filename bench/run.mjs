@@ -171,6 +171,12 @@ const cfgALog = C.writeConfig(join(tmp, 'cfg-a-log1pct'), {
   '10-ra.yaml': C.requestAuthenticationYaml(jwksJson(es)),
   '20-policies.yaml': C.tenPolicies('bench'),
 });
+// scenario 1 over HTTP with the HTTP/1.1 fast path off (node:http reads every request)
+const cfgANode = C.writeConfig(join(tmp, 'cfg-a-node'), {
+  '00-settings.yaml': C.settingsYaml('  httpAuthz:\n    http1FastPath: false\n'),
+  '10-ra.yaml': C.requestAuthenticationYaml(jwksJson(es)),
+  '20-policies.yaml': C.tenPolicies('bench'),
+});
 const cfgC = C.writeConfig(join(tmp, 'cfg-c'), {
   '00-settings.yaml': C.settingsYaml(),
   '10-ra.yaml': C.requestAuthenticationYaml(jwksJson(es)),
@@ -219,6 +225,7 @@ const scenarios = [
   { id: 's6b', title: '6b deny: bad signature (401)', server: 'A', tool: HL, frame: 's6b', expect: { kind: 'deny', http: 401 } },
   { id: 'base-http', title: 'floor: no-op node:http answering 200 (HTTP/1.1 keep-alive)', server: 'http', tool: H1, expect: { kind: 'allow' } },
   { id: 'http-s1', title: '1 over the HTTP transport (Envoy http_service convention, HTTP/1.1 keep-alive)', server: 'A', tool: H1, expect: { kind: 'allow', headers: ['x-user-sub'] } },
+  { id: 'http-s1-node', title: '1 over the HTTP transport with the HTTP/1.1 fast path off (node:http)', server: 'ANode', tool: H1, expect: { kind: 'allow', headers: ['x-user-sub'] } },
   { id: 'http-s1-log1pct', title: '1 over the HTTP transport, decision log sampled at 1% of allows', server: 'ALog', tool: H1, expect: { kind: 'allow', headers: ['x-user-sub'] } },
   { id: 'base-grpc-node', title: 'baseline: no-op Check on grpc-js (node loadgen)', server: 'grpc', tool: NODE, frame: 's1', expect: { kind: 'allow' } },
   { id: 's2', title: `2 allow: ${opt.distinct.toLocaleString('en')} distinct ES256 JWTs`, server: 'A', tool: NODE, frame: 's2', expect: { kind: 'allow', headers: ['x-user-sub'] } },
@@ -245,6 +252,7 @@ try {
   if (need.has('http')) servers.http = await startServer('baseline-http', process.execPath, [join(here, 'baseline-server.mjs'), '--mode', 'http']);
   started.push(...[servers.grpc, servers.h2, servers.http].filter(Boolean));
   if (need.has('A')) servers.A = await serve('obo-authz (10 policies)', cfgA);
+  if (need.has('ANode')) servers.ANode = await serve('obo-authz (10 policies, HTTP/1.1 fast path off)', cfgANode);
   if (need.has('ALog')) servers.ALog = await serve('obo-authz (10 policies, log 1%)', cfgALog);
   if (need.has('Lean')) {
     servers.Lean = await startServerToFile('lean transport (experiment)', process.execPath, [join(here, 'lean-server.mjs'), '--config', cfgA], join(tmp, 'lean.log'));
@@ -651,6 +659,7 @@ function summarizeAll(scenarios, results, memory, stealPct, sessionMemory) {
   const targets = [
     { name: 'scenario 1 >= 0.85 x baseline', value: ratio('s1', 'base-grpc'), cpu: cpuRatio('s1', 'base-grpc'), min: 0.85 },
     { name: 'scenario 1 over HTTP/1.1 >= 0.8 x no-op node:http', value: ratio('http-s1', 'base-http'), cpu: cpuRatio('http-s1', 'base-http'), min: 0.8 },
+    { name: 'HTTP/1.1 fast path vs node:http (same config)', value: ratio('http-s1', 'http-s1-node'), cpu: cpuRatio('http-s1', 'http-s1-node'), min: 1 },
     { name: 'same, decision log sampled at 1% of allows', value: ratio('http-s1-log1pct', 'base-http'), cpu: cpuRatio('http-s1-log1pct', 'base-http'), min: 0.8 },
     { name: 'scenario 3 >= 0.9 x scenario 1', value: ratio('s3', 's1'), cpu: cpuRatio('s3', 's1'), min: 0.9 },
     { name: 'scenario 4 >= 0.8 x scenario 1', value: ratio('s4', 's1'), cpu: cpuRatio('s4', 's1'), min: 0.8 },
@@ -692,6 +701,8 @@ function summarizeAll(scenarios, results, memory, stealPct, sessionMemory) {
       s5VsS2: cpuRatio('s5', 's2'),
       s2VsBaselineNode: cpuRatio('s2', 'base-grpc-node'),
       httpS1VsNoopHttp: cpuRatio('http-s1', 'base-http'),
+      httpS1NodeVsNoopHttp: cpuRatio('http-s1-node', 'base-http'),
+      httpS1VsHttpS1Node: cpuRatio('http-s1', 'http-s1-node'),
     },
     ratios: {
       grpcStackVsPlainHttp2: ratio('base-grpc', 'base-h2'),
@@ -709,6 +720,8 @@ function summarizeAll(scenarios, results, memory, stealPct, sessionMemory) {
       s6bVsBaseline: ratio('s6b', 'base-grpc'),
       loadgenVsH2loadBaseline: ratio('base-grpc-node', 'base-grpc'),
       httpS1VsNoopHttp: ratio('http-s1', 'base-http'),
+      httpS1NodeVsNoopHttp: ratio('http-s1-node', 'base-http'),
+      httpS1VsHttpS1Node: ratio('http-s1', 'http-s1-node'),
       httpS1VsGrpcS1: ratio('http-s1', 's1'),
     },
     exchange: {
@@ -744,7 +757,7 @@ function printReport(rep) {
   const v = rep.verification;
   lines.push(`verification (scenario 2, ${v.alg}): server ${f(v.serverVerificationsPerSec)}/s (${f(v.verifiedFraction * 100, 1)}% of requests verified a signature); raw crypto.verify ${f(v.cryptoVerifyPerSec)}/s, jose ${f(v.joseVerifyPerSec)}/s, the server's JwtVerifier ${f(v.verifierPerSec)}/s (${f(v.verifierVsCryptoVerify, 2)} of raw, ${v.verifierFailures ?? '-'} failures) on the server core; whole Checks ratio ${f(v.ratioToCryptoVerify, 2)}; net of the gRPC stack ${f(v.netOfStackPerSec)}/s (${f(v.netOfStackRatio, 2)})`);
   const ra = rep.ratios;
-  lines.push(`ratios: grpc-js baseline / plain http2 ${f(ra.grpcStackVsPlainHttp2, 2)}; s1 / baseline ${f(ra.s1VsBaseline, 2)}; s1 log 1% / s1 ${f(ra.s1Log1pctVsS1, 2)}; s1 lean transport / s1 ${f(ra.s1LeanVsS1, 2)} (/ baseline ${f(ra.s1LeanVsBaseline, 2)}); s3 / s1 ${f(ra.s3VsS1, 2)}; s4 / s1 ${f(ra.s4VsS1, 2)}; s5 / s2 ${f(ra.s5VsS2, 2)}; node loadgen / h2load on the baseline ${f(ra.loadgenVsH2loadBaseline, 2)}; HTTP transport s1 / no-op node:http ${f(ra.httpS1VsNoopHttp, 2)} (/ gRPC s1 ${f(ra.httpS1VsGrpcS1, 2)})`);
+  lines.push(`ratios: grpc-js baseline / plain http2 ${f(ra.grpcStackVsPlainHttp2, 2)}; s1 / baseline ${f(ra.s1VsBaseline, 2)}; s1 log 1% / s1 ${f(ra.s1Log1pctVsS1, 2)}; s1 lean transport / s1 ${f(ra.s1LeanVsS1, 2)} (/ baseline ${f(ra.s1LeanVsBaseline, 2)}); s3 / s1 ${f(ra.s3VsS1, 2)}; s4 / s1 ${f(ra.s4VsS1, 2)}; s5 / s2 ${f(ra.s5VsS2, 2)}; node loadgen / h2load on the baseline ${f(ra.loadgenVsH2loadBaseline, 2)}; HTTP transport s1 / no-op node:http ${f(ra.httpS1VsNoopHttp, 2)} (/ gRPC s1 ${f(ra.httpS1VsGrpcS1, 2)}; fast path off / no-op node:http ${f(ra.httpS1NodeVsNoopHttp, 2)}; fast path on / off ${f(ra.httpS1VsHttpS1Node, 2)})`);
   if (rep.memory && !rep.memory.skipped) {
     const m = rep.memory;
     lines.push(`memory: ${m.tokens.toLocaleString('en')} distinct tokens at ${f(m.rps)}/s: RSS ${f(m.rssStartMiB)} MiB at start, ${f(m.rssAt10pctMiB)} at 10%, ${f(m.rssAt50pctMiB)} at 50%, ${f(m.rssEndMiB)} at the end, ${f(m.rssAfter3sMiB)} 3 s later, peak ${f(m.peakRssMiB)} MiB (bound ${m.boundMiB} MiB); verifications ${JSON.stringify(m.jwtVerifications)}; at the end V8 heap used ${f(m.heapAtEnd?.heapUsedMiB)} of ${f(m.heapAtEnd?.heapTotalMiB)} MiB, external ${f(m.heapAtEnd?.externalMiB)} MiB`);
@@ -753,7 +766,7 @@ function printReport(rep) {
   lines.push(`exchange: STS calls per Check in s5 ${f(rep.exchange.stsExchangesPerRequestS5, 2)}, in s4 ${f(rep.exchange.stsExchangesS4)}`);
   lines.push('');
   const cr = rep.cpuRatios;
-  lines.push(`CPU-normalized ratios: grpc-js baseline / plain http2 ${f(cr.grpcStackVsPlainHttp2, 2)}; s1 / baseline ${f(cr.s1VsBaseline, 2)}; s1 log 1% / s1 ${f(cr.s1Log1pctVsS1, 2)}; s1 lean / s1 ${f(cr.s1LeanVsS1, 2)} (/ baseline ${f(cr.s1LeanVsBaseline, 2)}); s3 / s1 ${f(cr.s3VsS1, 2)}; s4 / s1 ${f(cr.s4VsS1, 2)}; s5 / s2 ${f(cr.s5VsS2, 2)}`);
+  lines.push(`CPU-normalized ratios: grpc-js baseline / plain http2 ${f(cr.grpcStackVsPlainHttp2, 2)}; s1 / baseline ${f(cr.s1VsBaseline, 2)}; s1 log 1% / s1 ${f(cr.s1Log1pctVsS1, 2)}; s1 lean / s1 ${f(cr.s1LeanVsS1, 2)} (/ baseline ${f(cr.s1LeanVsBaseline, 2)}); s3 / s1 ${f(cr.s3VsS1, 2)}; s4 / s1 ${f(cr.s4VsS1, 2)}; s5 / s2 ${f(cr.s5VsS2, 2)}; HTTP transport s1 / no-op node:http ${f(cr.httpS1VsNoopHttp, 2)} (fast path off ${f(cr.httpS1NodeVsNoopHttp, 2)}; on / off ${f(cr.httpS1VsHttpS1Node, 2)})`);
   lines.push('');
   lines.push('| target | measured (req/s ratio) | CPU-normalized | met |');
   lines.push('|---|---:|---:|---|');

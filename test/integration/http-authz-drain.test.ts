@@ -15,9 +15,19 @@ spec:
   rules: [{to: [{operation: {methods: [GET]}}]}]
 `;
 
-describe('HTTP authorization listener during shutdown', () => {
+const settings = (fast: boolean) => `apiVersion: obo-authz.dev/v1alpha1
+kind: Settings
+metadata: {name: s}
+spec:
+  httpAuthz: {http1FastPath: ${fast}}
+`;
+
+describe.each([
+  ['HTTP/1.1 fast path', true],
+  ['node:http only', false],
+])('HTTP authorization listener during shutdown (%s)', (_name, fast) => {
   it('fails readiness, keeps answering during the grace period, then closes its connections', async () => {
-    const t = await startTestServer({ 'ap.yaml': CONFIG }, { httpAuthz: true });
+    const t = await startTestServer({ 'ap.yaml': CONFIG, 's.yaml': settings(fast) }, { httpAuthz: true });
     const at = t.server.httpAuthzAddress;
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
     try {

@@ -8,11 +8,11 @@ import { httpsStatus, makeTestPki, type TestPki } from '../helpers/certs.js';
 import { startTlsServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/tmp.js';
 
-const CONFIG = `apiVersion: obo-authz.dev/v1alpha1
+const CONFIG = (fast: boolean) => `apiVersion: obo-authz.dev/v1alpha1
 kind: Settings
 metadata: {name: s}
 spec:
-  httpAuthz: {address: "127.0.0.1:0"}
+  httpAuthz: {address: "127.0.0.1:0", http1FastPath: ${fast}}
 ---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -21,13 +21,16 @@ spec:
   rules: [{to: [{operation: {methods: [GET]}}]}]
 `;
 
-describe('HTTP authorization listener over TLS', () => {
+describe.each([
+  ['HTTP/1.1 fast path', true],
+  ['node:http only', false],
+])('HTTP authorization listener over TLS (%s)', (_name, fast) => {
   let pki: TestPki;
   let server: RunningServer;
   beforeAll(async () => {
     pki = makeTestPki();
     const dir = tempDir('obo-http-tls-');
-    writeFileSync(join(dir, 'c.yaml'), CONFIG);
+    writeFileSync(join(dir, 'c.yaml'), CONFIG(fast));
     // the listener address comes from Settings.httpAuthz.address (no flag)
     server = await startTlsServer(dir, pki);
   });

@@ -19,19 +19,24 @@ const token = (file: string) =>
 const USER = token('allowed.json');
 const EXPIRED = token('expired-token.json');
 
-const SETTINGS = `${quickstart('00-settings.yaml').trimEnd()}
+// Every test runs with the HTTP/1.1 fast path (the default) and with node:http alone.
+const SETTINGS = (fast: boolean) => `${quickstart('00-settings.yaml').trimEnd()}
   httpAuthz:
     trustedProxies: [127.0.0.1/32]
     managedHeaders: [authorization, x-user-sub, x-actor-token]
     maxHeaderBytes: 8192
+    http1FastPath: ${fast}
 `;
 
-describe('HTTP authorization listener', () => {
+describe.each([
+  ['HTTP/1.1 fast path', true],
+  ['node:http only', false],
+])('HTTP authorization listener (%s)', (_name, fast) => {
   let t: TestServer;
   let at: string;
   const call = (c: HttpCall) => httpCall(at, c);
   beforeAll(async () => {
-    t = await startTestServer(quickstartFiles(SETTINGS), { httpAuthz: true });
+    t = await startTestServer(quickstartFiles(SETTINGS(fast)), { httpAuthz: true });
     at = t.server.httpAuthzAddress;
   });
   afterAll(async () => t?.close());

@@ -1,0 +1,243 @@
+/**
+ * The HTTP/1.1 fast path's connection handling on real loopback sockets: keep-alive reuse,
+ * Connection: close, pipelining behind an asynchronous decision (a JWKS the first request must
+ * fetch from a real JWKS server on loopback, held until the test releases it), backpressure
+ * from a client that does not read, the idle / head / body timeouts of the periodic sweep, a
+ * graceful close with a request in flight, and a hand-over to node:http mid-connection.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ServingState } from '../../src/grpc/server.js';
+import { createHttpAuthzServer, type HttpAuthzServer, type HttpAuthzServerOptions } from '../../src/http/authz-server.js';
+import { mustCompile } from '../helpers/config.js';
+import { open, parseAnswers, rawExchange, readAnswers } from '../helpers/raw-http.js';
+import { createTestRuntime, type TestRuntime } from '../helpers/runtime.js';
+import { waitUntil } from '../helpers/wait.js';
+
+const ISSUER = 'https://idp.fastpath.test';
+
+/** A JWKS server on loopback whose answers wait until release() (to make the first Check asynchronous). */
+async function startJwks(): Promise<{ url: string; sign(sub: string): Promise<string>; release(): void; requests: number; close(): Promise<void> }> {
+  const { privateKey, publicKey } = await generateKeyPair('ES256');
+  const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' };
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  const state = { requests: 0 };
+  const server: Server = createServer((req, res) => {
+    state.requests++;
+    void released.then(() => res.end(JSON.stringify({ keys: [jwk] })));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks`,
+    sign: (sub) => new SignJWT({ sub }).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).setIssuer(ISSUER).setExpirationTime('10m').sign(privateKey),
+    release: () => release(),
+    get requests() {
+      return state.requests;
+    },
+    close: () => new Promise((r) => (server.closeAllConnections(), server.close(() => r()))),
+  };
+}
+
+const settings = (extra = '') => `apiVersion: obo-authz.dev/v1alpha1
+kind: Settings
+metadata: {name: s}
+spec:
+  reasonHeader: true
+  httpAuthz:
+    trustedProxies: [127.0.0.1/32]
+${extra}`;
+
+const cleanup: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const f of cleanup.splice(0).reverse()) await f();
+});
+
+/** The listener alone (no gRPC or admin port) on a config, with the given timeouts. */
+async function listener(yaml: string, opts: HttpAuthzServerOptions = {}): Promise<{ at: string; server: HttpAuthzServer; runtime: TestRuntime; state: ServingState }> {
+  const runtime = createTestRuntime({ level: 'debug' });
+  const state = new ServingState();
+  state.config = mustCompile(yaml, runtime);
+  const server = createHttpAuthzServer(state, runtime, { decisionSink: runtime.decisionSink, ...opts });
+  const port = await server.listen(0, '127.0.0.1');
+  cleanup.push(async () => {
+    await server.close();
+    runtime.shared.disposeAll();
+  });
+  return { at: `127.0.0.1:${port}`, server, runtime, state };
+}
+
+const get = (path: string, extra = '') => Buffer.from(`GET ${path} HTTP/1.1\r\nHost: h\r\n${extra}\r\n`, 'latin1');
+const closed = (s: Socket) => new Promise<void>((r) => (s.destroyed ? r() : s.once('close', () => r())));
+const handedOver = (rt: TestRuntime) => rt.logs.filter((l) => l.includes('connection handed to node:http')).length;
+
+describe('HTTP/1.1 fast path connections', () => {
+  it('keeps one connection for many requests; Connection: close ends it after the answer', async () => {
+    const { at, runtime } = await listener(settings());
+    const s = await open(at);
+    cleanup.push(() => void s.destroy());
+    for (let i = 0; i < 5; i++) {
+      s.write(get('/healthz'));
+      const [a] = await readAnswers(s, 1);
+      expect(a!.status).toBe('HTTP/1.1 200 OK');
+      expect(a!.headers).toContain('Connection: keep-alive');
+    }
+    s.write(get('/envoy/x', 'Connection: close\r\n'));
+    const [last] = await readAnswers(s, 1);
+    expect(last!.status).toBe('HTTP/1.1 200 OK');
+    expect(last!.headers).toContain('Connection: close');
+    await closed(s);
+    expect(handedOver(runtime)).toBe(0);
+  });
+
+  it('answers pipelined requests in order behind an asynchronous decision (JWKS fetched by the first)', async () => {
+    const jwks = await startJwks();
+    cleanup.push(() => jwks.close());
+    const { at, runtime } = await listener(`${settings()}---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: ra, namespace: istio-system}
+spec:
+  jwtRules: [{issuer: ${ISSUER}, jwksUri: ${jwks.url}, outputClaimToHeaders: [{header: x-sub, claim: sub}]}]
+`);
+    const alice = await jwks.sign('alice');
+    const bob = await jwks.sign('bob');
+    const s = await open(at);
+    cleanup.push(() => void s.destroy());
+    const answers = readAnswers(s, 4);
+    s.write(
+      Buffer.concat([
+        get('/envoy/a', `Authorization: Bearer ${alice}\r\n`),
+        get('/healthz'),
+        get('/envoy/b', `Authorization: Bearer ${bob}\r\n`),
+        get('/nginx'),
+      ]),
+    );
+    await waitUntil(() => jwks.requests > 0, { what: 'the JWKS fetch' });
+    // the first Check waits for the keys: nothing may be answered yet, not even /healthz
+    expect(runtime.logs.filter((l) => l.includes('"component":"decision"'))).toEqual([]);
+    jwks.release();
+    const [a, h, b2, n] = await answers;
+    expect([a!.status, a!.headers.find((x) => x.startsWith('x-sub'))]).toEqual(['HTTP/1.1 200 OK', 'x-sub: alice']);
+    expect([h!.status, h!.body]).toEqual(['HTTP/1.1 200 OK', 'ok\n']);
+    expect([b2!.status, b2!.headers.find((x) => x.startsWith('x-sub'))]).toEqual(['HTTP/1.1 200 OK', 'x-sub: bob']);
+    expect(n!.status).toBe('HTTP/1.1 403 Forbidden');
+  });
+
+  it('stops reading while a client does not read its answers, then answers everything in order', async () => {
+    const { at, runtime } = await listener(settings());
+    const big = 'x'.repeat(16_000);
+    const one = get('/nginx;namespace=other', `X-Original-URI: /a\r\nX-Original-Method: GET\r\nAuthorization: Basic ${big}\r\nX-Request-Id: `);
+    const n = 600; // ~10 MB of answers: more than the loopback socket buffers hold
+    const reqs = Buffer.concat(Array.from({ length: n }, (_, i) => Buffer.concat([one.subarray(0, one.length - 2), Buffer.from(`${i}\r\n\r\n`)])));
+    const s = await open(at);
+    cleanup.push(() => void s.destroy());
+    s.pause();
+    s.write(reqs);
+    const decided = () => runtime.logs.filter((l) => l.includes('"component":"decision"')).length;
+    // the server answers until the socket buffers are full, then waits for 'drain'
+    let last = -1;
+    let stable = 0;
+    await waitUntil(
+      () => {
+        const d = decided();
+        stable = d > 0 && d === last ? stable + 1 : 0;
+        last = d;
+        return stable >= 5;
+      },
+      { what: 'the server to stop answering', intervalMs: 30, timeoutMs: 10_000 },
+    );
+    expect(decided()).toBeLessThan(n);
+    s.resume();
+    const answers = await readAnswers(s, n);
+    expect(answers.length).toBe(n);
+    expect(answers.every((a) => a.status === 'HTTP/1.1 200 OK' && a.headers.includes(`authorization: Basic ${big}`))).toBe(true);
+    const ids = runtime.logs.filter((l) => l.includes('"component":"decision"')).map((l) => JSON.parse(l).request_id);
+    expect(ids).toEqual(Array.from({ length: n }, (_, i) => String(i)));
+  }, 30_000);
+
+  it('closes idle connections and stalled heads or bodies from one periodic sweep', async () => {
+    const { at } = await listener(settings(), { keepAliveTimeoutMs: 300, headersTimeoutMs: 300, bodyTimeoutMs: 300 });
+    // in use: requests 100 ms apart keep the connection past its 300 ms idle timeout
+    const busy = await open(at);
+    cleanup.push(() => void busy.destroy());
+    for (let i = 0; i < 8; i++) {
+      busy.write(get('/healthz'));
+      const [a] = await readAnswers(busy, 1);
+      expect(a!.headers).toContain('Keep-Alive: timeout=0');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(busy.destroyed).toBe(false);
+    // idle after an answer; a head that never ends; a body that never ends: all closed, no answer
+    const started = Date.now();
+    const idle = rawExchange(at, [get('/healthz')], { halfClose: false });
+    const head = rawExchange(at, [Buffer.from('GET /envoy/x HTTP/1.1\r\nHost: h\r\n')], { halfClose: false });
+    const body = rawExchange(at, [Buffer.from('POST /envoy/x HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc')], { halfClose: false });
+    const [i, h, b] = await Promise.all([idle, head, body]);
+    expect(parseAnswers(i).map((a) => a.status)).toEqual(['HTTP/1.1 200 OK']);
+    expect([h.length, b.length]).toEqual([0, 0]);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+  });
+
+  it('graceful close: idle connections at once, a request in flight answered with Connection: close', async () => {
+    const jwks = await startJwks();
+    cleanup.push(() => jwks.close());
+    const { at, server, state } = await listener(`${settings()}---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: ra, namespace: istio-system}
+spec:
+  jwtRules: [{issuer: ${ISSUER}, jwksUri: ${jwks.url}}]
+`);
+    const idle = await open(at);
+    idle.write(get('/healthz'));
+    await readAnswers(idle, 1);
+    const inFlight = await open(at);
+    cleanup.push(() => void idle.destroy(), () => void inFlight.destroy());
+    const answer = readAnswers(inFlight, 1);
+    inFlight.write(get('/envoy/a', `Authorization: Bearer ${await jwks.sign('alice')}\r\n`));
+    await waitUntil(() => state.inflight > 0, { what: 'the request in flight' });
+    const done = server.close();
+    await closed(idle);
+    expect(inFlight.destroyed).toBe(false);
+    jwks.release();
+    const [a] = await answer;
+    expect(a!.status).toBe('HTTP/1.1 200 OK');
+    expect(a!.headers).toContain('connection: close');
+    await closed(inFlight);
+    await done;
+  });
+
+  it('hands a connection to node:http at its first request outside the strict subset, after answering the ones before', async () => {
+    const { at, runtime } = await listener(settings());
+    const s = await open(at);
+    cleanup.push(() => void s.destroy());
+    s.write(get('/healthz'));
+    expect((await readAnswers(s, 1))[0]!.body).toBe('ok\n');
+    const answers = readAnswers(s, 3);
+    s.write(
+      Buffer.concat([
+        get('/envoy/x'),
+        Buffer.from('POST /envoy/y HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n'),
+        get('/readyz'),
+      ]),
+    );
+    const [x, y, r] = await answers;
+    expect([x!.status, y!.status, r!.status]).toEqual(['HTTP/1.1 200 OK', 'HTTP/1.1 200 OK', 'HTTP/1.1 200 OK']);
+    expect(r!.body).toBe('ok\n');
+    expect(handedOver(runtime)).toBe(1);
+    // node:http answers the rest of that connection (its own framing: no Keep-Alive timeout change)
+    s.write(get('/envoy/z'));
+    expect((await readAnswers(s, 1))[0]!.status).toBe('HTTP/1.1 200 OK');
+    expect(handedOver(runtime)).toBe(1);
+  });
+
+  it('is off with httpAuthz.http1FastPath: false (every connection is node:http)', async () => {
+    const { at, runtime } = await listener(settings('    http1FastPath: false\n'));
+    const out = await rawExchange(at, [Buffer.concat([get('/healthz'), get('/envoy/x')])]);
+    expect(parseAnswers(out).map((a) => a.status)).toEqual(['HTTP/1.1 200 OK', 'HTTP/1.1 200 OK']);
+    expect(handedOver(runtime)).toBe(0);
+  });
+});
