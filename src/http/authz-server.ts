@@ -231,6 +231,7 @@ export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opt
       maxBodyBytes: () => settingsOf(state.config).maxBodyBytes,
       closing: () => closing,
       check: (x, body) => check(x, performance.now(), null, body),
+      bodyPending: (socket) => void busy.add(socket),
       handOver: (socket) => {
         runtime.logger.debug({}, 'http/1.1 connection handed to node:http');
         h1.emit('connection', socket);
@@ -245,7 +246,10 @@ export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opt
     if (closing) return void socket.destroy();
     if (!h2Wanted) {
       h1Sockets.add(socket);
-      socket.once('close', () => h1Sockets.delete(socket));
+      socket.once('close', () => {
+        h1Sockets.delete(socket);
+        busy.delete(socket);
+      });
       // Read per connection, so a reloaded config switches new connections.
       if (settingsOf(state.config).http1FastPath) return fast.accept(socket, first);
     }

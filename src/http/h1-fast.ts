@@ -28,6 +28,8 @@ export interface FastPathHost {
   closing(): boolean;
   /** Answer one request (the transport-independent part); calls `x.send` exactly once. */
   check(x: Exchange, body: Uint8Array | undefined): void;
+  /** A request's head is in and its body is arriving: the connection counts as busy for a graceful close. */
+  bodyPending(socket: Socket): void;
   /** Give the connection to node:http; its unread bytes are already back on the socket. */
   handOver(socket: Socket): void;
   /** A fault of this code on a connection (it is closed): count and log it. */
@@ -223,6 +225,7 @@ class FastConnection implements Exchange {
             this.head = h;
             this.phase = BODY;
             this.since = this.fp.clock;
+            this.fp.host.bodyPending(this.socket);
           }
           break;
         }
@@ -268,12 +271,23 @@ class FastConnection implements Exchange {
 
   /** Write the answer to the request in flight (node:http's framing), then go on. */
   send(a: HttpAnswer): void {
-    const s = this.socket;
     if (this.phase !== BUSY) return;
-    if (this.gone || s.destroyed) {
+    if (this.gone || this.socket.destroyed) {
       this.phase = IDLE;
       return;
     }
+    try {
+      this.write(a);
+    } catch (e) {
+      // Fail closed: a connection we cannot answer on is closed, never left waiting.
+      this.gone = true;
+      this.fp.host.fault(e);
+      this.socket.destroy();
+    }
+  }
+
+  private write(a: HttpAnswer): void {
+    const s = this.socket;
     const status = a.status;
     let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\n`;
     let date = false;

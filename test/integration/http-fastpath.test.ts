@@ -194,6 +194,11 @@ spec:
     const idle = await open(at);
     idle.write(get('/healthz'));
     await readAnswers(idle, 1);
+    // a connection with a request whose body is still arriving (its head is read before the
+    // request below, sent later, is seen in flight)
+    const body = await open(at);
+    cleanup.push(() => void body.destroy());
+    await new Promise<void>((r) => body.write('POST /envoy/b HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\nab', () => r()));
     const inFlight = await open(at);
     cleanup.push(() => void idle.destroy(), () => void inFlight.destroy());
     const answer = readAnswers(inFlight, 1);
@@ -207,6 +212,11 @@ spec:
     expect(a!.status).toBe('HTTP/1.1 200 OK');
     expect(a!.headers).toContain('connection: close');
     await closed(inFlight);
+    const rest = readAnswers(body, 1);
+    body.write('cd');
+    const [b] = await rest;
+    expect([b!.status, b!.headers.includes('connection: close')]).toEqual(['HTTP/1.1 200 OK', true]);
+    await closed(body);
     await done;
   });
 
