@@ -244,6 +244,30 @@ spec:
     expect(handedOver(runtime)).toBe(1);
   });
 
+  it('answers 500 (ERR_INTERNAL), never the allow, when an answer header cannot be written (both transports)', async () => {
+    const jwks = await startJwks();
+    cleanup.push(() => jwks.close());
+    jwks.release();
+    for (const fast of [true, false]) {
+      const { at, runtime } = await listener(`${settings(`    http1FastPath: ${fast}\n`)}---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: ra, namespace: istio-system}
+spec:
+  jwtRules: [{issuer: ${ISSUER}, jwksUri: ${jwks.url}, outputClaimToHeaders: [{header: x-sub, claim: sub}]}]
+`);
+      // a subject node:http cannot put in a header (characters above U+00FF)
+      const token = await jwks.sign('\u65e5\u672c');
+      const out = parseAnswers(await rawExchange(at, [get('/envoy/a', `Authorization: Bearer ${token}\r\n`), get('/healthz')]));
+      expect(out.map((a) => [a.status, a.body]), `fast path ${fast}`).toEqual([
+        ['HTTP/1.1 500 Internal Server Error', 'ext_authz: internal error'],
+        ['HTTP/1.1 200 OK', 'ok\n'],
+      ]);
+      const text = await runtime.metrics.registry.metrics();
+      expect(text).toMatch(/obo_authz_checks_total\{decision="deny",reason="ERR_INTERNAL",transport="http"\} 1/);
+    }
+  });
+
   it('is off with httpAuthz.http1FastPath: false (every connection is node:http)', async () => {
     const { at, runtime } = await listener(settings('    http1FastPath: false\n'));
     const out = await rawExchange(at, [Buffer.concat([get('/healthz'), get('/envoy/x')])]);
