@@ -50,6 +50,15 @@ spec:
     trustedProxies: [127.0.0.1/32]
 ${extra}`;
 
+/** Tokens of ISSUER, keys from `jwksUri`; `sub` answered in x-sub when `claimHeader`. */
+const requestAuthentication = (jwksUri: string, claimHeader = true) => `---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: ra, namespace: istio-system}
+spec:
+  jwtRules: [{issuer: ${ISSUER}, jwksUri: ${jwksUri}${claimHeader ? ', outputClaimToHeaders: [{header: x-sub, claim: sub}]' : ''}}]
+`;
+
 const cleanup: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const f of cleanup.splice(0).reverse()) await f();
@@ -95,13 +104,7 @@ describe('HTTP/1.1 fast path connections', () => {
   it('answers pipelined requests in order behind an asynchronous decision (JWKS fetched by the first)', async () => {
     const jwks = await startJwks();
     cleanup.push(() => jwks.close());
-    const { at, runtime } = await listener(`${settings()}---
-apiVersion: security.istio.io/v1
-kind: RequestAuthentication
-metadata: {name: ra, namespace: istio-system}
-spec:
-  jwtRules: [{issuer: ${ISSUER}, jwksUri: ${jwks.url}, outputClaimToHeaders: [{header: x-sub, claim: sub}]}]
-`);
+    const { at, runtime } = await listener(settings() + requestAuthentication(jwks.url));
     const alice = await jwks.sign('alice');
     const bob = await jwks.sign('bob');
     const s = await open(at);
@@ -184,13 +187,7 @@ spec:
   it('graceful close: idle connections at once, a request in flight answered with Connection: close', async () => {
     const jwks = await startJwks();
     cleanup.push(() => jwks.close());
-    const { at, server, state } = await listener(`${settings()}---
-apiVersion: security.istio.io/v1
-kind: RequestAuthentication
-metadata: {name: ra, namespace: istio-system}
-spec:
-  jwtRules: [{issuer: ${ISSUER}, jwksUri: ${jwks.url}}]
-`);
+    const { at, server, state } = await listener(settings() + requestAuthentication(jwks.url, false));
     const idle = await open(at);
     idle.write(get('/healthz'));
     await readAnswers(idle, 1);
@@ -249,13 +246,7 @@ spec:
     cleanup.push(() => jwks.close());
     jwks.release();
     for (const fast of [true, false]) {
-      const { at, runtime } = await listener(`${settings(`    http1FastPath: ${fast}\n`)}---
-apiVersion: security.istio.io/v1
-kind: RequestAuthentication
-metadata: {name: ra, namespace: istio-system}
-spec:
-  jwtRules: [{issuer: ${ISSUER}, jwksUri: ${jwks.url}, outputClaimToHeaders: [{header: x-sub, claim: sub}]}]
-`);
+      const { at, runtime } = await listener(settings(`    http1FastPath: ${fast}\n`) + requestAuthentication(jwks.url));
       // a subject node:http cannot put in a header (characters above U+00FF)
       const token = await jwks.sign('\u65e5\u672c');
       const out = parseAnswers(await rawExchange(at, [get('/envoy/a', `Authorization: Bearer ${token}\r\n`), get('/healthz')]));
