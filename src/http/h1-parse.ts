@@ -42,7 +42,8 @@ const END = Buffer.from('\r\n\r\n', 'latin1');
 // character classes are disjoint from their delimiters, so there is no backtracking.
 const STRICT_HEAD =
   /^(?:GET|POST|PUT|DELETE|PATCH|OPTIONS|HEAD) \/[\x21-\x7e]* HTTP\/1\.1\r\n(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*\r\n)*$/;
-const STRICT_REQUEST_LINE = /^(?:GET|POST|PUT|DELETE|PATCH|OPTIONS|HEAD) \/[\x21-\x7e]* HTTP\/1\.1\r\n/;
+/** What a strict header line may start with (up to its CR). */
+const HEADER_LINE_START = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]*(?::[\t\x20-\x7e\x80-\xff]*)?\r?$/;
 /** In a partial head: a byte never allowed, a bare CR or a bare LF (llhttp may answer at once). */
 const BAD_PARTIAL = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r[^\n]|(?:^|[^\r])\n/;
 
@@ -120,7 +121,10 @@ function partialHead(buf: Buffer, maxHeaderBytes: number): typeof INCOMPLETE | t
   if (buf.length > maxHeaderBytes) return HAND_OVER;
   const s = buf.toString('latin1');
   if (BAD_PARTIAL.test(s)) return HAND_OVER;
-  const eol = s.indexOf('\r\n');
-  if (eol >= 0 && !STRICT_REQUEST_LINE.test(s)) return HAND_OVER;
+  const eol = s.lastIndexOf('\r\n');
+  if (eol < 0) return INCOMPLETE; // the request line is still arriving
+  // The complete lines so far must be a strict head already, and the line being received the
+  // start of a strict header line (an obs-fold or a space before the colon shows at once).
+  if (!STRICT_HEAD.test(s.slice(0, eol + 2)) || !HEADER_LINE_START.test(s.slice(eol + 2))) return HAND_OVER;
   return INCOMPLETE;
 }

@@ -58,6 +58,9 @@ describe('parseHead', () => {
       'GET / HTTP/1.1\r\nHost: h\r\nConnection: close, upgrade\r\n\r\n',
       `GET / HTTP/1.1\r\nHost: h\r\n${'X: 1\r\n'.repeat(MAX_FIELDS)}\r\n`,
       '\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n',
+      'GET / HTTP/1.1\r\nHost: h\r\n ',
+      'GET / HTTP/1.1\r\nX-A : ',
+      'GET / HTTP/1.1\r\nX-A\r\n',
     ];
     for (const s of over) expect(parse(s), JSON.stringify(s)).toBe(HAND_OVER);
   });
