@@ -5,12 +5,15 @@
  * from a client that does not read, the idle / head / body timeouts of the periodic sweep, a
  * graceful close with a request in flight, and a hand-over to node:http mid-connection.
  */
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ServingState } from '../../src/grpc/server.js';
 import { createHttpAuthzServer, type HttpAuthzServer, type HttpAuthzServerOptions } from '../../src/http/authz-server.js';
+import { makeTestPki } from '../helpers/certs.js';
 import { mustCompile } from '../helpers/config.js';
 import { open, parseAnswers, rawExchange, readAnswers } from '../helpers/raw-http.js';
 import { createTestRuntime, type TestRuntime } from '../helpers/runtime.js';
@@ -257,6 +260,31 @@ describe('HTTP/1.1 fast path connections', () => {
       const text = await runtime.metrics.registry.metrics();
       expect(text).toMatch(/obo_authz_checks_total\{decision="deny",reason="ERR_INTERNAL",transport="http"\} 1/);
     }
+  });
+
+  it('over TLS (ALPN http/1.1): answers on the fast path, then hands the TLS connection to node:http', async () => {
+    const pki = makeTestPki();
+    cleanup.push(() => pki.remove());
+    const { at, runtime } = await listener(settings(), { tls: { key: readFileSync(pki.serverKey), cert: readFileSync(pki.serverCert) } });
+    const i = at.lastIndexOf(':');
+    const s = await new Promise<Socket>((resolve, reject) => {
+      const c = tlsConnect({ host: at.slice(0, i), port: Number(at.slice(i + 1)), ca: readFileSync(pki.caCert), servername: 'localhost', ALPNProtocols: ['http/1.1'] }, () => resolve(c));
+      c.once('error', reject);
+    });
+    cleanup.push(() => void s.destroy());
+    const answers = readAnswers(s, 4);
+    s.write(
+      Buffer.concat([
+        get('/healthz'),
+        get('/envoy/x'),
+        Buffer.from('POST /envoy/y HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n'),
+        get('/readyz'),
+      ]),
+    );
+    const got = await answers;
+    expect(got.map((a) => a.status)).toEqual(['HTTP/1.1 200 OK', 'HTTP/1.1 200 OK', 'HTTP/1.1 200 OK', 'HTTP/1.1 200 OK']);
+    expect([got[0]!.body, got[3]!.body]).toEqual(['ok\n', 'ok\n']);
+    expect(handedOver(runtime)).toBe(1);
   });
 
   it('is off with httpAuthz.http1FastPath: false (every connection is node:http)', async () => {
