@@ -191,6 +191,12 @@ export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opt
 
   const handle = (req: Req, res: Res): void => {
     const start = performance.now();
+    // HTTP/2 has no head-size error of its own: a header list over the limit (but under the
+    // hard cap advertised in SETTINGS) is answered 431 and counted, as on HTTP/1.1.
+    if (req.httpVersion === '2.0' && h2HeaderListSize(req.rawHeaders) > maxHeaderBytes) {
+      recorder.record(state.config, { ...internalDecision('ERR_BAD_REQUEST', `request head over httpAuthz.maxHeaderBytes (${maxHeaderBytes})`, '', null), httpStatus: 431 }, 0);
+      return write(res, { status: 431, headers: ['content-type', TEXT], body: 'ext_authz: request header fields too large' }, closing);
+    }
     const x: Exchange = {
       method: req.method ?? 'GET',
       url: req.url ?? '/',
@@ -216,7 +222,10 @@ export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opt
   });
 
   // HTTP/2 (h2c prior knowledge or ALPN h2).
-  const h2 = createH2Server({ maxSessionMemory: 64, settings: { maxHeaderListSize: maxHeaderBytes, maxConcurrentStreams: 1000 } }, handle);
+  // The advertised header list size is a hard cap above maxHeaderBytes: a stream over it is
+  // reset by nghttp2 (ENHANCE_YOUR_CALM) before any handler sees it; between the two, handle()
+  // answers 431 with a reason code.
+  const h2 = createH2Server({ maxSessionMemory: 64, settings: { maxHeaderListSize: h2HardCap(maxHeaderBytes), maxConcurrentStreams: 1000 } }, handle);
   const sessions = new Set<Http2Session>();
   h2.on('session', (s: Http2Session) => {
     sessions.add(s);
@@ -309,6 +318,18 @@ export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opt
       });
     },
   };
+}
+
+/** The HTTP/2 header list size (RFC 9113 §6.5.2: name and value octets plus 32 per field). */
+export function h2HeaderListSize(raw: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < raw.length; i++) n += Buffer.byteLength(raw[i]!, 'latin1');
+  return n + 16 * raw.length;
+}
+
+/** What an HTTP/2 peer may send before its stream is reset: twice the limit, at least 16 KiB over it. */
+export function h2HardCap(maxHeaderBytes: number): number {
+  return Math.max(2 * maxHeaderBytes, maxHeaderBytes + 16 * 1024);
 }
 
 function settingsOf(cfg: CompiledConfig | null): HttpAuthzSettings {
