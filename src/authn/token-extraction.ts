@@ -31,9 +31,43 @@ export interface FoundToken {
  */
 function extractFromHeader(value: string, l: TokenLocation, nonJwt: boolean, out: FoundToken[]): void {
   const prefix = l.prefix;
+  const m = tokensAfter(value, prefix ?? '');
+  for (let i = 0; i < m.tokens.length; i++) {
+    // with API-key / shared-token validators reading this header, a value
+    // that is not JWT-shaped belongs to them, not to the jwtRules.
+    if (!nonJwt || m.jwtShaped(i)) out.push({ token: m.tokens[i]!, location: l });
+  }
+}
+
+/** The tokens of one header value after one prefix (a pure function of the two strings). */
+class PrefixedTokens {
+  private shaped: boolean[] | null = null;
+  constructor(
+    readonly value: string,
+    readonly prefix: string,
+    readonly tokens: readonly string[],
+  ) {}
+  jwtShaped(i: number): boolean {
+    const s = (this.shaped ??= this.tokens.map(isJwtShaped));
+    return s[i]!;
+  }
+}
+
+/**
+ * The last header value looked at: a client sends the same Authorization header on request
+ * after request, and every rule reading it asks again. Reusing the token strings found last
+ * time (when the value and prefix are equal, compared in full) spares the scan and gives the
+ * verified-token cache the same string object, whose hash V8 has already computed.
+ */
+let last: PrefixedTokens = new PrefixedTokens('', '', []);
+
+function tokensAfter(value: string, prefix: string): PrefixedTokens {
+  const m = last;
+  if (m.value === value && m.prefix === prefix) return m;
+  const tokens: string[] = [];
   if (!prefix) {
-    if (!nonJwt || isJwtShaped(value)) out.push({ token: value, location: l });
-    return;
+    tokens.push(value);
+    return (last = new PrefixedTokens(value, prefix, tokens));
   }
   // Envoy sees repeated headers as separate values; here they arrive joined by ','. Each
   // comma-separated part is looked at on its own (a prefix never spans a comma).
@@ -51,14 +85,12 @@ function extractFromHeader(value: string, l: TokenLocation, nonJwt: boolean, out
       JWT_RUN.lastIndex = start;
       JWT_RUN.test(value);
       const end = JWT_RUN.lastIndex;
-      const t = start >= partEnd ? value.slice(partStart, partEnd) : value.slice(start, end);
-      // with API-key / shared-token validators reading this header, a value
-      // that is not JWT-shaped belongs to them, not to the jwtRules.
-      if (!nonJwt || isJwtShaped(t)) out.push({ token: t, location: l });
+      tokens.push(start >= partEnd ? value.slice(partStart, partEnd) : value.slice(start, end));
     }
-    if (partEnd >= len) return;
+    if (partEnd >= len) break;
     partStart = partEnd + 1;
   }
+  return (last = new PrefixedTokens(value, prefix, tokens));
 }
 
 /**
