@@ -12,6 +12,7 @@
 import type { Settings } from '../config/settings.js';
 import type { Decision } from '../core/decision.js';
 import type { DecisionSink, LineSink, SecretRegistry } from '../core/runtime.js';
+import { jsonString } from './json-string.js';
 import { capText, LOG_STRING_MAX } from './redact.js';
 
 export type { DecisionSink, LineSink };
@@ -38,7 +39,8 @@ export function isoNow(ms: number = Date.now()): string {
 
 const PREFIX = '{"level":"info","time":"';
 const BASE = '","service":"obo-authz","name":"obo-authz","component":"decision"';
-const q = JSON.stringify;
+/** A string as JSON (exactly JSON.stringify's output). */
+const q = jsonString;
 
 /**
  * JSON fragments of values that repeat from line to line (reason codes are a closed set,
@@ -69,6 +71,16 @@ function policyFragment(policy: string): string {
   return f;
 }
 
+let lastTransport = '';
+let lastTransportFragment = '';
+function transportFragment(transport: string): string {
+  if (transport !== lastTransport) {
+    lastTransportFragment = `,"transport":${q(transport)}`;
+    lastTransport = transport;
+  }
+  return lastTransportFragment;
+}
+
 export type ClientAddressMode = 'remote' | 'peer' | 'none';
 
 /** Longest request id, host, principal and MCP value kept in a decision line (request data). */
@@ -83,8 +95,8 @@ const c = capText;
  * query and an Envoy access log (%DYNAMIC_METADATA(envoy.filters.http.ext_authz:reason)%) use
  * the same names. Then what was asked (method, host, path without the query, client_address)
  * and, when present, status and detail (denies), exchange_cache, latency_ms; `transport`
- * (grpc or http) when the log belongs to a transport. Every string goes through
- * JSON.stringify (request ids, hosts, paths and principals are request data) and is capped in
+ * (grpc or http) when the log belongs to a transport. Every string is escaped exactly as
+ * JSON.stringify would (request ids, hosts, paths and principals are request data) and capped in
  * length (an attacker chooses the request id, the path, the MCP tool name; a token's `kid`
  * can end up in the detail); the detail, which may quote a remote party, is scrubbed of
  * configured secrets when a registry is given.
@@ -98,7 +110,7 @@ export function decisionLine(
   secrets?: SecretRegistry,
 ): string {
   let s = `${PREFIX}${time}${BASE},"request_id":${q(c(d.requestId, ID_MAX))},${verdictFragment(d.allow, d.reason)}`;
-  if (transport) s += `,"transport":${q(transport)}`;
+  if (transport) s += transportFragment(transport);
   const r = d.request;
   if (r) {
     s += `,"method":${q(c(r.method, 64))},"host":${q(c(r.host, ID_MAX))},"path":${q(c(r.path, LOG_STRING_MAX))}`;
@@ -116,8 +128,8 @@ export function decisionLine(
   if (a.audience) s += `,"audience":${q(c(a.audience, PRINCIPAL_MAX))}`;
   if (a.exchangePolicy) s += `,"exchange_policy":${q(a.exchangePolicy)}`;
   if (a.exchangeCache) s += `,"exchange_cache":${q(a.exchangeCache)}`;
-  if (a.audit?.length) s += `,"audit":${q(a.audit)}`;
-  if (a.shadow?.length) s += `,"shadow":${q(a.shadow)}`;
+  if (a.audit?.length) s += `,"audit":${JSON.stringify(a.audit)}`;
+  if (a.shadow?.length) s += `,"shadow":${JSON.stringify(a.shadow)}`;
   if (a.endUser !== undefined) s += `,"end_user":${q(c(a.endUser, PRINCIPAL_MAX))}`;
   const m = a.mcp;
   if (m) {
@@ -127,7 +139,7 @@ export function decisionLine(
     if (m.resource !== undefined) s += `,"mcp_resource":${q(c(m.resource, PRINCIPAL_MAX))}`;
     if (m.prompt !== undefined) s += `,"mcp_prompt":${q(c(m.prompt, PRINCIPAL_MAX))}`;
     if (m.id !== undefined) s += `,"mcp_id":${q(c(m.id, PRINCIPAL_MAX))}`;
-    if (m.batch !== undefined) s += `,"mcp_batch":${q(m.batch)}`;
+    if (m.batch !== undefined) s += `,"mcp_batch":${JSON.stringify(m.batch)}`;
     if (m.sessionId !== undefined) s += `,"mcp_session_id":${q(c(m.sessionId, PRINCIPAL_MAX))}`;
   }
   return `${s},"latency_ms":${Math.round(latencyMs * 1000) / 1000},"msg":"decision"}\n`;
