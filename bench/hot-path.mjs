@@ -2,14 +2,15 @@
 // In-process microbenchmark of the per-Check cost of the compiled pipeline (dist/), without
 // sockets or load generators: what one Check costs the server's CPU between "the transport has
 // the request" and "the answer is handed back", for
-//   grpc-s1   scenario 1 (cached ES256 JWT, 10 AuthorizationPolicies): the CheckRequest as
-//             grpc-js decodes it -> evaluateCheck -> toCheckResponse -> the response serializer
-//             the tree's gRPC server gives grpc-js -> CheckRecorder.record (metrics, decision line to a LineWriter on /dev/null)
+//   grpc-s1   scenario 1 (cached ES256 JWT, 10 AuthorizationPolicies): the CheckRequest's bytes ->
+//             the request deserializer the tree's gRPC server gives grpc-js -> evaluateCheck ->
+//             toCheckResponse -> the response serializer -> CheckRecorder.record (metrics,
+//             decision line to a LineWriter on /dev/null)
 //   grpc-s4   scenario 4: the same request routed to the token-exchange backend, every Check an
 //             exchange-cache hit (the first exchange goes to bench/sts-stub.mjs on loopback)
 //   http-s1   scenario 1 over the HTTP authorization transport: headersOf (Node's raw header
 //             list) -> buildCheckRequest -> evaluateCheck -> answerFor -> CheckRecorder.record
-// Request decoding (protobuf) is done outside the timed loop, in batches; everything above is in it.
+// Everything above is timed; grpc-js's and node:http's own work (framing, HTTP/2, parsing) is not.
 //
 //   npm run bench:hot                                  this tree
 //   npm run bench:hot -- --against /path/to/other/tree  A/B: this tree and another tree's dist/,
@@ -102,7 +103,7 @@ async function parent() {
 
     const workers = [];
     for (const t of trees) {
-      const execArgv = argv['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', join(tmp, `prof-${t.name}`)] : [];
+      const execArgv = argv['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-interval', '100', '--cpu-prof-dir', join(tmp, `prof-${t.name}`)] : [];
       const p = fork(fileURLToPath(import.meta.url), [], { env: { ...process.env, HOT_PATH_CHILD: '1' }, execArgv, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
       procs.push(p);
       const w = { ...t, p, pending: null };
@@ -232,7 +233,9 @@ async function load(m) {
   const { evaluateCheck } = pipeline;
   const { toCheckResponse } = respond;
   const check = proto.loadProtos().authorization.Check;
-  // the Check response serializer this tree's gRPC server uses
+  // the Check request deserializer and response serializer this tree's gRPC server gives grpc-js
+  const decoder = await imp('grpc/decode-request.js');
+  const deserialize = decoder ? decoder.checkRequestDeserializer(check.requestDeserialize) : check.requestDeserialize;
   const encoder = await imp('grpc/encode-response.js');
   const serialize = encoder ? encoder.encodeCheckResponse : check.responseSerialize;
   const reasonHeader = cfg.settings.reasonHeader ?? false;
@@ -241,8 +244,9 @@ async function load(m) {
   // One gRPC Check as src/grpc/server.ts answers it (the request already decoded).
   const grpcRec = recorder('grpc');
   let sinkBytes = 0;
-  const grpcCheck = (request) => {
+  const grpcCheck = (bytes) => {
     const start = performance.now();
+    const request = deserialize(bytes);
     const r = evaluateCheck(request, cfg, runtime, { deadline: undefined });
     const answer = (d) => {
       const resp = toCheckResponse(d, { reasonHeader });
@@ -252,14 +256,7 @@ async function load(m) {
     };
     return r instanceof Promise ? r.then(answer) : answer(r);
   };
-  const grpcRun = (name) => ({
-    makeBatch: (n) => {
-      const out = new Array(n);
-      for (let i = 0; i < n; i++) out[i] = check.requestDeserialize(frames[name]);
-      return out;
-    },
-    check: grpcCheck,
-  });
+  const grpcRun = (name) => ({ makeBatch: (n) => new Array(n).fill(frames[name]), check: grpcCheck });
   const run = { 'grpc-s1': grpcRun('grpc-s1'), 'grpc-s4': grpcRun('grpc-s4') };
 
   if (httpReq && httpResp && recorderMod) {

@@ -13,6 +13,7 @@ import { CheckRecorder } from '../pipeline/recorder.js';
 import { REASONS } from '../core/reasons.js';
 import type { ServerRuntime as Runtime } from '../observability/metrics.js';
 import { toCheckResponse, type CheckResponseObject } from '../respond/respond.js';
+import { checkRequestDeserializer } from './decode-request.js';
 import { encodeCheckResponse } from './encode-response.js';
 import { loadProtos } from './proto.js';
 
@@ -120,11 +121,17 @@ export function createGrpcServer(state: ServingState, runtime: Runtime, opts: Gr
     };
   };
 
-  // Check's responses through our own serializer (same bytes as proto-loader's, a fraction of
-  // its cost); the shared definition, which clients in this process may use, is left alone.
+  // Check's requests and responses through our own (de)serializer (the same objects and bytes
+  // as proto-loader's, a fraction of its cost); the shared definition, which clients in this
+  // process may use, is left alone.
+  const check = protos.authorization.Check!;
   const authorization: grpc.ServiceDefinition = {
     ...protos.authorization,
-    Check: { ...protos.authorization.Check!, responseSerialize: encodeCheckResponse as (v: unknown) => Buffer },
+    Check: {
+      ...check,
+      requestDeserialize: checkRequestDeserializer(check.requestDeserialize),
+      responseSerialize: encodeCheckResponse as (v: unknown) => Buffer,
+    },
   };
   server.addService(authorization, {
     Check(call: grpc.ServerUnaryCall<RawCheckRequest, CheckResponseObject>, callback: grpc.sendUnaryData<CheckResponseObject>) {
