@@ -83,8 +83,38 @@ function delimited(end: number): number {
   return e;
 }
 
+/**
+ * Short ASCII strings seen recently (header names, methods, hosts, paths, ids repeat from
+ * Check to Check), by a hash of their length and a few bytes: a hit compares every byte and
+ * returns the same string as last time (no UTF-8 decoding, and a header name V8 has already
+ * internalized). Bounded; a miss just decodes.
+ */
+const SHORT = 48;
+const SLOTS = 1024;
+const recent: string[] = new Array<string>(SLOTS).fill('');
+
 function str(end: number): string {
   const e = delimited(end);
+  const n = e - p;
+  if (n === 0) return '';
+  if (n <= SHORT) {
+    const slot = (n * 31 + b[p]! * 7 + b[e - 1]! * 3 + b[p + (n >> 1)]!) & (SLOTS - 1);
+    const c = recent[slot]!;
+    if (c.length === n) {
+      let i = 0;
+      while (i < n && c.charCodeAt(i) === b[p + i]) i++;
+      if (i === n) {
+        p = e;
+        return c;
+      }
+    }
+    const s = b.toString('utf8', p, e);
+    let ascii = s.length === n;
+    for (let i = 0; ascii && i < n; i++) if (s.charCodeAt(i) > 127) ascii = false;
+    if (ascii) recent[slot] = s;
+    p = e;
+    return s;
+  }
   const s = b.toString('utf8', p, e);
   p = e;
   return s;

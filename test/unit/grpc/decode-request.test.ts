@@ -124,6 +124,14 @@ describe('checkRequestDeserializer', () => {
     same(Buffer.concat([Buffer.from([0x0a, attrs.length]), attrs]), false);
   });
 
+  it('short strings remembered from earlier Checks: never another string of the same length and shape', () => {
+    for (let i = 0; i < 3000; i++) {
+      const v = `a${String.fromCharCode(33 + (i % 90))}${'x'.repeat(i % 7)}${i % 13}a`;
+      const nonAscii = `é${i % 5}`;
+      same(encode({ attributes: { request: { http: { method: v, host: nonAscii, headers: { [v]: v, k: `${'\u0080'}${i % 3}` } } } } }));
+    }
+  });
+
   it('generated CheckRequests: the same object', () => {
     const str = fc.oneof(fc.string({ maxLength: 20 }), fc.string({ unit: 'binary', maxLength: 20 }), fc.constantFrom('', 'a', ':path', '10', '0', 'constructor', 'toString'));
     const map = fc.dictionary(str, str, { maxKeys: 5 }).map((d) => Object.fromEntries(Object.entries(d).filter(([k]) => k !== '__proto__')));
