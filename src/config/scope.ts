@@ -178,6 +178,7 @@ export class ScopedIndex<T extends { readonly scope: CompiledScope }, U> {
   private readonly root: readonly T[];
   private readonly byNamespace: ReadonlyMap<string, readonly T[]>;
   private readonly memo = new LRUCache<string, readonly U[]>({ max: 4096 });
+  private readonly byNamespaceOnly = new Map<string, readonly U[]>();
   private lastWorkload: Workload | null = null;
   private lastResult: readonly U[] = [];
   readonly count: number;
@@ -196,18 +197,34 @@ export class ScopedIndex<T extends { readonly scope: CompiledScope }, U> {
   forWorkload(w: Workload): readonly U[] {
     if (this.count === 0) return [];
     if (w === this.lastWorkload) return this.lastResult;
-    const key = workloadKey(w);
-    let out = this.memo.get(key);
-    if (!out) {
-      const list: U[] = [];
-      for (const it of this.root) if (scopeApplies(it.scope, w)) list.push(...this.expand(it));
-      for (const it of this.byNamespace.get(w.namespace) ?? []) if (scopeApplies(it.scope, w)) list.push(...this.expand(it));
-      out = Object.freeze(list);
-      this.memo.set(key, out);
+    let out: readonly U[] | undefined;
+    if (!w.hasLabels && w.gateway === '' && w.service === '') {
+      // The usual workload (a namespace, no labels, gateway or service): its key is a function
+      // of the namespace alone, so the namespace string finds it without building the key.
+      out = this.byNamespaceOnly.get(w.namespace);
+      if (!out) {
+        out = this.compute(w);
+        if (this.byNamespaceOnly.size >= 4096) this.byNamespaceOnly.clear();
+        this.byNamespaceOnly.set(w.namespace, out);
+      }
+    } else {
+      const key = workloadKey(w);
+      out = this.memo.get(key);
+      if (!out) {
+        out = this.compute(w);
+        this.memo.set(key, out);
+      }
     }
     this.lastWorkload = w;
     this.lastResult = out;
     return out;
+  }
+
+  private compute(w: Workload): readonly U[] {
+    const list: U[] = [];
+    for (const it of this.root) if (scopeApplies(it.scope, w)) list.push(...this.expand(it));
+    for (const it of this.byNamespace.get(w.namespace) ?? []) if (scopeApplies(it.scope, w)) list.push(...this.expand(it));
+    return Object.freeze(list);
   }
 }
 
