@@ -116,40 +116,62 @@ export function compileUpstream(u: RawUpstream = {}, mode: 'Impersonation' | 'De
  * not travel next to the exchanged one), as are client-sent actor/identity headers. The
  * output header itself is never removed.
  */
+/** Where the admitted identities' and the rules' tokens were found on this request. */
+interface Found {
+  readonly headers: string[];
+  params: Set<string> | null;
+  cookies: Set<string> | null;
+}
+
+/** `header:<name>` label -> the lower-case header name (labels come from config: a bounded memo). */
+const headerOfLabel = new Map<string, string>();
+
+function addLocation(f: Found, loc: string | undefined): void {
+  if (!loc) return;
+  if (loc.startsWith('header:')) {
+    let h = headerOfLabel.get(loc);
+    if (h === undefined) {
+      h = loc.slice(7).toLowerCase();
+      if (headerOfLabel.size >= 1024) headerOfLabel.clear();
+      headerOfLabel.set(loc, h);
+    }
+    f.headers.push(h);
+  } else if (loc.startsWith('query:') || loc.startsWith('param:')) (f.params ??= new Set()).add(loc.slice(6));
+  else if (loc.startsWith('cookie:')) (f.cookies ??= new Set()).add(loc.slice(7));
+}
+
+/** Remove header `h` upstream (set or sent), unless it is the output header. */
+function removeHeader(up: CheckState['upstream'], out: string, h: string): void {
+  if (h === out) return;
+  up.set.delete(h);
+  up.removeHeader(h);
+}
+
 export function applyUpstream(state: CheckState, u: CompiledUpstream, subject: Identity, actor: Identity | null, value: string): void {
   const up = state.upstream;
   const ctx = state.ctx;
   const out = u.header;
-  const remove = (h: string) => {
-    if (h === out) return;
-    up.set.delete(h);
-    up.removeHeader(h);
-  };
   // Usually one header location (Authorization): plain arrays, sets only when needed.
-  const headers: string[] = [];
-  let params: Set<string> | null = null;
-  let cookies: Set<string> | null = null;
-  const addLocation = (loc: string | undefined) => {
-    if (!loc) return;
-    if (loc.startsWith('header:')) headers.push(loc.slice(7).toLowerCase());
-    else if (loc.startsWith('query:') || loc.startsWith('param:')) (params ??= new Set()).add(loc.slice(6));
-    else if (loc.startsWith('cookie:')) (cookies ??= new Set()).add(loc.slice(7));
-  };
-  addLocation(subject.location);
-  for (const id of state.identities) if (id !== subject) addLocation(id.location);
+  const f: Found = { headers: [], params: null, cookies: null };
+  addLocation(f, subject.location);
+  const ids = state.identities;
+  for (let i = 0; i < ids.length; i++) if (ids[i] !== subject) addLocation(f, ids[i]!.location);
   // Every place authn looked for a user token on this request (state.tokenLocations).
-  for (const l of state.tokenLocations) {
+  const locs = state.tokenLocations;
+  for (let i = 0; i < locs.length; i++) {
+    const l = locs[i]!;
     if (l.kind === 'header') {
       const h = l.name.toLowerCase();
-      if (ctx.header(h) !== undefined || up.set.has(h)) headers.push(h);
+      if (ctx.header(h) !== undefined || up.set.has(h)) f.headers.push(h);
     } else if (l.kind === 'param') {
       // No query string, no parameter (and no parse of it).
-      if (ctx.query !== '' && ctx.queryParams.has(l.name)) (params ??= new Set()).add(l.name);
+      if (ctx.query !== '' && ctx.queryParams.has(l.name)) (f.params ??= new Set()).add(l.name);
     } else if (ctx.cookie(l.name) !== undefined) {
-      (cookies ??= new Set()).add(l.name);
+      (f.cookies ??= new Set()).add(l.name);
     }
   }
-  for (const h of headers) remove(h);
+  const { headers, params, cookies } = f;
+  for (let i = 0; i < headers.length; i++) removeHeader(up, out, headers[i]!);
   // Removed by every name the client wrote them with (`access%5Ftoken` is `access_token`).
   if (params) for (const q of params) up.removeQueryParam(q, ctx.queryParamNamesAsSent(q));
   if (cookies && out !== 'cookie') {
@@ -160,17 +182,18 @@ export function applyUpstream(state: CheckState, u: CompiledUpstream, subject: I
     if (cookie) {
       if (cookie !== before) up.setHeader('cookie', cookie);
     } else if (before) {
-      remove('cookie');
+      removeHeader(up, out, 'cookie');
     }
   }
   // The actor headers and removeHeaders are precomputed per policy (compileUpstream).
   if (u.forwardActorToken && actor?.token) {
     // Opt-in, contrary to MCP's "no token passthrough": for backends that exchange themselves.
-    for (const h of u.stripForwarding) remove(h);
+    for (const h of u.stripForwarding) removeHeader(up, out, h);
     if (isValidHeaderValue(actor.token)) up.setHeader(u.actorHeader, actor.token);
-    for (const h of u.removeHeaders) remove(h);
+    for (const h of u.removeHeaders) removeHeader(up, out, h);
   } else {
-    for (const h of u.strip) remove(h);
+    const strip = u.strip;
+    for (let i = 0; i < strip.length; i++) removeHeader(up, out, strip[i]!);
   }
   up.setHeader(out, value);
 }
