@@ -66,8 +66,15 @@ const TAIL = 64;
 /** Entries kept under one key (oldest dropped first). */
 const MAX_CHAIN = 4;
 
+let lastToken = '';
+let lastKey = '';
 function keyOf(token: string): string {
-  return token.length > TAIL ? token.slice(token.length - TAIL) : token;
+  // The same token comes again and again (and, from token extraction, as the same string):
+  // its key then too, whose hash V8 has already computed for the cache's Map.
+  if (token === lastToken) return lastKey;
+  lastKey = token.length > TAIL ? token.slice(token.length - TAIL) : token;
+  lastToken = token;
+  return lastKey;
 }
 
 /** The entry for (`token`, `base`) under a key, if it has not expired (each keeps its own expiry). */
