@@ -176,6 +176,12 @@ const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
 const NO_NAMES: readonly string[] = Object.freeze([]);
 const NO_EXTENSIONS: Readonly<Record<string, string>> = Object.freeze({});
 
+/** Object.keys(o).length > 0, without making the array (asked on every Check). */
+function hasOwnKeys(o: Readonly<Record<string, string>>): boolean {
+  for (const k in o) if (Object.prototype.hasOwnProperty.call(o, k)) return true;
+  return false;
+}
+
 /** True when a header name has an upper-case ASCII letter (Envoy sends them lower-cased). */
 function hasUpper(k: string): boolean {
   for (let i = 0; i < k.length; i++) {
@@ -267,7 +273,7 @@ class CheckRequestContext implements RequestContext {
       }
     }
     let hasLabels = labels !== null;
-    if (!hasLabels && settings.workloadLabels && Object.keys(settings.workloadLabels).length > 0) {
+    if (!hasLabels && settings.workloadLabels && hasOwnKeys(settings.workloadLabels)) {
       labels = { ...settings.workloadLabels };
       hasLabels = true;
     }
