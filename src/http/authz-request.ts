@@ -109,8 +109,29 @@ export function isTrustedPeer(peer: string, s: HttpAuthzSettings): boolean {
   return false;
 }
 
+/** The forwarded header names of the last settings seen (FORWARDED and the nginx ones). */
+let namesFor: HttpAuthzSettings | null = null;
+let forwardedNames: ReadonlySet<string> = new Set();
+let inherited = false;
+
 /** The first forwarded header present: what only a trusted peer may send. */
 function forwardedHeader(h: Headers, s: HttpAuthzSettings): string | undefined {
+  if (s !== namesFor) {
+    forwardedNames = new Set([...FORWARDED, s.nginx.uriHeader, s.nginx.methodHeader]);
+    inherited = s.nginx.uriHeader in Object.prototype || s.nginx.methodHeader in Object.prototype;
+    namesFor = s;
+  }
+  // Usually none is present: one pass over the request's few headers says so.
+  if (!inherited) {
+    let any = false;
+    for (const k in h) {
+      if (forwardedNames.has(k)) {
+        any = true;
+        break;
+      }
+    }
+    if (!any) return undefined;
+  }
   for (const n of FORWARDED) if (h[n] !== undefined) return n;
   if (h[s.nginx.uriHeader] !== undefined) return s.nginx.uriHeader;
   if (h[s.nginx.methodHeader] !== undefined) return s.nginx.methodHeader;
