@@ -24,153 +24,7 @@
  * TLSSession sni = 1. Map entries key = 1, value = 2.
  */
 import type { RawCheckRequest } from '../core/context.js';
-
-/** Thrown inside the fast path for anything it leaves to the full deserializer. */
-const OTHER = new Error('not on the fast path');
-
-type Obj = Record<string, unknown>;
-
-let b: Buffer = Buffer.alloc(0);
-let p = 0;
-
-/** A varint of at most 32 bits (tags, lengths, uint32, non-negative int32). */
-function u32(end: number): number {
-  let v = 0;
-  for (let shift = 0; shift < 32; shift += 7) {
-    if (p >= end) throw OTHER;
-    const c = b[p++]!;
-    if (shift === 28) {
-      // the fifth byte: its top bits would be past 32 bits (protobufjs reads those differently)
-      if (c > 15) throw OTHER;
-      return (v | (c << 28)) >>> 0;
-    }
-    v |= (c & 127) << shift;
-    if (c < 128) return v >>> 0;
-  }
-  throw OTHER;
-}
-
-/** An int64 varint as protobufjs' Long.toString() writes it (signed decimal). */
-function i64(end: number): string {
-  let lo = 0;
-  let hi = 0;
-  for (let i = 0; i < 10; i++) {
-    if (p >= end) throw OTHER;
-    const c = b[p++]!;
-    const bits = c & 127;
-    if (i < 4) lo |= bits << (7 * i);
-    else if (i === 4) {
-      lo |= (bits & 15) << 28;
-      hi |= bits >> 4;
-    } else if (i < 9) hi |= bits << (7 * i - 32);
-    else if (c > 1) throw OTHER;
-    else hi |= c << 31;
-    if (c < 128) {
-      lo >>>= 0;
-      hi >>>= 0;
-      if (hi < 0x200000) return String(hi * 4294967296 + lo);
-      return BigInt.asIntN(64, (BigInt(hi) << 32n) | BigInt(lo)).toString();
-    }
-  }
-  throw OTHER;
-}
-
-/** The end of the length-delimited field starting at p (its length read), within `end`. */
-function delimited(end: number): number {
-  const len = u32(end);
-  const e = p + len;
-  if (e > end) throw OTHER;
-  return e;
-}
-
-/**
- * Short ASCII strings seen recently (header names, methods, hosts, paths, ids repeat from
- * Check to Check), by a hash of their length and a few bytes: a hit compares every byte and
- * returns the same string as last time (no UTF-8 decoding, and a header name V8 has already
- * internalized). Bounded; a miss just decodes.
- */
-const SHORT = 48;
-const SLOTS = 1024;
-const recent: string[] = new Array<string>(SLOTS).fill('');
-
-function str(end: number): string {
-  const e = delimited(end);
-  const n = e - p;
-  if (n === 0) return '';
-  if (n <= SHORT) {
-    const slot = (n * 31 + b[p]! * 7 + b[e - 1]! * 3 + b[p + (n >> 1)]!) & (SLOTS - 1);
-    const c = recent[slot]!;
-    if (c.length === n) {
-      let i = 0;
-      while (i < n && c.charCodeAt(i) === b[p + i]) i++;
-      if (i === n) {
-        p = e;
-        return c;
-      }
-    }
-    const s = b.toString('utf8', p, e);
-    let ascii = s.length === n;
-    for (let i = 0; ascii && i < n; i++) if (s.charCodeAt(i) > 127) ascii = false;
-    if (ascii) recent[slot] = s;
-    p = e;
-    return s;
-  }
-  const s = b.toString('utf8', p, e);
-  p = e;
-  return s;
-}
-
-function bytes(end: number): Buffer {
-  const e = delimited(end);
-  const start = p;
-  p = e;
-  return start === e ? Buffer.alloc(0) : b.subarray(start, e);
-}
-
-/** Skip an unknown field (wire types 0, 1, 2, 5; a group goes to the full deserializer). */
-function skip(wt: number, end: number): void {
-  if (wt === 0) {
-    for (let i = 0; ; i++) {
-      if (i >= 10 || p >= end) throw OTHER;
-      if (b[p++]! < 128) return;
-    }
-  }
-  let n: number;
-  if (wt === 1) n = 8;
-  else if (wt === 5) n = 4;
-  else if (wt === 2) n = u32(end);
-  else throw OTHER;
-  if (p + n > end) throw OTHER;
-  p += n;
-}
-
-/** A map<string, string> entry into `into`. */
-function mapEntry(into: Obj, end: number): void {
-  const e = delimited(end);
-  let k = '';
-  let v = '';
-  while (p < e) {
-    const t = u32(e);
-    const f = t >>> 3;
-    if (f === 1 || f === 2) {
-      if ((t & 7) !== 2) throw OTHER;
-      if (f === 1) k = str(e);
-      else v = str(e);
-    } else skip(t & 7, e);
-  }
-  if (p !== e || k === '__proto__') throw OTHER;
-  into[k] = v;
-}
-
-/** An empty message field whose non-empty form goes to the full deserializer. */
-function empty(end: number): Obj {
-  if (delimited(end) !== p) throw OTHER;
-  return {};
-}
-
-function wire(t: number, wt: number): void {
-  if ((t & 7) !== wt) throw OTHER;
-}
+import { at, bytes, delimited, empty, EMPTY, i64, mapEntry, OTHER, skip, str, u32, wire, type Obj } from './wire-reader.js';
 
 function socketAddress(end: number): Obj {
   const e = delimited(end);
@@ -178,7 +32,7 @@ function socketAddress(end: number): Obj {
   let address: string | undefined;
   let portValue: number | undefined;
   let namedPort: string | undefined;
-  while (p < e) {
+  while (at.p < e) {
     const t = u32(e);
     switch (t >>> 3) {
       case 1:
@@ -219,7 +73,7 @@ function socketAddress(end: number): Obj {
 function addressOf(end: number): Obj {
   const e = delimited(end);
   let sa: Obj | undefined;
-  while (p < e) {
+  while (at.p < e) {
     const t = u32(e);
     const f = t >>> 3;
     if (f === 1) {
@@ -239,7 +93,7 @@ function peer(end: number): Obj {
   let labels: Obj | undefined;
   let principal: string | undefined;
   let certificate: string | undefined;
-  while (p < e) {
+  while (at.p < e) {
     const t = u32(e);
     switch (t >>> 3) {
       case 1:
@@ -280,7 +134,7 @@ function timestamp(end: number): Obj {
   const e = delimited(end);
   let seconds: string | undefined;
   let nanos: number | undefined;
-  while (p < e) {
+  while (at.p < e) {
     const t = u32(e);
     const f = t >>> 3;
     if (f === 1) {
@@ -309,7 +163,7 @@ function httpRequest(end: number): Obj {
   const v: unknown[] = [];
   let headers: Obj | undefined;
   let any = false;
-  while (p < e) {
+  while (at.p < e) {
     const t = u32(e);
     const f = t >>> 3;
     if (f >= 1 && f <= 11 && HTTP_STRING[f] === 1) {
@@ -344,7 +198,7 @@ function request(end: number): Obj {
   const e = delimited(end);
   let time: Obj | undefined;
   let http: Obj | undefined;
-  while (p < e) {
+  while (at.p < e) {
     const t = u32(e);
     const f = t >>> 3;
     if (f === 1) {
@@ -366,7 +220,7 @@ function request(end: number): Obj {
 function tlsSession(end: number): Obj {
   const e = delimited(end);
   let sni: string | undefined;
-  while (p < e) {
+  while (at.p < e) {
     const t = u32(e);
     if (t >>> 3 === 1) {
       wire(t, 2);
@@ -385,7 +239,7 @@ function attributeContext(end: number): Obj {
   let metadata: Obj | undefined;
   let tls: Obj | undefined;
   let routeMetadata: Obj | undefined;
-  while (p < e) {
+  while (at.p < e) {
     const t = u32(e);
     const f = t >>> 3;
     if (f === 1 || f === 2 || f === 4 || f === 10 || f === 11 || f === 12 || f === 13) wire(t, 2);
@@ -433,11 +287,11 @@ function attributeContext(end: number): Obj {
 }
 
 function checkRequest(buf: Buffer): Obj {
-  b = buf;
-  p = 0;
+  at.b = buf;
+  at.p = 0;
   const end = buf.length;
   let attributes: Obj | undefined;
-  while (p < end) {
+  while (at.p < end) {
     const t = u32(end);
     if (t >>> 3 === 1) {
       wire(t, 2);
@@ -460,9 +314,8 @@ export function checkRequestDeserializer(full: (buf: Buffer) => unknown): (buf: 
     } catch {
       r = undefined;
     }
-    b = EMPTY; // keep no request alive
+    at.b = EMPTY; // keep no request alive
     return (r ?? full(buf)) as RawCheckRequest;
   };
 }
 
-const EMPTY = Buffer.alloc(0);
