@@ -6,6 +6,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Decision } from '../../../src/core/decision.js';
+import { REASONS, type ReasonCode } from '../../../src/core/reasons.js';
 import { UpstreamMutations } from '../../../src/core/state.js';
 import { encodeCheckResponse } from '../../../src/grpc/encode-response.js';
 import { loadProtos } from '../../../src/grpc/proto.js';
@@ -37,23 +38,21 @@ describe('encodeCheckResponse', () => {
     same(toCheckResponse(decision({ requestId: '' }), { reasonHeader: false }));
   });
 
-  it('writes what proto-loader writes for denies (headers, reason header, body) and for the internal-error answer', () => {
-    for (const reasonHeader of [false, true]) {
-      same(
-        toCheckResponse(
-          decision({
-            allow: false,
-            reason: 'ERR_JWT_EXPIRED',
-            httpStatus: 401,
-            body: 'Jwt is expired',
-            denyHeaders: [['www-authenticate', 'Bearer realm="https://h/p", error="invalid_token"']],
-            attribution: { policy: 'ns/p', rule: 2, audit: ['ns/a1', 'ns/a2'], shadow: [{ policy: 'ns/dry', rule: 1, wouldDeny: true }] },
-            identity: id('https://idp/ü/✓/😀'),
-            actor: id('spiffe://td/ns/a/sa/agent'),
-          }),
-          { reasonHeader },
-        ),
-      );
+  it('writes what proto-loader writes for every reason code (status, body, headers, reason header) and for the internal-error answer', () => {
+    // every reason code of the table, with its status and body, with and without the reason header
+    const codes = Object.keys(REASONS) as ReasonCode[];
+    for (const [i, reason] of codes.entries()) {
+      const d = decision({
+        allow: reason === 'OK',
+        reason,
+        httpStatus: REASONS[reason].http,
+        body: REASONS[reason].body,
+        denyHeaders: i % 2 ? [['www-authenticate', `Bearer realm="https://h/p", error="${reason}"`]] : [],
+        attribution: { policy: `ns/p-${i}`, rule: i, audit: i % 3 ? [] : ['ns/a1', 'ns/a2'], shadow: i % 4 ? [] : [{ policy: 'ns/dry', rule: 1, wouldDeny: true }] },
+        identity: i % 2 ? id('https://idp/ü/✓/😀') : null,
+        actor: i % 3 ? null : id('spiffe://td/ns/a/sa/agent'),
+      });
+      for (const reasonHeader of [false, true]) same(toCheckResponse(d, { reasonHeader }));
     }
     same({
       status: { code: 13, message: 'ERR_INTERNAL' },
