@@ -18,12 +18,22 @@ export interface Exchange {
   send(a: HttpAnswer): void;
 }
 
-// Node's checks in writeHead (checkIsHttpToken, checkInvalidHeaderChar): an answer that would
-// make res.writeHead throw is never half-written by either transport.
+// Node's name check in writeHead (checkIsHttpToken), and its value check for what remains
+// after non-ASCII characters are written as their UTF-8 bytes (wireValue): no control
+// character but HTAB. An answer that would make res.writeHead throw is never half-written.
 const TOKEN = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;
-const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+const INVALID_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/;
 
-/** Would node:http write every header of this answer? */
+/**
+ * A header value as node:http and node:http2 write it (one byte per character): its UTF-8
+ * bytes, so a claim such as `José` or `日本` reaches the proxy as the same bytes Envoy puts on
+ * the wire from a gRPC CheckResponse (protobuf strings are UTF-8). ASCII is returned as is.
+ */
+export function wireValue(v: string): string {
+  return Buffer.byteLength(v, 'utf8') === v.length ? v : Buffer.from(v, 'utf8').toString('latin1');
+}
+
+/** Would node:http write every header of this answer (values through wireValue)? */
 export function writableAnswer(a: HttpAnswer): boolean {
   const h = a.headers;
   for (let i = 0; i < h.length; i += 2) if (!TOKEN.test(h[i]!) || INVALID_VALUE.test(h[i + 1]!)) return false;

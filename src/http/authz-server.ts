@@ -22,7 +22,7 @@ import type { CompiledConfig } from '../pipeline/compile.js';
 import { evaluateCheck, internalDecision } from '../pipeline/pipeline.js';
 import { CheckRecorder } from '../pipeline/recorder.js';
 import type { ServingState } from '../grpc/server.js';
-import { framedHeaders, writableAnswer, type Exchange } from './authz-exchange.js';
+import { framedHeaders, wireValue, writableAnswer, type Exchange } from './authz-exchange.js';
 import { buildCheckRequest, headersOf, type HopHeaders, type InboundRequest } from './authz-request.js';
 import { answerFor, httpLimits, type HttpAnswer } from './authz-response.js';
 import { FastPath } from './h1-fast.js';
@@ -340,6 +340,7 @@ function write(res: Res, a: HttpAnswer, closing: boolean): void {
   if (res.headersSent || res.destroyed) return;
   const http2 = 'stream' in res;
   const headers = framedHeaders(a, closing, http2);
+  for (let i = 1; i < headers.length; i += 2) headers[i] = wireValue(headers[i]!);
   try {
     if (http2) {
       // HTTP/2 compatibility API: an object (repeated names joined as a list).
@@ -353,7 +354,9 @@ function write(res: Res, a: HttpAnswer, closing: boolean): void {
     } else {
       res.writeHead(a.status, headers);
     }
-    res.end(a.body);
+    // The body as bytes: node:http writes a string body together with the head as one UTF-8
+    // string, which would encode the head's UTF-8 bytes (wireValue) a second time.
+    res.end(Buffer.from(a.body, 'utf8'));
   } catch {
     // a header HTTP/2 refuses (checked for HTTP/1.1 before: writableAnswer) or a closed socket
     res.destroy();

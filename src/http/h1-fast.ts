@@ -307,10 +307,10 @@ class FastConnection implements Exchange {
     if (!date) head += `Date: ${this.fp.httpDate()}\r\n`;
     if (!connection) head += close ? 'Connection: close\r\n' : this.keepAliveHeader;
     head += '\r\n';
-    // As res.end(body) writes it: with a body, head and body as one UTF-8 string; without
-    // (empty, HEAD, 204, 304), the head alone as latin1.
+    // Head and body as one UTF-8 string: a non-ASCII header value goes out as its UTF-8 bytes,
+    // as node:http writes it after wireValue (authz-exchange.ts). No body for HEAD, 204, 304.
     const withBody = a.body !== '' && !this.headOnly && status !== 204 && status !== 304 && status >= 200;
-    const ok = withBody ? s.write(head + a.body, 'utf8') : s.write(head, 'latin1');
+    const ok = s.write(withBody ? head + a.body : head, 'utf8');
     if (close) {
       this.gone = true;
       this.buf = null;

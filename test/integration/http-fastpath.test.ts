@@ -244,14 +244,32 @@ describe('HTTP/1.1 fast path connections', () => {
     expect(handedOver(runtime)).toBe(1);
   });
 
+  it('writes a non-ASCII claim header as its UTF-8 bytes (as Envoy does from a gRPC answer), on both transports', async () => {
+    const jwks = await startJwks();
+    cleanup.push(() => jwks.close());
+    jwks.release();
+    for (const fast of [true, false]) {
+      const { at } = await listener(settings(`    http1FastPath: ${fast}\n`) + requestAuthentication(jwks.url));
+      for (const sub of ['Jos\u00e9', '\u65e5\u672c', 'a\ud800b']) {
+        const token = await jwks.sign(sub);
+        const raw = await rawExchange(at, [get('/envoy/a', `Authorization: Bearer ${token}\r\n`)]);
+        const head = raw.subarray(0, raw.indexOf('\r\n\r\n'));
+        expect(head.toString('latin1'), `fast path ${fast}`).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+        // a lone surrogate becomes U+FFFD, as in the gRPC answer
+        const bytes = Buffer.from(sub.replace(/[\ud800-\udfff]/g, '\ufffd'), 'utf8');
+        expect(head.includes(Buffer.concat([Buffer.from('x-sub: ', 'latin1'), bytes, Buffer.from('\r\n', 'latin1')])), `fast path ${fast}, ${JSON.stringify(sub)}`).toBe(true);
+      }
+    }
+  });
+
   it('answers 500 (ERR_INTERNAL), never the allow, when an answer header cannot be written (both transports)', async () => {
     const jwks = await startJwks();
     cleanup.push(() => jwks.close());
     jwks.release();
     for (const fast of [true, false]) {
       const { at, runtime } = await listener(settings(`    http1FastPath: ${fast}\n`) + requestAuthentication(jwks.url));
-      // a subject node:http cannot put in a header (characters above U+00FF)
-      const token = await jwks.sign('\u65e5\u672c');
+      // a subject with a control character no HTTP/1.1 header may carry (CR, LF and NUL are refused earlier, 400)
+      const token = await jwks.sign('a\u0001b');
       const out = parseAnswers(await rawExchange(at, [get('/envoy/a', `Authorization: Bearer ${token}\r\n`), get('/healthz')]));
       expect(out.map((a) => [a.status, a.body]), `fast path ${fast}`).toEqual([
         ['HTTP/1.1 500 Internal Server Error', 'ext_authz: internal error'],
