@@ -33,6 +33,23 @@ export function wireValue(v: string): string {
   return Buffer.byteLength(v, 'utf8') === v.length ? v : Buffer.from(v, 'utf8').toString('latin1');
 }
 
+/**
+ * Request header values as the gRPC Check carries them: node:http and node:http2 (and the
+ * fast path) read one character per byte, Envoy's CheckRequest has the value's bytes as a
+ * UTF-8 string. A list whose values are all ASCII is returned as is.
+ */
+export function utf8Values(raw: readonly string[]): readonly string[] {
+  let out: string[] | null = null;
+  for (let i = 1; i < raw.length; i += 2) {
+    const v = raw[i]!;
+    if (!NON_ASCII.test(v)) continue;
+    out ??= raw.slice();
+    out[i] = Buffer.from(v, 'latin1').toString('utf8');
+  }
+  return out ?? raw;
+}
+const NON_ASCII = /[^\x00-\x7f]/;
+
 /** Would node:http write every header of this answer (values through wireValue)? */
 export function writableAnswer(a: HttpAnswer): boolean {
   const h = a.headers;

@@ -22,7 +22,7 @@ import type { CompiledConfig } from '../pipeline/compile.js';
 import { evaluateCheck, internalDecision } from '../pipeline/pipeline.js';
 import { CheckRecorder } from '../pipeline/recorder.js';
 import type { ServingState } from '../grpc/server.js';
-import { framedHeaders, wireValue, writableAnswer, type Exchange } from './authz-exchange.js';
+import { framedHeaders, utf8Values, wireValue, writableAnswer, type Exchange } from './authz-exchange.js';
 import { buildCheckRequest, headersOf, type HopHeaders, type InboundRequest } from './authz-request.js';
 import { answerFor, httpLimits, type HttpAnswer } from './authz-response.js';
 import { FastPath } from './h1-fast.js';
@@ -200,7 +200,7 @@ export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opt
     const x: Exchange = {
       method: req.method ?? 'GET',
       url: req.url ?? '/',
-      rawHeaders: req.rawHeaders,
+      rawHeaders: utf8Values(req.rawHeaders),
       http2: req.httpVersion === '2.0',
       socket: req.socket,
       send: (a) => write(res, a, closing),

@@ -15,6 +15,8 @@
  * Leading and trailing OWS of a value is dropped, as llhttp does (a 0xA0 byte is not OWS).
  */
 
+import { isAscii } from 'node:buffer';
+
 /** The head is not complete yet (wait for more bytes). */
 export const INCOMPLETE = 0;
 /** Not in the strict subset: node:http answers this request and the rest of the connection. */
@@ -23,7 +25,7 @@ export const HAND_OVER = 1;
 export interface Head {
   readonly method: string;
   readonly url: string;
-  /** [name, value, ...] as node:http's req.rawHeaders: names as sent, values without OWS. */
+  /** [name, value, ...] as node:http's req.rawHeaders: names as sent, values without OWS (read as UTF-8). */
   readonly rawHeaders: string[];
   /** Bytes of the head, final CRLF CRLF included. */
   readonly headLength: number;
@@ -110,6 +112,10 @@ export function parseHead(buf: Buffer, maxHeaderBytes: number, maxBodyBytes: num
     }
   }
   if (hosts !== 1) return HAND_OVER;
+  // Values with bytes above 0x7F: their UTF-8 reading, as the gRPC Check carries them.
+  if (!isAscii(buf.subarray(0, end))) {
+    for (let k = 1; k < rawHeaders.length; k += 2) rawHeaders[k] = Buffer.from(rawHeaders[k]!, 'latin1').toString('utf8');
+  }
   return { method, url, rawHeaders, headLength, contentLength: contentLength < 0 ? 0 : contentLength, close };
 }
 

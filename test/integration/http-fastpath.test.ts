@@ -8,6 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { connect } from 'node:http2';
 import { connect as tlsConnect } from 'node:tls';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -258,6 +259,34 @@ describe('HTTP/1.1 fast path connections', () => {
         // a lone surrogate becomes U+FFFD, as in the gRPC answer
         const bytes = Buffer.from(sub.replace(/[\ud800-\udfff]/g, '\ufffd'), 'utf8');
         expect(head.includes(Buffer.concat([Buffer.from('x-sub: ', 'latin1'), bytes, Buffer.from('\r\n', 'latin1')])), `fast path ${fast}, ${JSON.stringify(sub)}`).toBe(true);
+      }
+    }
+  });
+
+  it('reads a non-ASCII request header value as UTF-8, as the gRPC Check carries it (fast path, node:http, HTTP/2)', async () => {
+    const policy = `---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: team, namespace: default}
+spec:
+  action: ALLOW
+  rules: [{when: [{key: "request.headers[x-team]", values: ["\u00e9quipe-\u65e5\u672c"]}]}]
+`;
+    const team = (v: string) => get('/envoy/a', `x-team: ${Buffer.from(v, 'utf8').toString('latin1')}\r\n`);
+    for (const fast of [true, false]) {
+      const { at } = await listener(settings(`    http1FastPath: ${fast}\n`) + policy);
+      const out = parseAnswers(await rawExchange(at, [Buffer.concat([team('\u00e9quipe-\u65e5\u672c'), team('equipe')])]));
+      expect(out.map((a) => a.status), `fast path ${fast}`).toEqual(['HTTP/1.1 200 OK', 'HTTP/1.1 403 Forbidden']);
+      if (!fast) {
+        const h2 = connect(`http://${at}`);
+        cleanup.push(() => void h2.close());
+        const status = await new Promise<number>((resolve, reject) => {
+          const q = h2.request({ ':path': '/envoy/a', ':authority': 'h', 'x-team': Buffer.from('\u00e9quipe-\u65e5\u672c', 'utf8').toString('latin1') });
+          q.on('response', (h) => (q.resume(), resolve(Number(h[':status']))));
+          q.on('error', reject);
+          q.end();
+        });
+        expect(status).toBe(200);
       }
     }
   });
