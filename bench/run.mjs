@@ -224,9 +224,12 @@ const scenarios = [
   { id: 's6a', title: '6a deny: no token (403)', server: 'A', tool: HL, frame: 's6a', expect: { kind: 'deny', http: 403 } },
   { id: 's6b', title: '6b deny: bad signature (401)', server: 'A', tool: HL, frame: 's6b', expect: { kind: 'deny', http: 401 } },
   { id: 'base-http', title: 'floor: no-op node:http answering 200 (HTTP/1.1 keep-alive)', server: 'http', tool: H1, expect: { kind: 'allow' } },
-  { id: 'http-s1', title: '1 over the HTTP transport (Envoy http_service convention, HTTP/1.1 keep-alive)', server: 'A', tool: H1, expect: { kind: 'allow', headers: ['x-user-sub'] } },
+  // HTTP scenarios each on a server that serves only them (as behind nginx or Traefik), except
+  // http-s1-mixed: the server of scenarios 1, 2 and 6, which also answers gRPC Checks.
+  { id: 'http-s1', title: '1 over the HTTP transport (Envoy http_service convention, HTTP/1.1 keep-alive)', server: 'AHttp', tool: H1, expect: { kind: 'allow', headers: ['x-user-sub'] } },
   { id: 'http-s1-node', title: '1 over the HTTP transport with the HTTP/1.1 fast path off (node:http)', server: 'ANode', tool: H1, expect: { kind: 'allow', headers: ['x-user-sub'] } },
-  { id: 'http-s1-log1pct', title: '1 over the HTTP transport, decision log sampled at 1% of allows', server: 'ALog', tool: H1, expect: { kind: 'allow', headers: ['x-user-sub'] } },
+  { id: 'http-s1-log1pct', title: '1 over the HTTP transport, decision log sampled at 1% of allows', server: 'ALogHttp', tool: H1, expect: { kind: 'allow', headers: ['x-user-sub'] } },
+  { id: 'http-s1-mixed', title: '1 over the HTTP transport on the server that also answers the gRPC scenarios 1, 2 and 6', server: 'A', tool: H1, expect: { kind: 'allow', headers: ['x-user-sub'] } },
   { id: 'base-grpc-node', title: 'baseline: no-op Check on grpc-js (node loadgen)', server: 'grpc', tool: NODE, frame: 's1', expect: { kind: 'allow' } },
   { id: 's2', title: `2 allow: ${opt.distinct.toLocaleString('en')} distinct ES256 JWTs`, server: 'A', tool: NODE, frame: 's2', expect: { kind: 'allow', headers: ['x-user-sub'] } },
   { id: 's5', title: '5 allow: token exchange, cache miss (loopback STS)', server: 'E', tool: NODE, frame: 's5', expect: { kind: 'allow', headers: ['authorization'] }, exchange: true },
@@ -252,6 +255,8 @@ try {
   if (need.has('http')) servers.http = await startServer('baseline-http', process.execPath, [join(here, 'baseline-server.mjs'), '--mode', 'http']);
   started.push(...[servers.grpc, servers.h2, servers.http].filter(Boolean));
   if (need.has('A')) servers.A = await serve('obo-authz (10 policies)', cfgA);
+  if (need.has('AHttp')) servers.AHttp = await serve('obo-authz (10 policies, HTTP only)', cfgA);
+  if (need.has('ALogHttp')) servers.ALogHttp = await serve('obo-authz (10 policies, log 1%, HTTP only)', cfgALog);
   if (need.has('ANode')) servers.ANode = await serve('obo-authz (10 policies, HTTP/1.1 fast path off)', cfgANode);
   if (need.has('ALog')) servers.ALog = await serve('obo-authz (10 policies, log 1%)', cfgALog);
   if (need.has('Lean')) {
@@ -703,6 +708,7 @@ function summarizeAll(scenarios, results, memory, stealPct, sessionMemory) {
       httpS1VsNoopHttp: cpuRatio('http-s1', 'base-http'),
       httpS1NodeVsNoopHttp: cpuRatio('http-s1-node', 'base-http'),
       httpS1VsHttpS1Node: cpuRatio('http-s1', 'http-s1-node'),
+      httpS1MixedVsNoopHttp: cpuRatio('http-s1-mixed', 'base-http'),
     },
     ratios: {
       grpcStackVsPlainHttp2: ratio('base-grpc', 'base-h2'),
@@ -722,6 +728,7 @@ function summarizeAll(scenarios, results, memory, stealPct, sessionMemory) {
       httpS1VsNoopHttp: ratio('http-s1', 'base-http'),
       httpS1NodeVsNoopHttp: ratio('http-s1-node', 'base-http'),
       httpS1VsHttpS1Node: ratio('http-s1', 'http-s1-node'),
+      httpS1MixedVsNoopHttp: ratio('http-s1-mixed', 'base-http'),
       httpS1VsGrpcS1: ratio('http-s1', 's1'),
     },
     exchange: {
@@ -757,7 +764,7 @@ function printReport(rep) {
   const v = rep.verification;
   lines.push(`verification (scenario 2, ${v.alg}): server ${f(v.serverVerificationsPerSec)}/s (${f(v.verifiedFraction * 100, 1)}% of requests verified a signature); raw crypto.verify ${f(v.cryptoVerifyPerSec)}/s, jose ${f(v.joseVerifyPerSec)}/s, the server's JwtVerifier ${f(v.verifierPerSec)}/s (${f(v.verifierVsCryptoVerify, 2)} of raw, ${v.verifierFailures ?? '-'} failures) on the server core; whole Checks ratio ${f(v.ratioToCryptoVerify, 2)}; net of the gRPC stack ${f(v.netOfStackPerSec)}/s (${f(v.netOfStackRatio, 2)})`);
   const ra = rep.ratios;
-  lines.push(`ratios: grpc-js baseline / plain http2 ${f(ra.grpcStackVsPlainHttp2, 2)}; s1 / baseline ${f(ra.s1VsBaseline, 2)}; s1 log 1% / s1 ${f(ra.s1Log1pctVsS1, 2)}; s1 lean transport / s1 ${f(ra.s1LeanVsS1, 2)} (/ baseline ${f(ra.s1LeanVsBaseline, 2)}); s3 / s1 ${f(ra.s3VsS1, 2)}; s4 / s1 ${f(ra.s4VsS1, 2)}; s5 / s2 ${f(ra.s5VsS2, 2)}; node loadgen / h2load on the baseline ${f(ra.loadgenVsH2loadBaseline, 2)}; HTTP transport s1 / no-op node:http ${f(ra.httpS1VsNoopHttp, 2)} (/ gRPC s1 ${f(ra.httpS1VsGrpcS1, 2)}; fast path off / no-op node:http ${f(ra.httpS1NodeVsNoopHttp, 2)}; fast path on / off ${f(ra.httpS1VsHttpS1Node, 2)})`);
+  lines.push(`ratios: grpc-js baseline / plain http2 ${f(ra.grpcStackVsPlainHttp2, 2)}; s1 / baseline ${f(ra.s1VsBaseline, 2)}; s1 log 1% / s1 ${f(ra.s1Log1pctVsS1, 2)}; s1 lean transport / s1 ${f(ra.s1LeanVsS1, 2)} (/ baseline ${f(ra.s1LeanVsBaseline, 2)}); s3 / s1 ${f(ra.s3VsS1, 2)}; s4 / s1 ${f(ra.s4VsS1, 2)}; s5 / s2 ${f(ra.s5VsS2, 2)}; node loadgen / h2load on the baseline ${f(ra.loadgenVsH2loadBaseline, 2)}; HTTP transport s1 / no-op node:http ${f(ra.httpS1VsNoopHttp, 2)} (/ gRPC s1 ${f(ra.httpS1VsGrpcS1, 2)}; fast path off / no-op node:http ${f(ra.httpS1NodeVsNoopHttp, 2)}; fast path on / off ${f(ra.httpS1VsHttpS1Node, 2)}; on the server that also answers gRPC ${f(ra.httpS1MixedVsNoopHttp, 2)})`);
   if (rep.memory && !rep.memory.skipped) {
     const m = rep.memory;
     lines.push(`memory: ${m.tokens.toLocaleString('en')} distinct tokens at ${f(m.rps)}/s: RSS ${f(m.rssStartMiB)} MiB at start, ${f(m.rssAt10pctMiB)} at 10%, ${f(m.rssAt50pctMiB)} at 50%, ${f(m.rssEndMiB)} at the end, ${f(m.rssAfter3sMiB)} 3 s later, peak ${f(m.peakRssMiB)} MiB (bound ${m.boundMiB} MiB); verifications ${JSON.stringify(m.jwtVerifications)}; at the end V8 heap used ${f(m.heapAtEnd?.heapUsedMiB)} of ${f(m.heapAtEnd?.heapTotalMiB)} MiB, external ${f(m.heapAtEnd?.externalMiB)} MiB`);
