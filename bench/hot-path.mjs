@@ -6,6 +6,8 @@
 //             the request deserializer the tree's gRPC server gives grpc-js -> evaluateCheck ->
 //             toCheckResponse -> the response serializer -> CheckRecorder.record (metrics,
 //             decision line to a LineWriter on /dev/null)
+//   grpc-s8n, grpc-s8  scenario 8: an MCP POST /mcp without a body, and a tools/call with a 4 KiB
+//             JSON-RPC body read by a request.mcp.tool rule (what the body costs the pipeline)
 //   grpc-s4   scenario 4: the same request routed to the token-exchange backend, every Check an
 //             exchange-cache hit (the first exchange goes to bench/sts-stub.mjs on loopback)
 //   http-s1   scenario 1 over the HTTP authorization transport: headersOf (Node's raw header
@@ -15,7 +17,7 @@
 //   npm run bench:hot                                  this tree
 //   npm run bench:hot -- --against /path/to/other/tree  A/B: this tree and another tree's dist/,
 //                                                      each in its own process, rounds interleaved
-//   options: --rounds N (7), --checks N per round (40000), --only grpc-s1,grpc-s4,http-s1,
+//   options: --rounds N (7), --checks N per round (40000), --only grpc-s1,grpc-s4,http-s1,grpc-s8n,grpc-s8,
 //            --cpu-prof (each tree's process writes a V8 CPU profile into the temp folder, kept)
 // Prints ns per Check (median of the rounds, and min..max) per tree and scenario; with
 // --against, B/A as well. A tree without a scenario's modules (an older build) skips it.
@@ -27,7 +29,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const SCENARIOS = ['grpc-s1', 'grpc-s4', 'http-s1'];
+const SCENARIOS = ['grpc-s1', 'grpc-s4', 'http-s1', 'grpc-s8n', 'grpc-s8'];
 
 if (process.env.HOT_PATH_CHILD) await child();
 else await parent();
@@ -86,7 +88,19 @@ async function parent() {
       '10-ra.yaml': C.requestAuthenticationYaml(T.jwksJson(es)),
       '20-policies.yaml': C.tenPolicies('bench'),
       '30-exchange.yaml': C.exchangeYaml(`http://${stsAddress}/oauth2/token`),
+      '40-mcp.yaml': C.mcpBenchYaml('mcpbench'),
     });
+    // scenario 8 of npm run bench: an MCP tools/call with a 4 KiB JSON-RPC body (8), and the same Check without one (8n)
+    const mcpCall = (pad) => JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'search', arguments: { query: 'weather in Paris', context: pad } } });
+    const mcpReq = (body) => {
+      const extra = body === undefined ? { 'x-bench-nobody': '1' } : {};
+      const r = httpCheckRequest({ method: 'POST', path: '/mcp', contextExtensions: { namespace: 'mcpbench' }, headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-11-25', authorization: `Bearer ${token}`, ...extra } });
+      if (body !== undefined) {
+        r.attributes.request.http.body = body;
+        r.attributes.request.http.headers['x-envoy-auth-partial-body'] = 'false';
+      }
+      return r;
+    };
     const req = (extra) =>
       httpCheckRequest({ method: 'POST', path: '/mcp', contextExtensions: { namespace: 'bench', ...extra }, headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` } });
     const setup = {
@@ -95,6 +109,8 @@ async function parent() {
       frames: {
         'grpc-s1': checkRequestFrame(req({})).subarray(5).toString('base64'),
         'grpc-s4': checkRequestFrame(req({ backend: 'mcp-tools' })).subarray(5).toString('base64'),
+        'grpc-s8n': checkRequestFrame(mcpReq(undefined)).subarray(5).toString('base64'),
+        'grpc-s8': checkRequestFrame(mcpReq(mcpCall('x'.repeat(4096 - mcpCall('').length)))).subarray(5).toString('base64'),
       },
       // Node's raw header list of scenario http-s1 as h2load --h1 sends it
       rawHeaders: ['host', '127.0.0.1:9191', 'user-agent', 'h2load nghttp2/1.52.0', 'content-type', 'application/json', 'authorization', `Bearer ${token}`, 'x-request-id', 'bench-1'],
@@ -257,7 +273,7 @@ async function load(m) {
     return r instanceof Promise ? r.then(answer) : answer(r);
   };
   const grpcRun = (name) => ({ makeBatch: (n) => new Array(n).fill(frames[name]), check: grpcCheck });
-  const run = { 'grpc-s1': grpcRun('grpc-s1'), 'grpc-s4': grpcRun('grpc-s4') };
+  const run = { 'grpc-s1': grpcRun('grpc-s1'), 'grpc-s4': grpcRun('grpc-s4'), 'grpc-s8n': grpcRun('grpc-s8n'), 'grpc-s8': grpcRun('grpc-s8') };
 
   if (httpReq && httpResp && recorderMod) {
     const httpRec = recorder('http');
