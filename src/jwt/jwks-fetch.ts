@@ -113,6 +113,38 @@ export async function fetchJsonDocument(runtime: Runtime, url: string, timeoutMs
   return { body, maxAgeMs: cacheControlMaxAgeMs(res.headers.get('cache-control')) };
 }
 
+/** How a remote key source GETs a JSON document (fetchJsonDocument by default). */
+export type DocumentFetcher = (url: string, timeoutMs: number, maxBytes: number) => Promise<{ body: unknown; maxAgeMs: number | undefined }>;
+
+/** The answer of a capped GET (net/http-post.ts HttpPostClient.get). */
+export type CappedGet = (url: string, o: { headers: Record<string, string>; timeoutMs: number; maxBytes: number }) => Promise<{ status: number; text: string }>;
+
+/**
+ * A DocumentFetcher on another client's capped GET (one with its own trusted CA, say): the same
+ * outcomes (FetchError) as fetchJsonDocument. It follows no redirect and reads no Cache-Control,
+ * so the source refreshes on its own schedule.
+ */
+export function documentFetcherOn(get: CappedGet): DocumentFetcher {
+  return async (url, timeoutMs, maxBytes) => {
+    let r: { status: number; text: string };
+    try {
+      r = await get(url, { headers: { accept: 'application/json' }, timeoutMs, maxBytes });
+    } catch (e) {
+      if (e instanceof BodyTooLargeError) throw new FetchError('invalid', `document larger than ${maxBytes} bytes`);
+      const name = (e as { name?: string })?.name;
+      if (name === 'TimeoutError' || name === 'AbortError') throw new FetchError('timeout', `no answer within ${timeoutMs}ms`);
+      const cause = (e as { cause?: { code?: string } })?.cause?.code;
+      throw new FetchError('network_error', cause ?? 'request failed');
+    }
+    if (r.status < 200 || r.status >= 300) throw new FetchError('http_error', `HTTP ${r.status}`);
+    try {
+      return { body: JSON.parse(r.text) as unknown, maxAgeMs: undefined };
+    } catch {
+      throw new FetchError('invalid', 'not JSON');
+    }
+  };
+}
+
 /** OpenID Connect Discovery 1.0 §4: `<issuer>/.well-known/openid-configuration`. */
 export function discoveryUrl(issuer: string): string {
   return `${issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`;

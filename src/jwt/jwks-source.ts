@@ -20,7 +20,7 @@
 import type { Runtime } from '../core/runtime.js';
 import type { StatusReport, StatusReporter } from '../core/status.js';
 import { sanitizeRemoteText } from '../observability/redact.js';
-import { boundedWait, discoveryUrl, FetchError, fetchJsonDocument, redactUrl, redactUrlsIn } from './jwks-fetch.js';
+import { boundedWait, discoveryUrl, FetchError, fetchJsonDocument, redactUrl, redactUrlsIn, type DocumentFetcher } from './jwks-fetch.js';
 import { parseJwks, type KeySet } from './keys.js';
 
 export interface JwksTuning {
@@ -122,6 +122,8 @@ export class RemoteKeySource implements KeySource, StatusReporter {
     private readonly issuer: string,
     private readonly timeoutMs: number,
     private readonly tuning: JwksTuning,
+    /** How documents are fetched (default: runtime.fetch, the system's trusted CAs). */
+    private readonly fetchDocument: DocumentFetcher = (url, t, max) => fetchJsonDocument(runtime, url, t, max),
   ) {
     // Shown in logs and --explain: never the URL's userinfo or query (credentials, API keys).
     this.description = location.kind === 'uri' ? `jwksUri ${redactUrl(location.uri)}` : `OIDC discovery ${redactUrl(discoveryUrl(location.issuer))}`;
@@ -231,7 +233,7 @@ export class RemoteKeySource implements KeySource, StatusReporter {
   }
 
   private fetchJsonDocument(url: string): Promise<{ body: unknown; maxAgeMs: number | undefined }> {
-    return fetchJsonDocument(this.runtime, url, this.timeoutMs, this.tuning.maxDocumentBytes);
+    return this.fetchDocument(url, this.timeoutMs, this.tuning.maxDocumentBytes);
   }
 
   private async resolveJwksUri(): Promise<string> {
@@ -323,11 +325,13 @@ export function sharedRemoteSource(
   issuer: string,
   timeoutMs: number,
   tuning: JwksTuning,
+  /** A fetcher of its own (a private CA) and the id that tells it apart in the shared resources. */
+  fetcher?: { readonly id: string; readonly fetch: DocumentFetcher },
 ): RemoteKeySource {
   const where = location.kind === 'uri' ? `uri=${location.uri}` : `oidc=${location.issuer}`;
-  const key = `authn:jwks:${where}|issuer=${issuer}|timeout=${timeoutMs}|${JSON.stringify(tuning)}`;
+  const key = `authn:jwks:${where}|issuer=${issuer}|timeout=${timeoutMs}|${JSON.stringify(tuning)}${fetcher ? `|via=${fetcher.id}` : ''}`;
   return runtime.shared.get(key, () => {
-    const s = new RemoteKeySource(runtime, location, issuer, timeoutMs, tuning);
+    const s = new RemoteKeySource(runtime, location, issuer, timeoutMs, tuning, fetcher?.fetch);
     s.start();
     return s;
   });

@@ -10,6 +10,7 @@ import type { ReasonCode } from '../core/reasons.js';
 import type { Runtime } from '../core/runtime.js';
 import { JWT_STATUS, reasonForStatus } from './jwt-format.js';
 import { DEFAULT_JWKS_TIMEOUT_MS, DEFAULT_JWKS_TUNING, sharedRemoteSource, StaticKeySource, type JwksTuning, type KeySource } from './jwks-source.js';
+import type { DocumentFetcher } from './jwks-fetch.js';
 import { parseJwks } from './keys.js';
 import { JwtVerifier, sharedVerifiedCache } from './verifier.js';
 
@@ -25,6 +26,8 @@ export interface JwtValidatorOptions {
   tuning?: Partial<JwksTuning>;
   /** Use the shared verified-token cache (default true). */
   cache?: boolean;
+  /** Fetch the JWKS (and discovery) through this instead of runtime.fetch (a private CA). */
+  fetcher?: { readonly id: string; readonly fetch: DocumentFetcher };
 }
 
 export interface JwtValidator {
@@ -38,15 +41,15 @@ export type JwtResult =
 /** Build the key source for a rule/validator; throws only for an invalid inline jwks (a config error). */
 export function createKeySource(
   runtime: Runtime,
-  opts: { issuer: string; jwksUri?: string; jwks?: string; timeoutMs: number; tuning: JwksTuning },
+  opts: { issuer: string; jwksUri?: string; jwks?: string; timeoutMs: number; tuning: JwksTuning; fetcher?: { readonly id: string; readonly fetch: DocumentFetcher } },
 ): KeySource {
   if (opts.jwks !== undefined && opts.jwks !== '') {
     const r = parseJwks(opts.jwks, { allowSymmetric: true });
     if (!r.ok) throw new Error(`invalid jwks: ${r.error}`);
     return new StaticKeySource(r.keySet);
   }
-  if (opts.jwksUri) return sharedRemoteSource(runtime, { kind: 'uri', uri: opts.jwksUri }, opts.issuer, opts.timeoutMs, opts.tuning);
-  return sharedRemoteSource(runtime, { kind: 'discovery', issuer: opts.issuer }, opts.issuer, opts.timeoutMs, opts.tuning);
+  if (opts.jwksUri) return sharedRemoteSource(runtime, { kind: 'uri', uri: opts.jwksUri }, opts.issuer, opts.timeoutMs, opts.tuning, opts.fetcher);
+  return sharedRemoteSource(runtime, { kind: 'discovery', issuer: opts.issuer }, opts.issuer, opts.timeoutMs, opts.tuning, opts.fetcher);
 }
 
 /**
@@ -58,7 +61,7 @@ export function createJwtValidator(runtime: Runtime, opts: JwtValidatorOptions):
   const timeoutMs = opts.timeoutMs ?? DEFAULT_JWKS_TIMEOUT_MS;
   let source: KeySource;
   try {
-    source = createKeySource(runtime, { issuer: opts.issuer, jwksUri: opts.jwksUri, jwks: opts.jwks, timeoutMs, tuning });
+    source = createKeySource(runtime, { issuer: opts.issuer, jwksUri: opts.jwksUri, jwks: opts.jwks, timeoutMs, tuning, fetcher: opts.fetcher });
   } catch (e) {
     const message = (e as Error).message;
     return {

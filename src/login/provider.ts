@@ -11,6 +11,7 @@
 import { createHash, createPrivateKey, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Runtime } from '../core/runtime.js';
+import { documentFetcherOn } from '../jwt/jwks-fetch.js';
 import { createJwtValidator, type JwtValidator } from '../jwt/jwt-validator.js';
 import { HttpPostClient } from '../net/http-post.js';
 
@@ -99,6 +100,8 @@ export class OidcProvider {
   private inflight: Promise<ProviderMetadata | RemoteFailure> | null = null;
   private readonly post: HttpPostClient;
   private readonly validators = new Map<string, JwtValidator>();
+  /** A digest of the caFile's PEM ('' without one). */
+  private readonly caId: string;
 
   constructor(
     private readonly runtime: Runtime,
@@ -108,6 +111,7 @@ export class OidcProvider {
     ca: string | undefined,
   ) {
     this.post = new HttpPostClient(ca ? { ca } : {});
+    this.caId = ca ? createHash('sha256').update(ca).digest('base64url').slice(0, 16) : '';
     // Everything overridden: no discovery needed.
     const o = override;
     if (o.authorizationEndpoint && o.tokenEndpoint && o.jwksUri) {
@@ -218,7 +222,9 @@ export class OidcProvider {
     const key = `${clientId}\0${meta.jwksUri}`;
     let v = this.validators.get(key);
     if (!v) {
-      v = createJwtValidator(this.runtime, { issuer: this.issuer, audiences: [clientId], jwksUri: meta.jwksUri, timeoutMs: this.timeoutMs, cache: false });
+      // With a caFile, the JWKS comes through the same client (and CA) as discovery and the token endpoint.
+      const fetcher = this.caId ? { id: `login-ca:${this.caId}`, fetch: documentFetcherOn((url, o) => this.post.get(url, o)) } : undefined;
+      v = createJwtValidator(this.runtime, { issuer: this.issuer, audiences: [clientId], jwksUri: meta.jwksUri, timeoutMs: this.timeoutMs, cache: false, fetcher });
       this.validators.set(key, v);
     }
     return v;
