@@ -109,13 +109,6 @@ export function compileUpstream(u: RawUpstream = {}, mode: 'Impersonation' | 'De
   };
 }
 
-/**
- * Upstream gets only the exchanged token: the location of every admitted
- * identity and every header / query parameter / cookie token location of every jwtRule that
- * applies to the workload is removed (a second user token at another rule's location must
- * not travel next to the exchanged one), as are client-sent actor/identity headers. The
- * output header itself is never removed.
- */
 /** Where the admitted identities' and the rules' tokens were found on this request. */
 interface Found {
   readonly headers: string[];
@@ -147,6 +140,13 @@ function removeHeader(up: CheckState['upstream'], out: string, h: string): void 
   up.removeHeader(h);
 }
 
+/**
+ * Upstream gets only the exchanged token: the location of every admitted
+ * identity and every header / query parameter / cookie token location of every jwtRule that
+ * applies to the workload is removed (a second user token at another rule's location must
+ * not travel next to the exchanged one), as are client-sent actor/identity headers. The
+ * output header itself is never removed.
+ */
 export function applyUpstream(state: CheckState, u: CompiledUpstream, subject: Identity, actor: Identity | null, value: string): void {
   const up = state.upstream;
   const ctx = state.ctx;

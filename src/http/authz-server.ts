@@ -323,7 +323,8 @@ export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opt
 /** The HTTP/2 header list size (RFC 9113 §6.5.2: name and value octets plus 32 per field). */
 export function h2HeaderListSize(raw: readonly string[]): number {
   let n = 0;
-  for (let i = 0; i < raw.length; i++) n += Buffer.byteLength(raw[i]!, 'latin1');
+  // one byte per character: Node reads HTTP/2 header fields as latin1
+  for (let i = 0; i < raw.length; i++) n += raw[i]!.length;
   return n + 16 * raw.length;
 }
 

@@ -85,11 +85,7 @@ export async function fetchJsonDocument(runtime: Runtime, url: string, timeoutMs
       signal: AbortSignal.timeout(timeoutMs),
     });
   } catch (e) {
-    const name = (e as { name?: string })?.name;
-    if (name === 'TimeoutError' || name === 'AbortError') throw new FetchError('timeout', `no answer within ${timeoutMs}ms`);
-    const cause = (e as { cause?: { code?: string } })?.cause?.code;
-    // The message may quote the URL (e.g. "...a URL that includes credentials: <url>").
-    throw new FetchError('network_error', cause ?? sanitizeRemoteText(redactUrlsIn((e as Error)?.message ?? String(e)), 120));
+    throw requestFailure(e, timeoutMs);
   }
   if (!res.ok) {
     void res.body?.cancel().catch(() => undefined);
@@ -104,13 +100,24 @@ export async function fetchJsonDocument(runtime: Runtime, url: string, timeoutMs
     const name = (e as { name?: string })?.name;
     throw new FetchError(name === 'TimeoutError' || name === 'AbortError' ? 'timeout' : 'network_error', 'body read failed');
   }
-  let body: unknown;
+  return { body: parseDocument(text), maxAgeMs: cacheControlMaxAgeMs(res.headers.get('cache-control')) };
+}
+
+/** A request that got no answer: timed out or aborted, else a network error (never the URL's credentials). */
+function requestFailure(e: unknown, timeoutMs: number): FetchError {
+  const name = (e as { name?: string })?.name;
+  if (name === 'TimeoutError' || name === 'AbortError') return new FetchError('timeout', `no answer within ${timeoutMs}ms`);
+  const cause = (e as { cause?: { code?: string } })?.cause?.code;
+  // The message may quote the URL (e.g. "...a URL that includes credentials: <url>").
+  return new FetchError('network_error', cause ?? sanitizeRemoteText(redactUrlsIn((e as Error)?.message ?? String(e)), 120));
+}
+
+function parseDocument(text: string): unknown {
   try {
-    body = JSON.parse(text);
+    return JSON.parse(text) as unknown;
   } catch {
     throw new FetchError('invalid', 'not JSON');
   }
-  return { body, maxAgeMs: cacheControlMaxAgeMs(res.headers.get('cache-control')) };
 }
 
 /** How a remote key source GETs a JSON document (fetchJsonDocument by default). */
@@ -131,17 +138,10 @@ export function documentFetcherOn(get: CappedGet): DocumentFetcher {
       r = await get(url, { headers: { accept: 'application/json' }, timeoutMs, maxBytes });
     } catch (e) {
       if (e instanceof BodyTooLargeError) throw new FetchError('invalid', `document larger than ${maxBytes} bytes`);
-      const name = (e as { name?: string })?.name;
-      if (name === 'TimeoutError' || name === 'AbortError') throw new FetchError('timeout', `no answer within ${timeoutMs}ms`);
-      const cause = (e as { cause?: { code?: string } })?.cause?.code;
-      throw new FetchError('network_error', cause ?? 'request failed');
+      throw requestFailure(e, timeoutMs);
     }
     if (r.status < 200 || r.status >= 300) throw new FetchError('http_error', `HTTP ${r.status}`);
-    try {
-      return { body: JSON.parse(r.text) as unknown, maxAgeMs: undefined };
-    } catch {
-      throw new FetchError('invalid', 'not JSON');
-    }
+    return { body: parseDocument(r.text), maxAgeMs: undefined };
   };
 }
 
