@@ -68,6 +68,9 @@ export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opt
   const recorder = new CheckRecorder(runtime, 'http', opts.decisionSink);
   const maxHeaderBytes = opts.maxHeaderBytes ?? DEFAULT_HTTP_AUTHZ.maxHeaderBytes;
   const keepAliveMs = opts.keepAliveTimeoutMs ?? 75_000;
+  // A request head over the limit, on HTTP/1.1 (node:http's parser) and HTTP/2 (handle) alike.
+  const HEAD_TOO_LARGE = `request head over httpAuthz.maxHeaderBytes (${maxHeaderBytes})`;
+  const HEAD_TOO_LARGE_BODY = 'ext_authz: request header fields too large';
   // HTTP/1 connections (an http.Server that does not listen itself does not track the
   // connections handed to it) and those with a request in flight, for a graceful close.
   const h1Sockets = new Set<Socket>();
@@ -194,8 +197,8 @@ export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opt
     // HTTP/2 has no head-size error of its own: a header list over the limit (but under the
     // hard cap advertised in SETTINGS) is answered 431 and counted, as on HTTP/1.1.
     if (req.httpVersion === '2.0' && h2HeaderListSize(req.rawHeaders) > maxHeaderBytes) {
-      recorder.record(state.config, { ...internalDecision('ERR_BAD_REQUEST', `request head over httpAuthz.maxHeaderBytes (${maxHeaderBytes})`, '', null), httpStatus: 431 }, 0);
-      return write(res, { status: 431, headers: ['content-type', TEXT], body: 'ext_authz: request header fields too large' }, closing);
+      recorder.record(state.config, { ...internalDecision('ERR_BAD_REQUEST', HEAD_TOO_LARGE, '', null), httpStatus: 431 }, 0);
+      return write(res, { status: 431, headers: ['content-type', TEXT], body: HEAD_TOO_LARGE_BODY }, closing);
     }
     const x: Exchange = {
       method: req.method ?? 'GET',
@@ -214,10 +217,10 @@ export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opt
   h1.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     if (!String(err.code ?? '').startsWith('HPE_') || !socket.writable) return void socket.destroy();
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-    const message = status === 431 ? `request head over httpAuthz.maxHeaderBytes (${maxHeaderBytes})` : `unparsable HTTP request (${err.code})`;
+    const message = status === 431 ? HEAD_TOO_LARGE : `unparsable HTTP request (${err.code})`;
     const cfg = state.config;
     recorder.record(cfg, { ...internalDecision('ERR_BAD_REQUEST', message, '', null), httpStatus: status }, 0);
-    const body = status === 431 ? 'ext_authz: request header fields too large' : 'ext_authz: bad request';
+    const body = status === 431 ? HEAD_TOO_LARGE_BODY : 'ext_authz: bad request';
     socket.end(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\nconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
   });
 
