@@ -10,6 +10,13 @@ export function isValidHeaderValue(v: string): boolean {
   return v.indexOf('\r') < 0 && v.indexOf('\n') < 0 && v.indexOf('\0') < 0;
 }
 
+/** RFC 9110 §5.6.2 token (any case): a method, or a header name as HTTP/1.1 writes it. */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+export function isToken(s: string): boolean {
+  return TOKEN.test(s);
+}
+
 export function isValidHeaderName(n: string): boolean {
   return VALID_HEADER_NAME.test(n);
 }

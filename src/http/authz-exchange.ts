@@ -3,6 +3,7 @@
  * node:http and node:http2 requests (wrapped) and the HTTP/1.1 fast path (h1-fast.ts) alike.
  */
 import type { Socket } from 'node:net';
+import { isToken } from '../core/headers.js';
 import type { HttpAnswer } from './authz-response.js';
 
 export interface Exchange {
@@ -18,10 +19,9 @@ export interface Exchange {
   send(a: HttpAnswer): void;
 }
 
-// Node's name check in writeHead (checkIsHttpToken), and its value check for what remains
+// Node's name check in writeHead (checkIsHttpToken: isToken), and its value check for what remains
 // after non-ASCII characters are written as their UTF-8 bytes (wireValue): no control
 // character but HTAB. An answer that would make res.writeHead throw is never half-written.
-const TOKEN = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;
 const INVALID_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/;
 
 /**
@@ -53,7 +53,7 @@ const NON_ASCII = /[^\x00-\x7f]/;
 /** Would node:http write every header of this answer (values through wireValue)? */
 export function writableAnswer(a: HttpAnswer): boolean {
   const h = a.headers;
-  for (let i = 0; i < h.length; i += 2) if (!TOKEN.test(h[i]!) || INVALID_VALUE.test(h[i + 1]!)) return false;
+  for (let i = 0; i < h.length; i += 2) if (!isToken(h[i]!) || INVALID_VALUE.test(h[i + 1]!)) return false;
   return true;
 }
 

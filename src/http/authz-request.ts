@@ -13,6 +13,7 @@
  */
 import type { RawCheckRequest } from '../core/context.js';
 import type { ReasonCode } from '../core/reasons.js';
+import { isToken } from '../core/headers.js';
 import type { HttpAuthzSettings, HttpConvention } from '../config/http-authz-settings.js';
 import { cidrContains, parseIp } from '../match/ip.js';
 
@@ -64,7 +65,6 @@ export interface HopHeaders {
   transferEncoding: string | undefined;
 }
 
-const METHOD = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 function refuse(convention: HttpConvention | null, reason: ReasonCode, message: string, status?: number): Built {
   return { ok: false, convention, reason, message, status };
@@ -289,7 +289,7 @@ export function buildCheckRequest(inb: InboundRequest, s: HttpAuthzSettings, now
     target = originForm(uri.trim());
     host = firstOf(h['x-forwarded-host']) ?? inb.host;
   }
-  if (!METHOD.test(method)) return refuse(convention, 'ERR_BAD_REQUEST', `${convention}: invalid original method`);
+  if (!isToken(method)) return refuse(convention, 'ERR_BAD_REQUEST', `${convention}: invalid original method`);
   if (target === undefined || !target.startsWith('/')) return refuse(convention, 'ERR_BAD_REQUEST', `${convention}: the original URI is not a path`);
   const path = normalizePath(target);
 
