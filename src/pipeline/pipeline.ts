@@ -226,6 +226,8 @@ export function evaluateCheck(
 }
 
 const NO_IDENTITIES: readonly Identity[] = Object.freeze([]);
+/** Node's longest timer: a longer one fires at once (TimeoutOverflowWarning) instead of never. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * The per-Check state. The abort controller is made only when a stage asks for the signal
@@ -275,7 +277,7 @@ async function raceDeadline(
         (state.abort ??= new AbortController()).abort(new Error('check deadline'));
         trace?.add('respond', 'deadline reached before a decision: 503');
         resolve(internalDecision('ERR_DEADLINE', 'deadline reached before a decision', requestId, trace, state.ctx));
-      }, Math.max(0, answerBy - runtime.now()));
+      }, Math.min(MAX_TIMER_MS, Math.max(0, answerBy - runtime.now())));
       timer.unref?.();
     });
     return await Promise.race([work, timeout]);
