@@ -31,12 +31,39 @@ export interface HttpAuthzSettings {
   /** nginx: headers carrying the original request URI and method (`proxy_set_header`). */
   readonly nginx: { readonly uriHeader: string; readonly methodHeader: string };
   /**
+   * Derived: the request headers only a trusted proxy may send (FORWARDED_HEADERS, then the
+   * nginx ones), in the order a refusal names the first one present.
+   */
+  readonly forwardedHeaders: ReadonlySet<string>;
+  /**
    * HTTP/1.1 connections parse a strict subset of requests themselves (anything outside it goes
    * to node:http for the rest of the connection); false = node:http for every connection. Read
    * when a connection is accepted.
    */
   readonly http1FastPath: boolean;
 }
+
+/** Headers that describe the original request or its client: believed only from trusted proxies. */
+export const FORWARDED_HEADERS: readonly string[] = Object.freeze([
+  'forwarded',
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  'x-forwarded-port',
+  'x-forwarded-uri',
+  'x-forwarded-method',
+  'x-forwarded-prefix',
+  'x-real-ip',
+  'x-original-uri',
+  'x-original-url',
+  'x-original-method',
+]);
+
+function forwardedSet(nginx: HttpAuthzSettings['nginx']): ReadonlySet<string> {
+  return new Set([...FORWARDED_HEADERS, nginx.uriHeader, nginx.methodHeader]);
+}
+
+const DEFAULT_NGINX = Object.freeze({ uriHeader: 'x-original-uri', methodHeader: 'x-original-method' });
 
 export const DEFAULT_HTTP_AUTHZ: HttpAuthzSettings = Object.freeze({
   address: '',
@@ -45,7 +72,8 @@ export const DEFAULT_HTTP_AUTHZ: HttpAuthzSettings = Object.freeze({
   managedHeaders: Object.freeze(['authorization']),
   maxHeaderBytes: 65_536,
   maxBodyBytes: 65_536,
-  nginx: Object.freeze({ uriHeader: 'x-original-uri', methodHeader: 'x-original-method' }),
+  nginx: DEFAULT_NGINX,
+  forwardedHeaders: forwardedSet(DEFAULT_NGINX),
   http1FastPath: true,
 }) as HttpAuthzSettings;
 
@@ -103,6 +131,7 @@ export function finishHttpAuthz(s: HttpAuthzSpec, path: Path, ctx: ValidationCon
   const uriHeader = headerName(s.nginx?.uriHeader ?? d.nginx.uriHeader, [...path, 'nginx', 'uriHeader'], ctx);
   const methodHeader = headerName(s.nginx?.methodHeader ?? d.nginx.methodHeader, [...path, 'nginx', 'methodHeader'], ctx);
   if (!ok || !uriHeader || !methodHeader) return undefined;
+  const nginx = Object.freeze({ uriHeader, methodHeader });
   return Object.freeze({
     address: s.address ?? d.address,
     mode: s.mode ?? d.mode,
@@ -110,7 +139,8 @@ export function finishHttpAuthz(s: HttpAuthzSpec, path: Path, ctx: ValidationCon
     managedHeaders: Object.freeze(managed),
     maxHeaderBytes: s.maxHeaderBytes ?? d.maxHeaderBytes,
     maxBodyBytes: s.maxBodyBytes ?? d.maxBodyBytes,
-    nginx: Object.freeze({ uriHeader, methodHeader }),
+    nginx,
+    forwardedHeaders: forwardedSet(nginx),
     http1FastPath: s.http1FastPath ?? d.http1FastPath,
   });
 }

@@ -39,22 +39,6 @@ export type Built =
 
 const CONVENTIONS: readonly string[] = ['envoy', 'nginx', 'traefik'];
 
-/** Headers that describe the original request or its client: believed only from trusted proxies. */
-const FORWARDED = [
-  'forwarded',
-  'x-forwarded-for',
-  'x-forwarded-host',
-  'x-forwarded-proto',
-  'x-forwarded-port',
-  'x-forwarded-uri',
-  'x-forwarded-method',
-  'x-forwarded-prefix',
-  'x-real-ip',
-  'x-original-uri',
-  'x-original-url',
-  'x-original-method',
-];
-
 /** Hop-by-hop headers of the authorization hop (RFC 9110 §7.6.1) and its own framing. */
 const NOT_FORWARDED = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'content-length', 'host']);
 
@@ -109,32 +93,19 @@ export function isTrustedPeer(peer: string, s: HttpAuthzSettings): boolean {
   return false;
 }
 
-/** The forwarded header names of the last settings seen (FORWARDED and the nginx ones). */
-let namesFor: HttpAuthzSettings | null = null;
-let forwardedNames: ReadonlySet<string> = new Set();
-let inherited = false;
-
-/** The first forwarded header present: what only a trusted peer may send. */
+/** The first forwarded header present (settings' forwardedHeaders): what only a trusted peer may send. */
 function forwardedHeader(h: Headers, s: HttpAuthzSettings): string | undefined {
-  if (s !== namesFor) {
-    forwardedNames = new Set([...FORWARDED, s.nginx.uriHeader, s.nginx.methodHeader]);
-    inherited = s.nginx.uriHeader in Object.prototype || s.nginx.methodHeader in Object.prototype;
-    namesFor = s;
-  }
+  const names = s.forwardedHeaders;
   // Usually none is present: one pass over the request's few headers says so.
-  if (!inherited) {
-    let any = false;
-    for (const k in h) {
-      if (forwardedNames.has(k)) {
-        any = true;
-        break;
-      }
+  let any = false;
+  for (const k in h) {
+    if (names.has(k)) {
+      any = true;
+      break;
     }
-    if (!any) return undefined;
   }
-  for (const n of FORWARDED) if (h[n] !== undefined) return n;
-  if (h[s.nginx.uriHeader] !== undefined) return s.nginx.uriHeader;
-  if (h[s.nginx.methodHeader] !== undefined) return s.nginx.methodHeader;
+  if (!any) return undefined;
+  for (const n of names) if (Object.prototype.hasOwnProperty.call(h, n)) return n;
   return undefined;
 }
 

@@ -76,6 +76,16 @@ describe('trust', () => {
     const custom = settings('{nginx: {uriHeader: X-Uri}}');
     expect(buildCheckRequest(inbound({ url: '/nginx', headers: { 'x-uri': '/' } }), custom, 0)).toMatchObject({ ok: false, reason: 'ERR_UNTRUSTED_PROXY' });
   });
+
+  it('a configured nginx header named like an Object property is looked up as a header only', () => {
+    // `constructor` is on every plain object's prototype: absent from the request, it is absent.
+    const odd = settings('{nginx: {uriHeader: constructor, methodHeader: toString}}');
+    expect(odd.forwardedHeaders.has('constructor')).toBe(true);
+    expect(buildCheckRequest(inbound({ url: '/envoy/x', peer: '192.168.0.1', headers: { host: 'h' } }), odd, 0)).toMatchObject({ ok: true });
+    const b = buildCheckRequest(inbound({ url: '/envoy/x', peer: '192.168.0.1', headers: { host: 'h', tostring: 'GET' } }), odd, 0);
+    expect(b).toMatchObject({ ok: false, reason: 'ERR_UNTRUSTED_PROXY' });
+    expect(!b.ok && b.message).toContain('tostring');
+  });
 });
 
 describe('buildCheckRequest', () => {
