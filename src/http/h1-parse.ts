@@ -79,7 +79,7 @@ export function parseHead(buf: Buffer, maxHeaderBytes: number, maxBodyBytes: num
     let b = eol;
     while (a < b && isOws(s.charCodeAt(a))) a++;
     while (b > a && isOws(s.charCodeAt(b - 1))) b--;
-    const name = s.slice(i, colon);
+    const name = known(s, i, colon);
     const value = s.slice(a, b);
     i = eol + 2;
     if (rawHeaders.push(name, value) > 2 * MAX_FIELDS) return HAND_OVER;
@@ -122,6 +122,32 @@ export function parseHead(buf: Buffer, maxHeaderBytes: number, maxBodyBytes: num
     for (let k = 1; k < rawHeaders.length; k += 2) rawHeaders[k] = Buffer.from(rawHeaders[k]!, 'latin1').toString('utf8');
   }
   return { method, url, rawHeaders, headLength, contentLength: contentLength < 0 ? 0 : contentLength, close };
+}
+
+/**
+ * Header names most requests carry, as string constants: a name sent exactly so (lower case,
+ * as Envoy, nginx and Traefik send them) is returned as the constant instead of a new string,
+ * so the header object built from it (headersOf) needs no hashing and no string-table lookup
+ * of a fresh key. Any other name is a fresh slice.
+ */
+const KNOWN: readonly (readonly string[])[] = (() => {
+  const byLength: string[][] = [];
+  for (const n of [
+    'host', 'accept', 'cookie', 'user-agent', 'connection', 'content-type', 'x-request-id', 'authorization',
+    'content-length', 'accept-encoding', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host',
+    'x-forwarded-method', 'x-forwarded-uri', 'x-original-uri', 'x-original-method', 'x-real-ip',
+    'mcp-session-id', 'mcp-protocol-version', 'x-envoy-expected-rq-timeout-ms', 'x-envoy-internal',
+    'x-forwarded-client-cert', 'x-b3-traceid', 'x-b3-spanid', 'x-b3-sampled', 'traceparent', 'tracestate',
+  ]) (byLength[n.length] ??= []).push(n);
+  return byLength;
+})();
+
+function known(s: string, from: number, to: number): string {
+  const candidates = KNOWN[to - from];
+  if (candidates !== undefined) {
+    for (const n of candidates) if (s.startsWith(n, from)) return n;
+  }
+  return s.slice(from, to);
 }
 
 /**

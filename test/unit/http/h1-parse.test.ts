@@ -27,6 +27,11 @@ describe('parseHead', () => {
     expect(parse('GET / HTTP/1.1\r\nHost: h\r\nConnection: Keep-Alive\r\n\r\n')).toMatchObject({ contentLength: 0, close: false });
   });
 
+  it('gives header names exactly as sent: common ones in any case, and names one character off them', () => {
+    const h = parse('GET / HTTP/1.1\r\nhost: h\r\nAuthorization: a\r\nauthorization: b\r\nx-request-idx: c\r\nx-request-i: d\r\n\r\n');
+    expect(h).toMatchObject({ rawHeaders: ['host', 'h', 'Authorization', 'a', 'authorization', 'b', 'x-request-idx', 'c', 'x-request-i', 'd'] });
+  });
+
   it('waits for the rest of a head that is still strict so far', () => {
     for (const s of ['G', 'GET /x HTTP/1.1', 'GET /x HTTP/1.1\r', 'GET /x HTTP/1.1\r\nHost: h\r\n', 'GET /x HTTP/1.1\r\nHost: h\r\n\r']) expect(parse(s), s).toBe(INCOMPLETE);
   });
