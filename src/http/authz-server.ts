@@ -310,6 +310,8 @@ export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opt
       closing = true;
       return new Promise((resolve) => {
         outer.close(() => resolve());
+        // Answers made this turn go out before idle connections end.
+        fast.flushHeld();
         // Idle connections now; busy ones once their answer is out (sent with Connection: close).
         for (const sock of h1Sockets) if (!busy.has(sock)) sock.destroy();
         for (const s of sessions) s.close();

@@ -137,6 +137,11 @@ export class FastPath {
     if (this.held.push(s) === 1) setImmediate(this.release);
   }
 
+  /** Write every held answer now (a graceful close is about to end idle connections). */
+  flushHeld(): void {
+    this.release();
+  }
+
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
