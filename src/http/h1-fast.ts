@@ -128,7 +128,8 @@ export class FastPath {
    * one turn reads requests from many connections; written at once, every answer would wake
    * the sleeping peer (a proxy's event loop) with its own write system call, while answers
    * written back to back after the reads wake it once per burst. Measured on loopback with
-   * 64 keep-alive connections: the write system call went from 9.4 to 6.9 µs per answer.
+   * 64 keep-alive connections: the socket write (system call included) went from 9.4 to 6.9 µs
+   * per answer, the whole request from 20-22 to 18 µs of server CPU.
    * Idempotent within a turn.
    */
   hold(s: Socket): void {
