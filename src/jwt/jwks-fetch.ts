@@ -5,6 +5,7 @@
  * is shown (descriptions, logs, error text).
  */
 import type { Runtime } from '../core/runtime.js';
+import { timerDelay } from '../core/timers.js';
 import { BodyTooLargeError, readCapped } from '../net/read-capped.js';
 import { sanitizeRemoteText } from '../observability/redact.js';
 
@@ -47,7 +48,7 @@ export async function boundedWait(p: Promise<unknown>, signal: AbortSignal | und
         () => undefined,
       ),
       new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, Math.max(0, ms));
+        timer = setTimeout(resolve, timerDelay(ms));
         timer.unref?.();
         if (signal) {
           onAbort = () => resolve();
@@ -82,7 +83,7 @@ export async function fetchJsonDocument(runtime: Runtime, url: string, timeoutMs
       method: 'GET',
       headers: { accept: 'application/json' },
       redirect: 'follow',
-      signal: AbortSignal.timeout(timeoutMs),
+      signal: AbortSignal.timeout(timerDelay(timeoutMs)),
     });
   } catch (e) {
     throw requestFailure(e, timeoutMs);

@@ -19,6 +19,7 @@
  */
 import type { Runtime } from '../core/runtime.js';
 import type { StatusReport, StatusReporter } from '../core/status.js';
+import { timerDelay } from '../core/timers.js';
 import { sanitizeRemoteText } from '../observability/redact.js';
 import { boundedWait, discoveryUrl, FetchError, fetchJsonDocument, redactUrl, redactUrlsIn, type DocumentFetcher } from './jwks-fetch.js';
 import { parseJwks, type KeySet } from './keys.js';
@@ -224,7 +225,7 @@ export class RemoteKeySource implements KeySource, StatusReporter {
   private schedule(delayMs: number): void {
     if (this.disposed) return;
     if (this.timer) clearTimeout(this.timer);
-    const d = Math.min(Math.max(0, delayMs), 2_147_000_000);
+    const d = timerDelay(delayMs);
     this.timer = setTimeout(() => {
       this.timer = null;
       if (!this.disposed) void this.fetchNow();

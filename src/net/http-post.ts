@@ -12,6 +12,7 @@
  */
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { timerDelay } from '../core/timers.js';
 import { BodyTooLargeError, MAX_RESPONSE_BYTES } from './read-capped.js';
 
 export interface PostAnswer {
@@ -100,7 +101,7 @@ export class HttpPostClient {
       const timer = setTimeout(() => {
         req.destroy();
         finish(namedError('TimeoutError', `no answer within ${o.timeoutMs}ms`));
-      }, o.timeoutMs);
+      }, timerDelay(o.timeoutMs));
       timer.unref?.();
       const onAbort = () => {
         req.destroy();

@@ -10,6 +10,7 @@ import type { CompiledConfig } from './compile.js';
 import { REASONS, type ReasonCode } from '../core/reasons.js';
 import { isValidHeaderName, isValidHeaderValue } from '../core/headers.js';
 import { isCanonicalPath } from '../core/path.js';
+import { timerDelay } from '../core/timers.js';
 import { exchange } from '../exchange/index.js';
 import type { CompiledMcpServer } from '../mcp/index.js';
 import { mcpAfterAuthn, mcpAuthorize, mcpBeforeAuthn, mcpRecord, type McpPhaseState } from './mcp-phases.js';
@@ -226,8 +227,6 @@ export function evaluateCheck(
 }
 
 const NO_IDENTITIES: readonly Identity[] = Object.freeze([]);
-/** Node's longest timer: a longer one fires at once (TimeoutOverflowWarning) instead of never. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * The per-Check state. The abort controller is made only when a stage asks for the signal
@@ -277,7 +276,7 @@ async function raceDeadline(
         (state.abort ??= new AbortController()).abort(new Error('check deadline'));
         trace?.add('respond', 'deadline reached before a decision: 503');
         resolve(internalDecision('ERR_DEADLINE', 'deadline reached before a decision', requestId, trace, state.ctx));
-      }, Math.min(MAX_TIMER_MS, Math.max(0, answerBy - runtime.now())));
+      }, timerDelay(answerBy - runtime.now()));
       timer.unref?.();
     });
     return await Promise.race([work, timeout]);

@@ -78,7 +78,7 @@ describe('a deadline further away than a timer can wait', () => {
     });
     await new Promise<void>((r) => idp.listen(0, '127.0.0.1', () => r()));
     const port = (idp.address() as AddressInfo).port;
-    const rule = (iss: string, path: string) => `  - issuer: ${iss}\n    jwksUri: http://127.0.0.1:${port}${path}\n    timeout: 30s\n`;
+    const rule = (iss: string, path: string, timeout = '30s') => `  - issuer: ${iss}\n    jwksUri: http://127.0.0.1:${port}${path}\n    timeout: ${timeout}\n`;
     t = await startTestServer(
       {
         'ra.yaml': `apiVersion: security.istio.io/v1
@@ -86,13 +86,14 @@ kind: RequestAuthentication
 metadata: {name: held, namespace: default}
 spec:
   jwtRules:
-${rule('https://http.example', '/http')}`,
+${rule('https://http.example', '/http')}${rule('https://long.example', '/long', '720h')}`,
       },
       { httpAuthz: true },
     );
   });
   afterAll(async () => {
     release('/http');
+    release('/long');
     await t?.close();
     idp?.closeAllConnections();
     await new Promise((r) => idp?.close(r));
@@ -114,5 +115,14 @@ ${rule('https://http.example', '/http')}`,
     release('/http');
     const reply = await pending;
     expect(reply.status).toBe(200);
+  });
+
+  it('waits for a JWKS whose jwtRules timeout is 30 days (720h) instead of timing the fetch out at once', async () => {
+    const pending = t.check(httpRequest({ headers: { authorization: `Bearer ${await token('https://long.example')}` } }));
+    await new Promise((r) => setTimeout(r, 100));
+    release('/long');
+    const resp = await pending;
+    expect(resp.status?.code).toBe(0);
+    expect(resp.ok_response).toBeDefined();
   });
 });
