@@ -2,10 +2,10 @@
  * Every Check is answered explicitly before the caller's gRPC deadline, even when an
  * identity provider hangs: Envoy never has to fall back to failure_mode_allow/status_on_error.
  */
-import { createServer, type Server, type ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startHeldJwks, type HeldJwks } from '../helpers/held-jwks.js';
 import { httpCall } from '../helpers/http-authz.js';
 import { httpRequest, startTestServer, type TestServer } from '../helpers/server.js';
 
@@ -52,33 +52,16 @@ spec:
   });
 });
 
-describe('a deadline further away than a timer can wait', () => {
-  // The JWKS server holds every request until the test releases its path, so the Check below
-  // is still waiting for keys when a 1 ms deadline timer would fire.
-  let idp: Server;
+describe('delays longer than a Node timer can wait (over 2^31-1 ms)', () => {
+  // Each JWKS server holds its answer until the test releases it, so the Check is still waiting
+  // for keys when a delay turned into 1 ms by Node would fire.
   let t: TestServer;
-  const held = new Map<string, ServerResponse[]>();
-  const released = new Set<string>();
-  let jwks = '';
-  const keys: Record<string, CryptoKey> = {};
-  const release = (path: string): void => {
-    released.add(path);
-    for (const res of held.get(path) ?? []) res.end(jwks);
-    held.delete(path);
-  };
+  let viaHttp: HeldJwks;
+  let longTimeout: HeldJwks;
   beforeAll(async () => {
-    const pair = await generateKeyPair('ES256');
-    keys.k = pair.privateKey;
-    jwks = JSON.stringify({ keys: [{ ...(await exportJWK(pair.publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' }] });
-    idp = createServer((req, res) => {
-      res.setHeader('content-type', 'application/json');
-      const path = req.url ?? '';
-      if (released.has(path)) return void res.end(jwks);
-      held.set(path, [...(held.get(path) ?? []), res]);
-    });
-    await new Promise<void>((r) => idp.listen(0, '127.0.0.1', () => r()));
-    const port = (idp.address() as AddressInfo).port;
-    const rule = (iss: string, path: string, timeout = '30s') => `  - issuer: ${iss}\n    jwksUri: http://127.0.0.1:${port}${path}\n    timeout: ${timeout}\n`;
+    viaHttp = await startHeldJwks('https://http.example');
+    longTimeout = await startHeldJwks('https://long.example');
+    const rule = (iss: string, url: string, timeout: string) => `  - issuer: ${iss}\n    jwksUri: ${url}\n    timeout: ${timeout}\n`;
     t = await startTestServer(
       {
         'ra.yaml': `apiVersion: security.istio.io/v1
@@ -86,20 +69,19 @@ kind: RequestAuthentication
 metadata: {name: held, namespace: default}
 spec:
   jwtRules:
-${rule('https://http.example', '/http')}${rule('https://long.example', '/long', '720h')}`,
+${rule('https://http.example', viaHttp.url, '30s')}${rule('https://long.example', longTimeout.url, '720h')}`,
       },
       { httpAuthz: true },
     );
   });
   afterAll(async () => {
-    release('/http');
-    release('/long');
+    viaHttp?.release();
+    longTimeout?.release();
     await t?.close();
-    idp?.closeAllConnections();
-    await new Promise((r) => idp?.close(r));
+    await viaHttp?.close();
+    await longTimeout?.close();
   });
 
-  const token = (iss: string) => new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).setIssuer(iss).setSubject('u').setExpirationTime('10m').sign(keys.k!);
   // 35 days: over 2^31-1 ms, which Node would turn into a 1 ms timer (TimeoutOverflowWarning).
   // Only the HTTP transport can carry it: grpc-js reads a grpc-timeout that long as a deadline
   // already passed (it truncates the milliseconds to 32 bits), and the Check says ERR_DEADLINE.
@@ -109,18 +91,18 @@ ${rule('https://http.example', '/http')}${rule('https://long.example', '/long', 
     const pending = httpCall(t.server.httpAuthzAddress, {
       method: 'GET',
       path: '/envoy/api',
-      headers: { host: 'api.example', authorization: `Bearer ${await token('https://http.example')}`, 'x-envoy-expected-rq-timeout-ms': String(FAR_MS) },
+      headers: { host: 'api.example', authorization: `Bearer ${await viaHttp.sign('u')}`, 'x-envoy-expected-rq-timeout-ms': String(FAR_MS) },
     });
     await new Promise((r) => setTimeout(r, 100));
-    release('/http');
+    viaHttp.release();
     const reply = await pending;
     expect(reply.status).toBe(200);
   });
 
   it('waits for a JWKS whose jwtRules timeout is 30 days (720h) instead of timing the fetch out at once', async () => {
-    const pending = t.check(httpRequest({ headers: { authorization: `Bearer ${await token('https://long.example')}` } }));
+    const pending = t.check(httpRequest({ headers: { authorization: `Bearer ${await longTimeout.sign('u')}` } }));
     await new Promise((r) => setTimeout(r, 100));
-    release('/long');
+    longTimeout.release();
     const resp = await pending;
     expect(resp.status?.code).toBe(0);
     expect(resp.ok_response).toBeDefined();

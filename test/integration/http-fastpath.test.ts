@@ -6,15 +6,14 @@
  * graceful close with a request in flight, and a hand-over to node:http mid-connection.
  */
 import { readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { connect } from 'node:http2';
 import { connect as tlsConnect } from 'node:tls';
-import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ServingState } from '../../src/grpc/server.js';
 import { createHttpAuthzServer, type HttpAuthzServer, type HttpAuthzServerOptions } from '../../src/http/authz-server.js';
 import { makeTestPki } from '../helpers/certs.js';
+import { startHeldJwks } from '../helpers/held-jwks.js';
 import { mustCompile } from '../helpers/config.js';
 import { open, parseAnswers, rawExchange, readAnswers } from '../helpers/raw-http.js';
 import { createTestRuntime, type TestRuntime } from '../helpers/runtime.js';
@@ -22,28 +21,7 @@ import { waitUntil } from '../helpers/wait.js';
 
 const ISSUER = 'https://idp.fastpath.test';
 
-/** A JWKS server on loopback whose answers wait until release() (to make the first Check asynchronous). */
-async function startJwks(): Promise<{ url: string; sign(sub: string): Promise<string>; release(): void; requests: number; close(): Promise<void> }> {
-  const { privateKey, publicKey } = await generateKeyPair('ES256');
-  const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' };
-  let release!: () => void;
-  const released = new Promise<void>((r) => (release = r));
-  const state = { requests: 0 };
-  const server: Server = createServer((req, res) => {
-    state.requests++;
-    void released.then(() => res.end(JSON.stringify({ keys: [jwk] })));
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks`,
-    sign: (sub) => new SignJWT({ sub }).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).setIssuer(ISSUER).setExpirationTime('10m').sign(privateKey),
-    release: () => release(),
-    get requests() {
-      return state.requests;
-    },
-    close: () => new Promise((r) => (server.closeAllConnections(), server.close(() => r()))),
-  };
-}
+const startJwks = () => startHeldJwks(ISSUER);
 
 const settings = (extra = '') => `apiVersion: obo-authz.dev/v1alpha1
 kind: Settings
