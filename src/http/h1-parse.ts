@@ -16,6 +16,7 @@
  */
 
 import { isAscii } from 'node:buffer';
+import { FORWARDED_HEADERS } from '../config/http-authz-settings.js';
 
 /** The head is not complete yet (wait for more bytes). */
 export const INCOMPLETE = 0;
@@ -134,10 +135,9 @@ const KNOWN: readonly (readonly string[])[] = (() => {
   const byLength: string[][] = [];
   for (const n of [
     'host', 'accept', 'cookie', 'user-agent', 'connection', 'content-type', 'x-request-id', 'authorization',
-    'content-length', 'accept-encoding', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host',
-    'x-forwarded-method', 'x-forwarded-uri', 'x-original-uri', 'x-original-method', 'x-real-ip',
-    'mcp-session-id', 'mcp-protocol-version', 'x-envoy-expected-rq-timeout-ms', 'x-envoy-internal',
-    'x-forwarded-client-cert', 'x-b3-traceid', 'x-b3-spanid', 'x-b3-sampled', 'traceparent', 'tracestate',
+    'content-length', 'accept-encoding', 'mcp-session-id', 'mcp-protocol-version', 'x-envoy-expected-rq-timeout-ms',
+    'x-envoy-internal', 'x-forwarded-client-cert', 'x-b3-traceid', 'x-b3-spanid', 'x-b3-sampled', 'traceparent',
+    'tracestate', ...FORWARDED_HEADERS,
   ]) (byLength[n.length] ??= []).push(n);
   return byLength;
 })();
