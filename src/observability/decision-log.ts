@@ -43,42 +43,96 @@ const BASE = '","service":"obo-authz","name":"obo-authz","component":"decision"'
 const q = jsonString;
 
 /**
+ * `s` made flat now (converting a string to a number makes V8 copy its pieces into one).
+ * A line is a chain of pieces that the line writer copies into one string before encoding
+ * it, piece by piece: a fragment reused on many lines is best one piece, not a chain of its
+ * own. Measured: encoding a line of 25 pieces cost 370 ns, of 4 pieces 150 ns.
+ */
+function flat(s: string): string {
+  Number(s);
+  return s;
+}
+
+/**
  * JSON fragments of values that repeat from line to line (reason codes are a closed set,
  * policy names come from config), kept in small maps emptied when they grow past a bound.
  */
 const FRAGMENTS_MAX = 4096;
 const verdicts = new Map<string, string>();
-const policies = new Map<string, string>();
+const policies = new Map<string, string[]>();
 
-function verdictFragment(allow: boolean, reason: string): string {
-  const key = allow ? reason : `\u0000${reason}`;
+/** `"decision":…,"reason":…` and the transport, as one fragment. */
+function verdictFragment(allow: boolean, reason: string, transport: string | undefined): string {
+  const key = `${allow ? '+' : '-'}${transport ?? ''}\u0000${reason}`;
   let f = verdicts.get(key);
   if (f === undefined) {
-    f = `"decision":"${allow ? 'allow' : 'deny'}","reason":${q(reason)}`;
+    f = flat(`"decision":"${allow ? 'allow' : 'deny'}","reason":${q(reason)}${transport ? `,"transport":${q(transport)}` : ''}`);
     if (verdicts.size >= FRAGMENTS_MAX) verdicts.clear();
     verdicts.set(key, f);
   }
   return f;
 }
 
-function policyFragment(policy: string): string {
-  let f = policies.get(policy);
-  if (f === undefined) {
-    f = `,"policy":${q(policy)}`;
+/** `,"policy":…` and, when there is one, `,"rule":N`, as one fragment. */
+function policyFragment(policy: string, rule: number | undefined): string {
+  let byRule = policies.get(policy);
+  if (byRule === undefined) {
+    byRule = [];
     if (policies.size >= FRAGMENTS_MAX) policies.clear();
-    policies.set(policy, f);
+    policies.set(policy, byRule);
+  }
+  const i = rule === undefined ? 0 : rule + 1;
+  let f = byRule[i];
+  if (f === undefined) {
+    f = flat(`,"policy":${q(policy)}${rule === undefined ? '' : `,"rule":${rule}`}`);
+    // rule indexes are small (rules of one policy); a large one is not kept
+    if (i < 64) byRule[i] = f;
   }
   return f;
 }
 
-let lastTransport = '';
-let lastTransportFragment = '';
-function transportFragment(transport: string): string {
-  if (transport !== lastTransport) {
-    lastTransportFragment = `,"transport":${q(transport)}`;
-    lastTransport = transport;
+/** The head of every line, up to `"request_id":`, made once per millisecond (its time). */
+let headTime = '';
+let headFragment = '';
+function lineHead(time: string): string {
+  if (time !== headTime) {
+    headTime = time;
+    headFragment = flat(`${PREFIX}${time}${BASE},"request_id":`);
   }
-  return lastTransportFragment;
+  return headFragment;
+}
+
+/**
+ * The request's fields (method, host, path, client address) as one fragment, the last one
+ * kept: a proxy's Checks for one route (an MCP server's `/mcp`) repeat it line after line.
+ */
+let lastMethod = '';
+let lastHost = '';
+let lastPath = '';
+let lastIp: string | undefined = '';
+let lastRequestFragment = '';
+function requestFragment(method: string, host: string, path: string, ip: string | undefined): string {
+  if (method !== lastMethod || host !== lastHost || path !== lastPath || ip !== lastIp) {
+    lastMethod = method;
+    lastHost = host;
+    lastPath = path;
+    lastIp = ip;
+    lastRequestFragment = flat(
+      `,"method":${q(c(method, 64))},"host":${q(c(host, ID_MAX))},"path":${q(c(path, LOG_STRING_MAX))}${ip ? `,"client_address":${q(c(ip, 64))}` : ''}`,
+    );
+  }
+  return lastRequestFragment;
+}
+
+/** `,"principal":…`, the last one kept (one client's Checks come in runs). */
+let lastPrincipal = '';
+let lastPrincipalFragment = '';
+function principalFragment(principal: string): string {
+  if (principal !== lastPrincipal) {
+    lastPrincipal = principal;
+    lastPrincipalFragment = flat(`,"principal":${q(c(principal, PRINCIPAL_MAX))}`);
+  }
+  return lastPrincipalFragment;
 }
 
 export type ClientAddressMode = 'remote' | 'peer' | 'none';
@@ -109,21 +163,14 @@ export function decisionLine(
   transport?: string,
   secrets?: SecretRegistry,
 ): string {
-  let s = `${PREFIX}${time}${BASE},"request_id":${q(c(d.requestId, ID_MAX))},${verdictFragment(d.allow, d.reason)}`;
-  if (transport) s += transportFragment(transport);
+  let s = `${lineHead(time)}${q(c(d.requestId, ID_MAX))},${verdictFragment(d.allow, d.reason, transport)}`;
   const r = d.request;
-  if (r) {
-    s += `,"method":${q(c(r.method, 64))},"host":${q(c(r.host, ID_MAX))},"path":${q(c(r.path, LOG_STRING_MAX))}`;
-    if (clientAddress !== 'none') {
-      const ip = clientAddress === 'remote' ? r.remoteIp : r.source.ip;
-      if (ip) s += `,"client_address":${q(c(ip, 64))}`;
-    }
-  }
+  if (r) s += requestFragment(r.method, r.host, r.path, clientAddress === 'none' ? '' : clientAddress === 'remote' ? r.remoteIp : r.source.ip);
   if (!d.allow) s += `,"status":${d.httpStatus},"detail":${q(c(secrets ? secrets.scrub(d.message) : d.message, LOG_STRING_MAX))}`;
   const a = d.attribution;
-  if (a.policy) s += policyFragment(a.policy);
-  if (a.rule !== undefined) s += `,"rule":${a.rule}`;
-  if (d.identity) s += `,"principal":${q(c(d.identity.principal, PRINCIPAL_MAX))}`;
+  if (a.policy) s += policyFragment(a.policy, a.rule);
+  else if (a.rule !== undefined) s += `,"rule":${a.rule}`;
+  if (d.identity) s += principalFragment(d.identity.principal);
   if (d.actor) s += `,"actor":${q(c(d.actor.principal, PRINCIPAL_MAX))}`;
   if (a.audience) s += `,"audience":${q(c(a.audience, PRINCIPAL_MAX))}`;
   if (a.exchangePolicy) s += `,"exchange_policy":${q(a.exchangePolicy)}`;

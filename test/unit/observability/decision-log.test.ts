@@ -148,6 +148,36 @@ describe('decisionLine', () => {
     expect(ours).toMatchObject({ ...decisionLogEntry(d, 1.23456), msg: 'decision', component: 'decision', level: 'info' });
   });
 
+  it('lines in a row that differ in one field each (the fragments kept from line to line) are each the JSON pino would write', () => {
+    // Each step changes one thing that a kept fragment depends on, then changes it back.
+    const steps: Partial<Decision>[] = [];
+    const paths = ['/mcp', '/mcp?x=1', '/api/"q"', '/mcp'];
+    const peers = ['10.0.0.7', '10.0.0.8', '10.0.0.7'];
+    for (const p of paths) steps.push({ request: requestOf({}, p) });
+    for (const peer of peers) steps.push({ request: requestOf({}, '/mcp', peer) });
+    steps.push({ request: requestOf({ host: 'other.example' }) }, { request: requestOf({ 'x-forwarded-for': '203.0.113.9' }) });
+    for (const principal of ['https://idp/u1', 'https://idp/u2', 'https://idp/"u1"', 'https://idp/u1']) steps.push({ identity: identity(principal) });
+    for (const [policy, rule] of [['ns/a', 0], ['ns/a', 1], ['ns/b', 1], ['ns/a', undefined], ['ns/a', 0], ['', 3], ['ns/a', 70], ['ns/a', 70]] as const) {
+      steps.push({ attribution: policy ? { policy, rule } : { rule } });
+    }
+    for (const [allow, reason] of [[true, 'OK'], [false, 'ERR_RBAC_DENIED'], [true, 'OK'], [false, 'ERR_NO_TOKEN']] as const) {
+      steps.push({ allow, reason, httpStatus: allow ? 200 : 403, message: allow ? 'allowed' : 'denied' });
+    }
+    const base = { request: requestOf({}), identity: identity('https://idp/u1'), attribution: { policy: 'ns/a', rule: 0 } };
+    let n = 0;
+    for (const over of steps) {
+      for (const transport of [undefined, 'http', 'grpc']) {
+        const d = decision({ ...base, ...over, requestId: `r${n++}` });
+        const ours = JSON.parse(decisionLine(d, 0.5, isoNow(), 'remote', transport)) as Record<string, unknown>;
+        const theirs = viaPino(d, 0.5);
+        if (transport) theirs['transport'] = transport;
+        delete ours['time'];
+        delete theirs['time'];
+        expect(ours, JSON.stringify(over)).toEqual(theirs);
+      }
+    }
+  });
+
   it('formats the time as toISOString() does, across millisecond and second boundaries', () => {
     const base = Date.UTC(2026, 10, 23, 23, 59, 59, 0);
     for (const off of [0, 1, 9, 10, 99, 100, 999, 1000, 1001, 1010, 86_400_000 + 5, 3]) {
