@@ -13,6 +13,11 @@ export interface Exchange {
   /** [name, value, ...] as node:http's req.rawHeaders. */
   readonly rawHeaders: readonly string[];
   readonly http2: boolean;
+  /**
+   * The transport knows itself whether the connection has a request in flight (the fast
+   * path: its connection's phase), so the server keeps no per-request record for a graceful close.
+   */
+  readonly tracksBusy?: boolean;
   /** The connection: graceful-close bookkeeping and the peer address. */
   readonly socket: Socket;
   /** Send the answer, framed by the transport (called once per request). */

@@ -72,7 +72,8 @@ export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opt
   const HEAD_TOO_LARGE = `request head over httpAuthz.maxHeaderBytes (${maxHeaderBytes})`;
   const HEAD_TOO_LARGE_BODY = 'ext_authz: request header fields too large';
   // HTTP/1 connections (an http.Server that does not listen itself does not track the
-  // connections handed to it) and those with a request in flight, for a graceful close.
+  // connections handed to it) and those of node:http and HTTP/2 with a request in flight, for
+  // a graceful close (the fast path knows its busy connections itself: busySockets).
   const h1Sockets = new Set<Socket>();
   const busy = new Set<unknown>();
   let closing = false;
@@ -88,7 +89,7 @@ export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opt
     if (t.answered) return;
     t.answered = true;
     state.leave();
-    busy.delete(t.x.socket);
+    if (!t.x.tracksBusy) busy.delete(t.x.socket);
     let a: HttpAnswer;
     try {
       a = answerFor(t.convention, d, t.headers, t.s, t.cfg?.settings.reasonHeader ?? false);
@@ -155,7 +156,7 @@ export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opt
       const headers = headersOf(x.rawHeaders, hop);
       t = { x, start, cfg, s, headers, hop, convention: null, answered: false };
       state.enter();
-      busy.add(x.socket);
+      if (!x.tracksBusy) busy.add(x.socket);
       if (read) read(t);
       else run(t, body);
     } catch (e) {
@@ -243,7 +244,6 @@ export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opt
       maxBodyBytes: () => settingsOf(state.config).maxBodyBytes,
       closing: () => closing,
       check: (x, body) => check(x, performance.now(), null, body),
-      bodyPending: (socket) => void busy.add(socket),
       handOver: (socket) => {
         runtime.logger.debug({}, 'http/1.1 connection handed to node:http');
         h1.emit('connection', socket);
@@ -313,7 +313,8 @@ export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opt
         // Answers made this turn go out before idle connections end.
         fast.flushHeld();
         // Idle connections now; busy ones once their answer is out (sent with Connection: close).
-        for (const sock of h1Sockets) if (!busy.has(sock)) sock.destroy();
+        const busyFast = fast.busySockets();
+        for (const sock of h1Sockets) if (!busy.has(sock) && !busyFast.has(sock)) sock.destroy();
         for (const s of sessions) s.close();
         setTimeout(() => {
           fast.stop();

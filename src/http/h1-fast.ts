@@ -28,8 +28,6 @@ export interface FastPathHost {
   closing(): boolean;
   /** Answer one request (the transport-independent part); calls `x.send` exactly once. */
   check(x: Exchange, body: Uint8Array | undefined): void;
-  /** A request's head is in and its body is arriving: the connection counts as busy for a graceful close. */
-  bodyPending(socket: Socket): void;
   /** Give the connection to node:http; its unread bytes are already back on the socket. */
   handOver(socket: Socket): void;
   /** A fault of this code on a connection (it is closed): count and log it. */
@@ -138,6 +136,17 @@ export class FastPath {
     if (this.held.push(s) === 1) setImmediate(this.release);
   }
 
+  /**
+   * The connections with a request in flight (its body arriving, or being answered): a
+   * graceful close waits for their answers. Asked once, at close; per request the phase is
+   * all there is to keep.
+   */
+  busySockets(): Set<Socket> {
+    const out = new Set<Socket>();
+    for (const c of this.conns) if (c.phase === BODY || c.phase === BUSY) out.add(c.socket);
+    return out;
+  }
+
   /** Write every held answer now (a graceful close is about to end idle connections). */
   flushHeld(): void {
     this.release();
@@ -155,6 +164,7 @@ class FastConnection implements Exchange {
   url = '';
   rawHeaders: readonly string[] = [];
   readonly http2 = false;
+  readonly tracksBusy = true;
   phase = IDLE;
   since: number;
   /** Unread bytes, starting at a request boundary (or inside the body of `head`). */
@@ -254,7 +264,6 @@ class FastConnection implements Exchange {
             this.head = h;
             this.phase = BODY;
             this.since = this.fp.clock;
-            this.fp.host.bodyPending(this.socket);
           }
           break;
         }
