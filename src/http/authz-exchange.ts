@@ -65,7 +65,7 @@ export function writableAnswer(a: HttpAnswer): boolean {
 /** The answer's headers with the framing both HTTP/1.1 transports send: content-length, and connection: close while closing. */
 export function framedHeaders(a: HttpAnswer, closing: boolean, http2: boolean): string[] {
   const headers = a.headers;
-  headers.push('content-length', String(Buffer.byteLength(a.body)));
+  headers.push('content-length', a.body === '' ? '0' : String(Buffer.byteLength(a.body)));
   if (closing && !http2) headers.push('connection', 'close');
   return headers;
 }

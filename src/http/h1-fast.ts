@@ -15,6 +15,7 @@
  */
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
+import { flat } from '../core/flat.js';
 import { framedHeaders, type Exchange } from './authz-exchange.js';
 import type { HttpAnswer } from './authz-response.js';
 import { HAND_OVER, INCOMPLETE, parseHead, type Head } from './h1-parse.js';
@@ -100,6 +101,8 @@ export class FastPath {
 
   private dateSecond = -1;
   private dateText = '';
+  /** The head's end for this second: Date, Connection and Keep-Alive, the blank line (keep-alive, close). */
+  private tails: [string, string] = ['', ''];
 
   /** The IMF-fixdate of this second (made once per second, as node:http does). */
   httpDate(): string {
@@ -108,8 +111,15 @@ export class FastPath {
     if (sec !== this.dateSecond) {
       this.dateSecond = sec;
       this.dateText = new Date(ms).toUTCString();
+      this.tails = [flat(`Date: ${this.dateText}\r\n${this.keepAliveHeader}\r\n`), flat(`Date: ${this.dateText}\r\nConnection: close\r\n\r\n`)];
     }
     return this.dateText;
+  }
+
+  /** What ends a head whose answer sets neither Date nor Connection: one string per second. */
+  headTail(close: boolean): string {
+    this.httpDate();
+    return this.tails[close ? 1 : 0];
   }
 
   /** Sockets whose answers wait for the end of this event-loop turn (see `hold`). */
@@ -327,7 +337,7 @@ class FastConnection implements Exchange {
   private write(a: HttpAnswer): void {
     const s = this.socket;
     const status = a.status;
-    let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\n`;
+    let head = statusLine(status);
     let date = false;
     let close = this.closeAfter;
     let connection = false;
@@ -342,9 +352,12 @@ class FastConnection implements Exchange {
         if (v.toLowerCase() === 'close') close = true;
       }
     }
-    if (!date) head += `Date: ${this.fp.httpDate()}\r\n`;
-    if (!connection) head += close ? 'Connection: close\r\n' : this.keepAliveHeader;
-    head += '\r\n';
+    if (!date && !connection) head += this.fp.headTail(close);
+    else {
+      if (!date) head += `Date: ${this.fp.httpDate()}\r\n`;
+      if (!connection) head += close ? 'Connection: close\r\n' : this.keepAliveHeader;
+      head += '\r\n';
+    }
     // Head and body as one UTF-8 string: a non-ASCII header value goes out as its UTF-8 bytes,
     // as node:http writes it after wireValue (authz-exchange.ts). No body for HEAD, 204, 304.
     const withBody = a.body !== '' && !this.headOnly && status !== 204 && status !== 304 && status >= 200;
@@ -364,6 +377,12 @@ class FastConnection implements Exchange {
     this.idle();
     this.pump();
   }
+}
+
+const STATUS_LINES: string[] = [];
+/** `HTTP/1.1 <status> <reason>\r\n`, made once per status. */
+function statusLine(status: number): string {
+  return (STATUS_LINES[status] ??= flat(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\n`));
 }
 
 function destroy(this: Socket): void {
