@@ -13,10 +13,26 @@ export function isValidHeaderValue(v: string): boolean {
 /** RFC 9110 §5.6.2 token (any case): a method, or a header name as HTTP/1.1 writes it. */
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
+/**
+ * Strings already found valid: the names and methods checked on every Check are a few that
+ * repeat (header names from config, the methods a proxy sends), and a set lookup costs a
+ * third of the regular expression. Only valid strings are kept, at most KNOWN_MAX of each
+ * kind (a request can bring new ones: the set is emptied when full).
+ */
+const KNOWN_MAX = 1024;
+const knownTokens = new Set<string>();
+const knownNames = new Set<string>();
+
+function remember(known: Set<string>, s: string): true {
+  if (known.size >= KNOWN_MAX) known.clear();
+  known.add(s);
+  return true;
+}
+
 export function isToken(s: string): boolean {
-  return TOKEN.test(s);
+  return knownTokens.has(s) || (TOKEN.test(s) && remember(knownTokens, s));
 }
 
 export function isValidHeaderName(n: string): boolean {
-  return VALID_HEADER_NAME.test(n);
+  return knownNames.has(n) || (VALID_HEADER_NAME.test(n) && remember(knownNames, n));
 }

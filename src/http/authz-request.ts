@@ -168,7 +168,13 @@ function parseParams(seg: string): Record<string, string> | string {
 }
 
 const NO_EXTENSIONS: Readonly<Record<string, string>> = Object.freeze({});
-const SEGMENTS = new Map<string, { convention: HttpConvention; ext: Readonly<Record<string, string>> }>();
+interface Route {
+  readonly convention: HttpConvention;
+  readonly ext: Readonly<Record<string, string>>;
+}
+const SEGMENTS = new Map<string, Route>();
+let lastSegment = '';
+let lastRoute: Route | undefined;
 
 /** The convention of a request target, its context extensions and what follows the prefix. */
 export function route(url: string, s: HttpAuthzSettings): { convention: HttpConvention; ext: Readonly<Record<string, string>>; rest: string } | string | null {
@@ -182,8 +188,11 @@ export function route(url: string, s: HttpAuthzSettings): { convention: HttpConv
       break;
     }
   }
+  // A proxy sends one prefix over and over: the last one is compared in place, not sliced and hashed.
+  let known = end - 1 === lastSegment.length && url.startsWith(lastSegment, 1) ? lastRoute : undefined;
+  if (known !== undefined) return { convention: known.convention, ext: known.ext, rest: url.slice(end) };
   const seg = url.slice(1, end);
-  let known = SEGMENTS.get(seg);
+  known = SEGMENTS.get(seg);
   if (known === undefined) {
     const semi = seg.indexOf(';');
     const name = semi < 0 ? seg : seg.slice(0, semi);
@@ -194,6 +203,8 @@ export function route(url: string, s: HttpAuthzSettings): { convention: HttpConv
     if (SEGMENTS.size >= 256) SEGMENTS.clear();
     SEGMENTS.set(seg, (known = { convention: name as HttpConvention, ext: Object.freeze(ext) }));
   }
+  lastSegment = seg;
+  lastRoute = known;
   return { convention: known.convention, ext: known.ext, rest: url.slice(end) };
 }
 

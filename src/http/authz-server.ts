@@ -120,12 +120,13 @@ export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opt
       peer: () => x.socket?.remoteAddress ?? '',
       protocol: x.http2 ? 'HTTP/2' : 'HTTP/1.1',
     };
-    const b = buildCheckRequest(inb, t.s, runtime.now(), body);
+    const now = runtime.now();
+    const b = buildCheckRequest(inb, t.s, now, body);
     t.convention = b.convention;
     if (!b.ok) return refuse(t, b.reason, b.message, b.status);
     let r: Decision | Promise<Decision>;
     try {
-      r = evaluateCheck(b.raw, t.cfg, runtime, { deadline: b.deadline, unsupported: httpLimits });
+      r = evaluateCheck(b.raw, t.cfg, runtime, { deadline: b.deadline, now, unsupported: httpLimits });
     } catch (e) {
       return refuse(t, 'ERR_INTERNAL', `evaluate threw: ${e instanceof Error ? e.name : 'unknown'}`);
     }

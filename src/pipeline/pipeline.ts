@@ -31,6 +31,8 @@ export interface EvaluateOptions {
    * before the Decision is final, so the answer, the metric and the decision log agree.
    */
   readonly unsupported?: (up: UpstreamMutations) => string | null;
+  /** The time (ms since epoch) the caller read for this Check, when it read one (saves a clock read); default runtime.now(). */
+  readonly now?: number;
 }
 
 function isPromise<T>(v: T | Promise<T>): v is Promise<T> {
@@ -188,7 +190,7 @@ export function evaluateCheck(
 ): Decision | Promise<Decision> {
   const trace = opts.explain ? new Trace() : null;
   if (!cfg) return internalDecision('ERR_UNAVAILABLE', 'no configuration loaded', '', trace);
-  const now = runtime.now();
+  const now = opts.now ?? runtime.now();
   const settings = cfg.settings;
   const callerDeadline = opts.deadline ?? now + settings.defaultTimeoutMs;
   // Answer `deadlineMargin` before the caller gives up, so Envoy gets our explicit 503.

@@ -39,6 +39,23 @@ describe('route', () => {
     expect(route('/envoy;a=%zz', DEFAULT_HTTP_AUTHZ)).toMatch(/percent-encoding/);
   });
 
+  it('routes each request by its own prefix, whatever prefix came before (the last one is kept)', () => {
+    const seq: [string, unknown][] = [
+      ['/envoy;namespace=a/x', { convention: 'envoy', ext: { namespace: 'a' }, rest: '/x' }],
+      ['/envoy;namespace=a?q', { convention: 'envoy', ext: { namespace: 'a' }, rest: '?q' }],
+      ['/envoy;namespace=b/x', { convention: 'envoy', ext: { namespace: 'b' }, rest: '/x' }],
+      ['/envoy;namespace=a/y', { convention: 'envoy', ext: { namespace: 'a' }, rest: '/y' }],
+      ['/envoy;namespace=ab/y', { convention: 'envoy', ext: { namespace: 'ab' }, rest: '/y' }],
+      ['/envoy', { convention: 'envoy', ext: {}, rest: '' }],
+      ['/nginx/z', { convention: 'nginx', ext: {}, rest: '/z' }],
+      ['/nginy/z', null],
+      ['/nginx', { convention: 'nginx', ext: {}, rest: '' }],
+      ['/', null],
+      ['/nginx', { convention: 'nginx', ext: {}, rest: '' }],
+    ];
+    for (const [url, want] of seq) expect(route(url, DEFAULT_HTTP_AUTHZ), url).toEqual(want);
+  });
+
   it('in a fixed mode every path is that convention and no parameter is read', () => {
     const s = settings('{mode: envoy}');
     expect(route('/nginx;namespace=kube-system/x', s)).toEqual({ convention: 'envoy', ext: {}, rest: '/nginx;namespace=kube-system/x' });
