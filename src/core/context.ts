@@ -174,6 +174,8 @@ export interface BuildOptions {
 
 const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
 const NO_NAMES: readonly string[] = Object.freeze([]);
+/** The parameters of an empty query: shared, read-only by type (nothing holds it as a Map). */
+const NO_PARAMS: ReadonlyMap<string, readonly string[]> = new Map();
 const NO_EXTENSIONS: Readonly<Record<string, string>> = Object.freeze({});
 
 /** Object.keys(o).length > 0, without making the array (asked on every Check). */
@@ -314,6 +316,8 @@ class CheckRequestContext implements RequestContext {
   }
 
   get queryParams(): ReadonlyMap<string, readonly string[]> {
+    // Asked on most Checks (a jwtRule reads access_token by default), and most have no query.
+    if (this.query === '') return NO_PARAMS;
     if (this.params === null) {
       this.rawParamNames = new Map();
       this.params = parseQuery(this.query, this.rawParamNames);
