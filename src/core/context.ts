@@ -170,6 +170,8 @@ export interface BuildOptions {
   /** Absolute deadline in ms since epoch; Infinity when the caller set none. */
   readonly deadline?: number;
   readonly fallbackId?: string;
+  /** The transport made every `headers` name lower case itself (the HTTP listener): no need to look. */
+  readonly headersLowerCase?: boolean;
 }
 
 const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
@@ -233,7 +235,7 @@ class CheckRequestContext implements RequestContext {
     const hm = http.header_map?.headers;
     this.plain = hdrs ?? NO_LABELS;
     if (hm && hm.length > 0) this.plain = null;
-    else if (hdrs) for (const k in hdrs) if (hasUpper(k)) (this.plain = null);
+    else if (hdrs && !opts.headersLowerCase) for (const k in hdrs) if (hasUpper(k)) (this.plain = null);
     if (!this.plain) this.map = headerMap(hdrs, hm);
 
     this.method = http.method || this.header(':method') || '';

@@ -126,7 +126,7 @@ export function createHttpAuthzServer(state: ServingState, runtime: Runtime, opt
     if (!b.ok) return refuse(t, b.reason, b.message, b.status);
     let r: Decision | Promise<Decision>;
     try {
-      r = evaluateCheck(b.raw, t.cfg, runtime, { deadline: b.deadline, now, unsupported: httpLimits });
+      r = evaluateCheck(b.raw, t.cfg, runtime, { deadline: b.deadline, now, unsupported: httpLimits, headersLowerCase: true });
     } catch (e) {
       return refuse(t, 'ERR_INTERNAL', `evaluate threw: ${e instanceof Error ? e.name : 'unknown'}`);
     }

@@ -99,19 +99,24 @@ export class FastPath {
     }
   }
 
-  private dateSecond = -1;
+  /** The Date of answers, made once per second (as node:http does): '' once the second is over. */
   private dateText = '';
   /** The head's end for this second: Date, Connection and Keep-Alive, the blank line (keep-alive, close). */
   private tails: [string, string] = ['', ''];
+  private readonly dateExpired = (): void => {
+    this.dateText = '';
+  };
 
-  /** The IMF-fixdate of this second (made once per second, as node:http does). */
+  /**
+   * The IMF-fixdate of this second. Like node:http, a timer (unref'd) drops it when the second
+   * ends, so answers within one second read no clock.
+   */
   httpDate(): string {
-    const ms = Date.now();
-    const sec = (ms - (ms % 1000)) / 1000;
-    if (sec !== this.dateSecond) {
-      this.dateSecond = sec;
+    if (this.dateText === '') {
+      const ms = Date.now();
       this.dateText = new Date(ms).toUTCString();
       this.tails = [flat(`Date: ${this.dateText}\r\n${this.keepAliveHeader}\r\n`), flat(`Date: ${this.dateText}\r\nConnection: close\r\n\r\n`)];
+      setTimeout(this.dateExpired, 1000 - (ms % 1000)).unref();
     }
     return this.dateText;
   }

@@ -33,6 +33,8 @@ export interface EvaluateOptions {
   readonly unsupported?: (up: UpstreamMutations) => string | null;
   /** The time (ms since epoch) the caller read for this Check, when it read one (saves a clock read); default runtime.now(). */
   readonly now?: number;
+  /** The transport made every request header name lower case itself (RequestContext skips the check). */
+  readonly headersLowerCase?: boolean;
 }
 
 function isPromise<T>(v: T | Promise<T>): v is Promise<T> {
@@ -199,7 +201,7 @@ export function evaluateCheck(
   let ctx: RequestContext;
   try {
     // phase 1: build the RequestContext once
-    ctx = buildRequestContext(raw, { settings, deadline: answerBy });
+    ctx = buildRequestContext(raw, { settings, deadline: answerBy, headersLowerCase: opts.headersLowerCase });
   } catch (e) {
     runtime.logger.error({ err: sanitizeRemoteText(String(e)) }, 'cannot build request context');
     return internalDecision('ERR_INTERNAL', 'cannot build request context', '', trace);

@@ -39,8 +39,8 @@ export function open(address: string): Promise<Socket> {
   });
 }
 
-/** Split a byte stream of answers (content-length framed; a trailing unframed rest is kept as is). */
-export function parseAnswers(b: Buffer): RawAnswer[] {
+/** Split a byte stream of answers (content-length framed; a trailing unframed rest is kept as is). `keepDate`: Date lines stay. */
+export function parseAnswers(b: Buffer, keepDate = false): RawAnswer[] {
   const out: RawAnswer[] = [];
   let at = 0;
   while (at < b.length) {
@@ -50,7 +50,7 @@ export function parseAnswers(b: Buffer): RawAnswer[] {
       break;
     }
     const lines = b.subarray(at, end).toString('latin1').split('\r\n');
-    const headers = lines.slice(1).filter((l) => !/^date:/i.test(l));
+    const headers = lines.slice(1).filter((l) => keepDate || !/^date:/i.test(l));
     const cl = lines.find((l) => /^content-length:/i.test(l));
     const n = cl ? Number(cl.slice(cl.indexOf(':') + 1).trim()) : 0;
     if (end + 4 + n > b.length) {
@@ -65,12 +65,12 @@ export function parseAnswers(b: Buffer): RawAnswer[] {
 }
 
 /** Read from `s` until `n` content-length framed answers are in. */
-export function readAnswers(s: Socket, n: number): Promise<RawAnswer[]> {
+export function readAnswers(s: Socket, n: number, keepDate = false): Promise<RawAnswer[]> {
   return new Promise((resolve, reject) => {
     let buf = Buffer.alloc(0);
     const onData = (d: Buffer) => {
       buf = Buffer.concat([buf, d]);
-      const got = parseAnswers(buf);
+      const got = parseAnswers(buf, keepDate);
       const complete = got.filter((a) => !a.status.startsWith('<unframed>'));
       if (complete.length >= n && !got.some((a) => a.status.startsWith('<unframed>'))) {
         s.off('data', onData);

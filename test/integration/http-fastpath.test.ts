@@ -65,6 +65,27 @@ const closed = (s: Socket) => new Promise<void>((r) => (s.destroyed ? r() : s.on
 const handedOver = (rt: TestRuntime) => rt.logs.filter((l) => l.includes('connection handed to node:http')).length;
 
 describe('HTTP/1.1 fast path connections', () => {
+  it('dates every answer with the current second, as node:http does (made once per second)', async () => {
+    const { at } = await listener(settings());
+    const s = await open(at);
+    cleanup.push(() => void s.destroy());
+    const dateOf = async () => {
+      s.write(get('/healthz'));
+      const [a] = await readAnswers(s, 1, true);
+      const line = a!.headers.find((h) => h.startsWith('Date: '));
+      expect(line, a!.headers.join('|')).toBeDefined();
+      return line!.slice(6);
+    };
+    const first = await dateOf();
+    expect(first).toMatch(/^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$/);
+    expect(Math.abs(Date.parse(first) - Date.now())).toBeLessThan(2000);
+    // the next second's answers carry the next second's date
+    let later = first;
+    await waitUntil(async () => (later = await dateOf()) !== first, { what: 'a Date of the next second', timeoutMs: 3000 });
+    expect(Date.parse(later) - Date.parse(first)).toBeGreaterThanOrEqual(1000);
+    expect(Math.abs(Date.parse(later) - Date.now())).toBeLessThan(2000);
+  });
+
   it('keeps one connection for many requests; Connection: close ends it after the answer', async () => {
     const { at, runtime } = await listener(settings());
     const s = await open(at);
