@@ -51,8 +51,13 @@ const FRAGMENTS_MAX = 4096;
 const verdicts = new Map<string, string>();
 const policies = new Map<string, string[]>();
 
-/** `"decision":…,"reason":…` and the transport, as one fragment. */
+/** `"decision":…,"reason":…` and the transport, as one fragment (the last one kept: most lines repeat it). */
+let lastAllow = true;
+let lastReason = '';
+let lastVerdictTransport: string | undefined;
+let lastVerdict = '';
 function verdictFragment(allow: boolean, reason: string, transport: string | undefined): string {
+  if (reason === lastReason && allow === lastAllow && transport === lastVerdictTransport) return lastVerdict;
   const key = `${allow ? '+' : '-'}${transport ?? ''}\u0000${reason}`;
   let f = verdicts.get(key);
   if (f === undefined) {
@@ -60,7 +65,10 @@ function verdictFragment(allow: boolean, reason: string, transport: string | und
     if (verdicts.size >= FRAGMENTS_MAX) verdicts.clear();
     verdicts.set(key, f);
   }
-  return f;
+  lastAllow = allow;
+  lastReason = reason;
+  lastVerdictTransport = transport;
+  return (lastVerdict = f);
 }
 
 /** `,"policy":…` and, when there is one, `,"rule":N`, as one fragment. */
