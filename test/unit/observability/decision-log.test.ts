@@ -160,7 +160,7 @@ describe('decisionLine', () => {
     for (const [policy, rule] of [['ns/a', 0], ['ns/a', 1], ['ns/b', 1], ['ns/a', undefined], ['ns/a', 0], ['', 3], ['ns/a', 70], ['ns/a', 70]] as const) {
       steps.push({ attribution: policy ? { policy, rule } : { rule } });
     }
-    for (const [allow, reason] of [[true, 'OK'], [false, 'ERR_RBAC_DENIED'], [true, 'OK'], [false, 'ERR_JWT_EXPIRED']] as const) {
+    for (const [allow, reason] of [[true, 'OK'], [false, 'ERR_RBAC_DENIED'], [true, 'OK'], [false, 'ERR_JWT_EXPIRED'], [true, 'ERR_JWT_EXPIRED'], [false, 'OK']] as const) {
       steps.push({ allow, reason, httpStatus: allow ? 200 : 403, message: allow ? 'allowed' : 'denied' });
     }
     const base = { request: requestOf({}), identity: identity('https://idp/u1'), attribution: { policy: 'ns/a', rule: 0 } };
