@@ -165,8 +165,8 @@ describe('decisionLine', () => {
     }
     const base = { request: requestOf({}), identity: identity('https://idp/u1'), attribution: { policy: 'ns/a', rule: 0 } };
     let n = 0;
-    for (const over of steps) {
-      for (const transport of [undefined, 'http', 'grpc']) {
+    for (const transport of [undefined, 'http', 'grpc']) {
+      for (const over of steps) {
         const d = decision({ ...base, ...over, requestId: `r${n++}` });
         const ours = JSON.parse(decisionLine(d, 0.5, isoNow(), 'remote', transport)) as Record<string, unknown>;
         const theirs = viaPino(d, 0.5);
@@ -175,6 +175,11 @@ describe('decisionLine', () => {
         delete theirs['time'];
         expect(ours, JSON.stringify(over)).toEqual(theirs);
       }
+    }
+    // the same decision on one transport after another
+    for (const transport of ['http', 'http', 'grpc', undefined, 'grpc']) {
+      const line = JSON.parse(decisionLine(decision({ ...base, requestId: `r${n++}` }), 0.5, isoNow(), 'remote', transport)) as Record<string, unknown>;
+      expect(line['transport']).toBe(transport);
     }
   });
 
