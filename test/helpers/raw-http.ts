@@ -46,7 +46,7 @@ export function parseAnswers(b: Buffer, keepDate = false): RawAnswer[] {
   while (at < b.length) {
     const end = b.indexOf('\r\n\r\n', at, 'latin1');
     if (end < 0) {
-      out.push({ status: `<unframed> ${b.subarray(at).toString('latin1')}`, headers: [], body: '' });
+      out.push(unframed(b.subarray(at), keepDate));
       break;
     }
     const lines = b.subarray(at, end).toString('latin1').split('\r\n');
@@ -54,7 +54,7 @@ export function parseAnswers(b: Buffer, keepDate = false): RawAnswer[] {
     const cl = lines.find((l) => /^content-length:/i.test(l));
     const n = cl ? Number(cl.slice(cl.indexOf(':') + 1).trim()) : 0;
     if (end + 4 + n > b.length) {
-      out.push({ status: `<unframed> ${b.subarray(at).toString('latin1')}`, headers: [], body: '' });
+      out.push(unframed(b.subarray(at), keepDate));
       break;
     }
     const body = b.subarray(end + 4, end + 4 + n).toString('latin1');
@@ -62,6 +62,12 @@ export function parseAnswers(b: Buffer, keepDate = false): RawAnswer[] {
     at = end + 4 + n;
   }
   return out;
+}
+
+/** Bytes that are not a whole framed answer, as they came (their Date lines removed unless `keepDate`: two answers may straddle a second). */
+function unframed(rest: Buffer, keepDate: boolean): RawAnswer {
+  const text = rest.toString('latin1');
+  return { status: `<unframed> ${keepDate ? text : text.replace(/\r\ndate:[^\r\n]*/gi, '')}`, headers: [], body: '' };
 }
 
 /** Read from `s` until `n` content-length framed answers are in. */
