@@ -89,16 +89,22 @@ function policyFragment(policy: string, rule: number | undefined): string {
   return f;
 }
 
-/** The head of every line, up to `"request_id":`, made once per millisecond (its time). */
-let headTime = '';
-let headFragment = '';
-function lineHead(time: string): string {
-  if (time !== headTime) {
-    headTime = time;
-    headFragment = flat(`${PREFIX}${time}${BASE},"request_id":`);
+/** A fragment made from one string, the last one kept: consecutive lines mostly share it. */
+class LastFragment {
+  private key: string | undefined = undefined;
+  private value = '';
+  constructor(private readonly make: (key: string) => string) {}
+  of(key: string): string {
+    if (key !== this.key) {
+      this.key = key;
+      this.value = flat(this.make(key));
+    }
+    return this.value;
   }
-  return headFragment;
 }
+
+/** The head of every line, up to `"request_id":`, made once per millisecond (its time). */
+const lineHead = new LastFragment((time) => `${PREFIX}${time}${BASE},"request_id":`);
 
 /**
  * The request's fields (method, host, path, client address) as one fragment, the last one
@@ -123,15 +129,7 @@ function requestFragment(method: string, host: string, path: string, ip: string 
 }
 
 /** `,"principal":…`, the last one kept (one client's Checks come in runs). */
-let lastPrincipal = '';
-let lastPrincipalFragment = '';
-function principalFragment(principal: string): string {
-  if (principal !== lastPrincipal) {
-    lastPrincipal = principal;
-    lastPrincipalFragment = flat(`,"principal":${q(c(principal, PRINCIPAL_MAX))}`);
-  }
-  return lastPrincipalFragment;
-}
+const principalFragment = new LastFragment((principal) => `,"principal":${q(c(principal, PRINCIPAL_MAX))}`);
 
 export type ClientAddressMode = 'remote' | 'peer' | 'none';
 
@@ -161,14 +159,14 @@ export function decisionLine(
   transport?: string,
   secrets?: SecretRegistry,
 ): string {
-  let s = `${lineHead(time)}${q(c(d.requestId, ID_MAX))},${verdictFragment(d.allow, d.reason, transport)}`;
+  let s = `${lineHead.of(time)}${q(c(d.requestId, ID_MAX))},${verdictFragment(d.allow, d.reason, transport)}`;
   const r = d.request;
   if (r) s += requestFragment(r.method, r.host, r.path, clientAddress === 'none' ? '' : clientAddress === 'remote' ? r.remoteIp : r.source.ip);
   if (!d.allow) s += `,"status":${d.httpStatus},"detail":${q(c(secrets ? secrets.scrub(d.message) : d.message, LOG_STRING_MAX))}`;
   const a = d.attribution;
   if (a.policy) s += policyFragment(a.policy, a.rule);
   else if (a.rule !== undefined) s += `,"rule":${a.rule}`;
-  if (d.identity) s += principalFragment(d.identity.principal);
+  if (d.identity) s += principalFragment.of(d.identity.principal);
   if (d.actor) s += `,"actor":${q(c(d.actor.principal, PRINCIPAL_MAX))}`;
   if (a.audience) s += `,"audience":${q(c(a.audience, PRINCIPAL_MAX))}`;
   if (a.exchangePolicy) s += `,"exchange_policy":${q(a.exchangePolicy)}`;
